@@ -1,0 +1,170 @@
+"""The one switch between the C extension modules and their Python twins.
+
+``USE_C_EXTENSIONS`` is decided once, at import: false on interpreters other
+than CPython and when ``AIOMISC_C_NO_EXTENSIONS`` is set to a true value.
+A public module binds each twinned name with :func:`bind_twins`, which keeps
+both twins (``_PyName`` / ``_CName`` in the module) and aliases the chosen one
+to the public name.  :func:`use_implementation` rebinds every twinned name of
+every public module at once; the test suite uses it to run each test against
+both twins.
+"""
+import contextlib
+import importlib
+import os
+import platform
+import sys
+import types
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+
+_TRUE_VALUES = frozenset({"1", "enable", "enabled", "on", "true", "yes"})
+
+
+def env_bool(name: str, default: str = "0") -> bool:
+    """An aiomisc-style boolean environment variable."""
+    return os.environ.get(name, default).strip().lower() in _TRUE_VALUES
+
+
+USE_C_EXTENSIONS: bool = (
+    platform.python_implementation() == "CPython"
+    and not env_bool("AIOMISC_C_NO_EXTENSIONS")
+)
+
+# primitive name -> (module globals, {public name: (python twin, c twin | None)})
+_TWINS: Dict[str, Tuple[Dict[str, Any], Dict[str, Tuple[Any, Any]]]] = {}
+# primitive name -> other namespaces re-exporting some of its twinned names
+_REEXPORTS: Dict[str, List[Tuple[Dict[str, Any], List[str]]]] = {}
+# primitive name -> "c" or "python": what the public names are bound to now
+_CHOSEN: Dict[str, str] = {}
+# primitive name -> why the C twin is unavailable (None when it is available)
+_C_MISSING: Dict[str, Optional[str]] = {}
+
+
+def import_c_module(name: str) -> Optional[types.ModuleType]:
+    """Import ``aiomisc_c.<name>`` unless extensions are switched off.
+
+    Returns ``None`` when C extensions are disabled or the module is not built.
+    """
+    if not USE_C_EXTENSIONS:
+        return None
+    try:
+        return importlib.import_module(f"aiomisc_c.{name}")
+    except ImportError:
+        return None
+
+
+def _c_module_state(c_module: Optional[types.ModuleType]) -> Optional[str]:
+    if c_module is not None:
+        return None
+    if not USE_C_EXTENSIONS:
+        return "C extensions are disabled (AIOMISC_C_NO_EXTENSIONS or not CPython)"
+    return "the C extension module is not built"
+
+
+def bind_twins(
+    primitive: str,
+    namespace: Dict[str, Any],
+    python_module: types.ModuleType,
+    c_module: Optional[types.ModuleType],
+    names: List[str],
+) -> None:
+    """Bind ``names`` in ``namespace`` to the C twin when it is available.
+
+    Both twins stay reachable as ``_PyNAME`` and ``_CNAME`` (the latter is
+    ``None`` without the extension).
+    """
+    pairs: Dict[str, Tuple[Any, Any]] = {}
+    for name in names:
+        py_obj = getattr(python_module, name)
+        c_obj = getattr(c_module, name) if c_module is not None else None
+        namespace[f"_Py{name}"] = py_obj
+        namespace[f"_C{name}"] = c_obj
+        pairs[name] = (py_obj, c_obj)
+    _TWINS[primitive] = (namespace, pairs)
+    _C_MISSING[primitive] = _c_module_state(c_module)
+    _select(primitive, "c" if c_module is not None else "python")
+
+
+def reexport_twins(primitive: str, namespace: Dict[str, Any], names: List[str]) -> None:
+    """Keep ``names`` of ``primitive`` in another namespace (e.g. the package's
+    top level) bound to the same twin as the public module."""
+    _REEXPORTS.setdefault(primitive, []).append((namespace, list(names)))
+    _select(primitive, _CHOSEN[primitive])
+
+
+def _select(primitive: str, kind: str) -> None:
+    namespace, pairs = _TWINS[primitive]
+    for name, (py_obj, c_obj) in pairs.items():
+        namespace[name] = c_obj if kind == "c" else py_obj
+    for other, names in _REEXPORTS.get(primitive, ()):
+        for name in names:
+            other[name] = namespace[name]
+    _CHOSEN[primitive] = kind
+
+
+def c_available(primitive: Optional[str] = None) -> bool:
+    """Whether the C twin of ``primitive`` (of every primitive) is importable."""
+    if primitive is not None:
+        return _C_MISSING.get(primitive) is None
+    return bool(_C_MISSING) and all(v is None for v in _C_MISSING.values())
+
+
+@contextlib.contextmanager
+def use_implementation(kind: str) -> Iterator[None]:
+    """Temporarily bind every twinned name to ``"c"`` or ``"python"``."""
+    if kind not in ("c", "python"):
+        raise ValueError(f"kind must be 'c' or 'python', not {kind!r}")
+    if kind == "c" and not c_available():
+        missing = {k: v for k, v in _C_MISSING.items() if v}
+        raise RuntimeError(f"C twins are unavailable: {missing}")
+    previous = dict(_CHOSEN)
+    try:
+        for primitive in _TWINS:
+            _select(primitive, kind)
+        yield
+    finally:
+        for primitive, prev_kind in previous.items():
+            _select(primitive, prev_kind)
+
+
+class Implementation(Mapping[str, str]):
+    """Read-only view: primitive name -> ``"c"`` or ``"python"``.
+
+    ``str(aiomisc_c.implementation)`` is ``"c"`` when every primitive runs in
+    C, ``"python"`` when none does and ``"mixed"`` otherwise.
+    """
+
+    def __getitem__(self, key: str) -> str:
+        return _CHOSEN[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(_CHOSEN))
+
+    def __len__(self) -> int:
+        return len(_CHOSEN)
+
+    @property
+    def kind(self) -> str:
+        kinds = set(_CHOSEN.values())
+        if kinds == {"c"}:
+            return "c"
+        if kinds <= {"python"}:
+            return "python"
+        return "mixed"
+
+    def __str__(self) -> str:
+        return self.kind
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, str):
+            return self.kind == other
+        return dict(self) == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<aiomisc_c implementation {self.kind!r} {dict(self)!r}>"
+
+
+implementation = Implementation()
+
+PY_311 = sys.version_info >= (3, 11)
