@@ -1,0 +1,565 @@
+"""Threads: the thread pool, ``threaded`` decorators and thread helpers.
+
+Which names come from C and which from Python:
+
+* twinned (C in ``aiomisc_c._thread_pool`` when built, else the Python twin
+  in ``aiomisc_c._thread_pool_py``): ``ThreadPoolExecutor`` (a Python shell
+  over the C or Python ``Executor`` core), ``Threaded``, ``BoundThreaded``,
+  ``ThreadedSeparate``.  Both twins stay reachable as ``_PyNAME`` /
+  ``_CNAME``; ``aiomisc_c._compat.use_implementation`` rebinds them.
+* shared Python: everything else.  Shared code looks the twinned names up as
+  module globals *at call time*, so rebinding takes effect everywhere.
+
+``ThreadedSeparate`` subclasses ``Threaded``; since there are two
+``Threaded`` classes, it is built once over each (``_make_threaded_separate``)
+and twin-bound with the others, so ``isinstance(ThreadedSeparate(f),
+Threaded)`` holds for the chosen twin.
+"""
+import asyncio
+import contextvars
+import inspect
+import logging
+import os
+import threading
+import time
+import types
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from functools import partial
+from queue import SimpleQueue
+from types import MappingProxyType
+from typing import (
+    Any, Awaitable, Callable, Coroutine, Dict, Generator, Generic, Optional,
+    Tuple, TypeVar, Union,
+)
+
+from . import _compat, _thread_pool_py
+from ._context_vars import EVENT_LOOP
+from ._thread_pool_base import (
+    ThreadedBase, ThreadPoolException, ThreadPoolExecutorBase,
+    ThreadPoolStatistic, context_with_loop, iscoroutinefunction,
+    run_in_executor,
+)
+from .iterator_wrapper import IteratorWrapper
+
+try:
+    from typing import ParamSpec
+except ImportError:  # pragma: no cover - Python < 3.10
+    from typing_extensions import ParamSpec
+
+__all__ = (
+    "BoundThreaded",
+    "BoundThreadedIterable",
+    "CoroutineWaiter",
+    "IteratorWrapper",
+    "IteratorWrapperSeparate",
+    "THREADED_ITERABLE_DEFAULT_MAX_SIZE",
+    "TaskChannel",
+    "TaskChannelCloseException",
+    "ThreadPoolException",
+    "ThreadPoolExecutor",
+    "ThreadPoolStatistic",
+    "Threaded",
+    "ThreadedBase",
+    "ThreadedIterable",
+    "ThreadedIterableBase",
+    "ThreadedIterableSeparate",
+    "ThreadedSeparate",
+    "WorkItem",
+    "WorkItemBase",
+    "context_partial",
+    "run_in_executor",
+    "run_in_new_thread",
+    "sync_await",
+    "sync_wait_coroutine",
+    "thread_pool_thread_loop",
+    "threaded",
+    "threaded_iterable",
+    "threaded_iterable_separate",
+    "threaded_separate",
+    "wait_coroutine",
+)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
+
+log = logging.getLogger(__name__)
+
+THREADED_ITERABLE_DEFAULT_MAX_SIZE = int(
+    os.getenv("THREADED_ITERABLE_DEFAULT_MAX_SIZE", 1024),
+)
+
+
+def context_partial(func: F, *args: Any, **kwargs: Any) -> Any:
+    warnings.warn(
+        "context_partial has been deprecated and will be removed",
+        DeprecationWarning,
+        stacklevel=2,
+    )
+    context = contextvars.copy_context()
+    return partial(context.run, func, *args, **kwargs)
+
+
+# -- semi-internal 17.x pieces (§5.10) -----------------------------------------
+
+@dataclass(frozen=True)
+class WorkItemBase:
+    func: Callable[..., Any]
+    statistic: ThreadPoolStatistic
+    future: asyncio.Future
+    loop: asyncio.AbstractEventLoop
+    args: Tuple[Any, ...] = field(default_factory=tuple)
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    context: contextvars.Context = field(
+        default_factory=contextvars.copy_context,
+    )
+
+
+def _set_future(
+    future: asyncio.Future, succeeded: bool, value: Any,
+) -> None:
+    if future.done():
+        return
+    if succeeded:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
+
+
+class WorkItem(WorkItemBase):
+    """One call of ``func`` in ``context``, result sent to ``future``."""
+
+    def __call__(self, no_return: bool = False) -> None:
+        if self.future.done():
+            return
+        if self.loop.is_closed():
+            log.warning("Event loop is closed. Ignoring %r", self.func)
+            return
+
+        statistic = self.statistic
+        started = time.perf_counter()
+        try:
+            value = self.context.run(self.func, *self.args, **self.kwargs)
+            succeeded = True
+            statistic.success += 1
+        except StopIteration as e:
+            value = RuntimeError("StopIteration raised in a worker")
+            value.__cause__ = e
+            succeeded = False
+            statistic.error += 1
+        except BaseException as e:
+            value, succeeded = e, False
+            statistic.error += 1
+        finally:
+            statistic.sum_time += time.perf_counter() - started
+            statistic.done += 1
+
+        if no_return:
+            return
+        try:
+            self.loop.call_soon_threadsafe(
+                _set_future, self.future, succeeded, value,
+            )
+        except RuntimeError:
+            log.warning(
+                "Event loop is closed. Forget execution result for %r",
+                self.func,
+            )
+
+
+class TaskChannelCloseException(RuntimeError):
+    pass
+
+
+class TaskChannel(SimpleQueue):
+    closed_event: threading.Event
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed_event = threading.Event()
+
+    def get(self, *args: Any, **kwargs: Any) -> WorkItem:
+        if self.closed_event.is_set():
+            raise TaskChannelCloseException()
+        item: Optional[WorkItem] = super().get(*args, **kwargs)
+        if item is None:
+            # The close sentinel: leave it for the other consumers.
+            self.put(None)
+            raise TaskChannelCloseException()
+        return item
+
+    def close(self) -> None:
+        self.closed_event.set()
+        self.put(None)
+
+
+def thread_pool_thread_loop(
+    tasks: TaskChannel,
+    statistic: ThreadPoolStatistic,
+    stop_event: threading.Event,
+    pool_shutdown_event: threading.Event,
+) -> None:
+    """The body of a 17.x pool thread (kept for code that uses it)."""
+    statistic.threads += 1
+    try:
+        while not pool_shutdown_event.is_set():
+            tasks.get()()
+    except (TaskChannelCloseException, asyncio.CancelledError):
+        return None
+    finally:
+        stop_event.set()
+        statistic.threads -= 1
+
+
+# -- new threads ---------------------------------------------------------------
+
+def run_in_new_thread(
+    func: F,
+    args: Any = (),
+    kwargs: Any = MappingProxyType({}),
+    detach: bool = True,
+    no_return: bool = False,
+    statistic_name: Optional[str] = None,
+) -> asyncio.Future:
+    """Run ``func`` in a new thread (daemon when ``detach``), started on the
+    next loop iteration, in a copy of the caller's context."""
+    loop = asyncio.events._get_running_loop()
+    if loop is None:
+        loop = asyncio.get_event_loop()
+    future = loop.create_future()
+
+    statistic = ThreadPoolStatistic(statistic_name)
+    statistic.threads += 1
+
+    thread = threading.Thread(
+        target=WorkItem(
+            func=func,
+            args=tuple(args),
+            kwargs=dict(kwargs),
+            loop=loop,
+            future=future,
+            statistic=statistic,
+            context=context_with_loop(loop),
+        ),
+        name=getattr(func, "__name__", None) or repr(func),
+        kwargs=dict(no_return=no_return),
+        daemon=detach,
+    )
+    statistic.submitted += 1
+    loop.call_soon(thread.start)
+    return future
+
+
+# -- the twins ---------------------------------------------------------------
+
+class _ThreadedSeparateMixin:
+    """``ThreadedSeparate`` behaviour, mixed into each ``Threaded`` twin."""
+
+    detach: bool
+    func: Callable[..., Any]
+    # Filled by _make_threaded_separate: how to call the base constructors.
+    _base_new_takes_func: bool = True
+    _base_init_takes_func: bool = True
+
+    def __new__(cls, func: Callable[..., Any], detach: bool = True) -> Any:
+        base_new = super().__new__   # type: ignore[misc]
+        if cls._base_new_takes_func:
+            return base_new(cls, func)
+        return base_new(cls)
+
+    def __init__(self, func: Callable[..., Any], detach: bool = True) -> None:
+        if self._base_init_takes_func:
+            super().__init__(func)   # type: ignore[call-arg]
+        self.detach = detach
+
+    def async_call(self, /, *args: Any, **kwargs: Any) -> asyncio.Future:
+        return run_in_new_thread(
+            self.func, args=args, kwargs=kwargs, detach=self.detach,
+        )
+
+
+def _make_threaded_separate(threaded_type: type) -> type:
+    """``class ThreadedSeparate(threaded_type)``: every call runs in a new
+    thread (``run_in_new_thread(..., detach=detach)``)."""
+    namespace = {
+        "__module__": __name__,
+        "__qualname__": "ThreadedSeparate",
+        "__doc__": "Like Threaded, but every call runs in a new thread.",
+        "_base_new_takes_func": threaded_type.__new__ is not object.__new__,
+        "_base_init_takes_func":
+            threaded_type.__init__ is not object.__init__,
+    }
+    return type(
+        "ThreadedSeparate", (_ThreadedSeparateMixin, threaded_type), namespace,
+    )
+
+
+_py_namespace = types.SimpleNamespace(
+    ThreadPoolExecutor=_thread_pool_py.ThreadPoolExecutor,
+    Threaded=_thread_pool_py.Threaded,
+    BoundThreaded=_thread_pool_py.BoundThreaded,
+    ThreadedSeparate=_make_threaded_separate(_thread_pool_py.Threaded),
+)
+
+_c = _compat.import_c_module("_thread_pool")
+_c_namespace: Optional[types.SimpleNamespace] = None
+if _c is not None:
+    class ThreadPoolExecutor(ThreadPoolExecutorBase):
+        __doc__ = ThreadPoolExecutorBase.__doc__
+        _core_type = _c.Executor
+
+    _c_namespace = types.SimpleNamespace(
+        ThreadPoolExecutor=ThreadPoolExecutor,
+        Threaded=_c.Threaded,
+        BoundThreaded=_c.BoundThreaded,
+        ThreadedSeparate=_make_threaded_separate(_c.Threaded),
+    )
+    ThreadedBase.register(_c.Threaded)
+    ThreadedBase.register(_c.BoundThreaded)
+    del ThreadPoolExecutor
+
+_compat.bind_twins(
+    "thread_pool", globals(), _py_namespace, _c_namespace,   # type: ignore
+    ["ThreadPoolExecutor", "Threaded", "BoundThreaded", "ThreadedSeparate"],
+)
+
+# Bound by bind_twins above (declared for readers and type checkers).
+ThreadPoolExecutor: Any
+Threaded: Any
+BoundThreaded: Any
+ThreadedSeparate: Any
+
+
+# -- decorators ---------------------------------------------------------------
+
+def _unwrap(func: Any) -> Any:
+    if isinstance(func, (staticmethod, classmethod)):
+        return func.__func__
+    return func
+
+
+def threaded(func: Callable[..., Any]) -> Any:
+    """Run ``func`` in the default executor; a generator function becomes a
+    ``threaded_iterable`` with ``THREADED_ITERABLE_DEFAULT_MAX_SIZE``."""
+    if inspect.isgeneratorfunction(_unwrap(func)):
+        return threaded_iterable(
+            func, max_size=THREADED_ITERABLE_DEFAULT_MAX_SIZE,
+        )
+    return Threaded(func)   # noqa: F821 (bound by bind_twins)
+
+
+def threaded_separate(
+    func: Optional[Callable[..., Any]] = None, detach: bool = True,
+) -> Any:
+    """Like ``threaded`` but every call runs in a new thread.
+
+    ``@threaded_separate``, ``@threaded_separate(detach=False)`` and (17.x
+    style) ``@threaded_separate(False)`` all work; a bool first argument is
+    taken as ``detach`` (17.x ignored it).
+    """
+    if isinstance(func, bool):
+        return partial(threaded_separate, detach=func)
+    if func is None:
+        return partial(threaded_separate, detach=detach)
+    if iscoroutinefunction(_unwrap(func)):
+        raise TypeError("Can not wrap coroutine")
+    return ThreadedSeparate(func, detach=detach)   # noqa: F821
+
+
+class ThreadedIterableBase(Generic[P, T], ABC):
+    """Holds ``func`` and ``max_size``; calling returns an IteratorWrapper."""
+
+    func: Callable[..., Generator[T, None, None]]
+    max_size: int
+
+    @abstractmethod
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        ...
+
+    def sync_call(self, *args: Any, **kwargs: Any) -> Generator[T, None, None]:
+        return self.func(*args, **kwargs)
+
+    def async_call(self, /, *args: Any, **kwargs: Any) -> IteratorWrapper:
+        return self.create_wrapper(*args, **kwargs)
+
+    def create_wrapper(self, *args: Any, **kwargs: Any) -> IteratorWrapper:
+        return IteratorWrapper(
+            partial(self.func, *args, **kwargs), max_size=self.max_size,
+        )
+
+    def __call__(self, *args: Any, **kwargs: Any) -> IteratorWrapper:
+        return self.async_call(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        func = getattr(self.func, "func", self.func)
+        name = getattr(func, "__name__", type(func).__name__)
+        return f"<{type(self).__name__} {name} at {id(self):#x}>"
+
+
+class ThreadedIterable(ThreadedIterableBase[P, T]):
+    func_type: type
+
+    def __init__(
+        self, func: Callable[..., Generator[T, None, None]], max_size: int = 0,
+    ) -> None:
+        if isinstance(func, (staticmethod, classmethod)):
+            self.func_type = type(func)
+            self.func = func.__func__
+        else:
+            self.func_type = type(func)
+            self.func = func
+        self.max_size = max_size
+
+    def __get__(
+        self, instance: Any, owner: Optional[type] = None,
+    ) -> Union["ThreadedIterable[P, T]", "BoundThreadedIterable[Any, T]"]:
+        if self.func_type is staticmethod:
+            return self
+        if self.func_type is classmethod:
+            cls = owner if owner is not None else type(instance)
+            return BoundThreadedIterable(self.func, cls, self.max_size)
+        if instance is not None:
+            return BoundThreadedIterable(self.func, instance, self.max_size)
+        return self
+
+
+class BoundThreadedIterable(ThreadedIterableBase[P, T]):
+    def __init__(
+        self,
+        func: Callable[..., Generator[T, None, None]],
+        instance: Any,
+        max_size: int = 0,
+    ) -> None:
+        self.instance = instance
+        self.func = partial(func, instance)
+        self.max_size = max_size
+
+
+def threaded_iterable(
+    func: Optional[Callable[..., Generator[T, None, None]]] = None,
+    *,
+    max_size: int = 0,
+) -> Any:
+    """Iterate a generator function in the default executor:
+    ``async for item in fn(): ...``."""
+    if func is None:
+        return lambda f: ThreadedIterable(f, max_size=max_size)
+    return ThreadedIterable(func, max_size=max_size)
+
+
+class IteratorWrapperSeparate(IteratorWrapper):
+    """An ``IteratorWrapper`` whose producer runs in a new thread."""
+
+    def _run(self) -> Any:
+        return run_in_new_thread(self._in_thread)
+
+
+class ThreadedIterableSeparate(ThreadedIterable[P, T]):
+    def create_wrapper(
+        self, *args: Any, **kwargs: Any,
+    ) -> IteratorWrapperSeparate:
+        return IteratorWrapperSeparate(
+            partial(self.func, *args, **kwargs), max_size=self.max_size,
+        )
+
+
+def threaded_iterable_separate(
+    func: Optional[Callable[..., Generator[T, None, None]]] = None,
+    *,
+    max_size: int = 0,
+) -> Any:
+    """Like ``threaded_iterable``; each iteration runs in a new thread."""
+    if func is None:
+        return lambda f: ThreadedIterableSeparate(f, max_size=max_size)
+    return ThreadedIterableSeparate(func, max_size=max_size)
+
+
+# -- calling async code from threads -------------------------------------------
+
+class CoroutineWaiter:
+    """Run ``coroutine`` on ``loop`` (default ``EVENT_LOOP.get()``) from
+    another thread: ``start()``, then ``wait()`` blocks for the result."""
+
+    # How often wait() checks that the loop is still alive.
+    LOOP_CHECK_INTERVAL = 0.5
+
+    def __init__(
+        self,
+        coroutine: Coroutine[Any, Any, T],
+        loop: Optional[asyncio.AbstractEventLoop] = None,
+    ):
+        self.__coro = coroutine
+        self.__loop = loop or EVENT_LOOP.get()
+        self.__event = threading.Event()
+        self.__result: Any = None
+        self.__exception: Optional[BaseException] = None
+
+    def _on_result(self, task: asyncio.Future) -> None:
+        if task.cancelled():
+            self.__exception = asyncio.CancelledError()
+        else:
+            self.__exception = task.exception()
+            if self.__exception is None:
+                self.__result = task.result()
+        self.__event.set()
+
+    def _awaiter(self) -> None:
+        try:
+            task = self.__loop.create_task(self.__coro)
+        except BaseException as e:
+            self.__exception = e
+            self.__event.set()
+            return
+        task.add_done_callback(self._on_result)
+
+    def start(self) -> None:
+        self.__loop.call_soon_threadsafe(self._awaiter)
+
+    def wait(self) -> Any:
+        # Waking up now and then lets a closed loop raise instead of
+        # blocking this thread forever.
+        while not self.__event.wait(self.LOOP_CHECK_INTERVAL):
+            if self.__loop.is_closed():
+                try:
+                    self.__coro.close()   # no "never awaited" warning
+                except RuntimeError:      # pragma: no cover
+                    pass
+                raise RuntimeError(
+                    "Event loop was closed while waiting for the coroutine",
+                )
+        if self.__exception is not None:
+            raise self.__exception
+        return self.__result
+
+
+def wait_coroutine(
+    coro: Coroutine[Any, Any, T],
+    loop: Optional[asyncio.AbstractEventLoop] = None,
+) -> T:
+    """Run ``coro`` on ``loop`` from another thread and block for its result
+    (deadlocks on the loop's own thread)."""
+    waiter = CoroutineWaiter(coro, loop)
+    waiter.start()
+    return waiter.wait()
+
+
+def sync_wait_coroutine(
+    loop: Optional[asyncio.AbstractEventLoop],
+    coro_func: Callable[..., Coroutine[Any, Any, T]],
+    *args: Any,
+    **kwargs: Any,
+) -> T:
+    return wait_coroutine(coro_func(*args, **kwargs), loop=loop)
+
+
+def sync_await(
+    func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any,
+) -> T:
+    """``await func(*args, **kwargs)`` on the loop in ``EVENT_LOOP`` from a
+    thread, blocking until done."""
+    async def awaiter() -> T:
+        return await func(*args, **kwargs)
+
+    return wait_coroutine(awaiter())

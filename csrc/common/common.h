@@ -1,0 +1,11 @@
+/* common.h — everything shared by the aiomisc_c C modules. */
+#ifndef AIOMISC_C_COMMON_COMMON_H
+#define AIOMISC_C_COMMON_COMMON_H
+
+#include <Python.h>
+
+#include "common/compat.h"
+#include "common/module_state.h"
+#include "common/args.h"
+
+#endif /* AIOMISC_C_COMMON_COMMON_H */

@@ -1,0 +1,190 @@
+"""Parity of the C twins and the Python twins (DESIGN.md §2).
+
+For every twinned name registered in ``aiomisc_c._compat._TWINS`` the C and
+the Python objects expose the same public names, and the same
+``inspect.signature`` wherever both signatures can be obtained.  The thread
+pool cores (not twinned by name: the public executor is a Python shell over
+either core) are compared the same way.
+"""
+import importlib
+import inspect
+import types
+
+import pytest
+
+import aiomisc_c
+from aiomisc_c import _compat
+
+# The twins registered by the modules under test here (other test modules
+# import their own primitives before this one is collected).
+for _module in ("thread_pool", "utils"):
+    importlib.import_module(f"aiomisc_c.{_module}")
+
+
+def twinned_names():
+    params = []
+    for primitive, (_namespace, pairs) in sorted(_compat._TWINS.items()):
+        for name in sorted(pairs):
+            params.append(pytest.param(primitive, name, id=f"{primitive}.{name}"))
+    return params
+
+
+def public_names(obj):
+    return {name for name in dir(obj) if not name.startswith("_")}
+
+
+def signature_or_none(obj, drop_self=False):
+    """The parameters' names, kinds and defaults (annotations are ignored:
+    C signatures carry none).  ``drop_self``: a Python function looked up on
+    a class, whose ``self`` a C method descriptor's signature does not show."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    parameters = list(signature.parameters.values())
+    if drop_self:
+        parameters = parameters[1:]
+    return "(" + ", ".join(
+        f"{p.kind.description} {p.name}"
+        + ("" if p.default is p.empty else f"={p.default!r}")
+        for p in parameters
+    ) + ")"
+
+
+def member_signature(owner, name):
+    member = getattr(owner, name)
+    static = inspect.getattr_static(owner, name)
+    drop_self = inspect.isclass(owner) and isinstance(static, types.FunctionType)
+    return signature_or_none(member, drop_self)
+
+
+def assert_same_surface(py_obj, c_obj, label, strict=False):
+    """Same public names (a data attribute that one twin declares as a class
+    level descriptor may be a plain instance attribute in the other, unless
+    ``strict``) and the same signatures for the callables."""
+    py_names, c_names = public_names(py_obj), public_names(c_obj)
+    for name in py_names ^ c_names:
+        owner = py_obj if name in py_names else c_obj
+        is_data = inspect.isdatadescriptor(inspect.getattr_static(owner, name))
+        assert is_data and not strict, (
+            f"{label}: only in Python {sorted(py_names - c_names)}, "
+            f"only in C {sorted(c_names - py_names)}"
+        )
+    checked = []
+    for name in sorted(py_names & c_names):
+        py_member, c_member = getattr(py_obj, name), getattr(c_obj, name)
+        if callable(py_member) and callable(c_member):
+            py_sig = member_signature(py_obj, name)
+            c_sig = member_signature(c_obj, name)
+            if py_sig is not None and c_sig is not None:
+                assert py_sig == c_sig, f"{label}.{name}: {py_sig} != {c_sig}"
+                checked.append(name)
+    return checked
+
+
+@pytest.mark.parametrize("primitive, name", twinned_names())
+def test_twins_expose_the_same_surface(primitive, name):
+    _namespace, pairs = _compat._TWINS[primitive]
+    py_obj, c_obj = pairs[name]
+    if c_obj is None:
+        pytest.skip(f"C twin of {primitive}.{name} unavailable: "
+                    f"{_compat._C_MISSING.get(primitive)}")
+    assert_same_surface(py_obj, c_obj, f"{primitive}.{name}")
+    if inspect.isclass(py_obj) and inspect.isclass(c_obj):
+        # constructor signatures, where both are introspectable
+        py_sig, c_sig = signature_or_none(py_obj), signature_or_none(c_obj)
+        if py_sig is not None and c_sig is not None:
+            assert py_sig == c_sig, f"{primitive}.{name}: {py_sig} != {c_sig}"
+        # exceptions and the subclassing contract are the same
+        assert py_obj.__name__ == c_obj.__name__
+
+
+def test_at_least_the_thread_pool_is_twinned():
+    assert "thread_pool" in _compat._TWINS
+    _namespace, pairs = _compat._TWINS["thread_pool"]
+    assert {"ThreadPoolExecutor", "Threaded", "BoundThreaded"} <= set(pairs)
+
+
+CORE_SURFACE = {
+    "start", "submit", "run_worker", "shutdown", "after_fork_in_child",
+    "max_workers", "spawned_threads", "queued", "unfinished", "is_shutdown",
+}
+
+
+def test_thread_pool_cores_match():
+    from aiomisc_c import _thread_pool_py
+
+    py_core = _thread_pool_py.Executor
+    assert CORE_SURFACE <= public_names(py_core)
+    if not _compat.c_available("thread_pool"):
+        pytest.skip(f"C thread pool unavailable: {_compat._C_MISSING.get('thread_pool')}")
+    from aiomisc_c import _thread_pool
+
+    c_core = _thread_pool.Executor
+    assert CORE_SURFACE <= public_names(c_core)
+    assert_same_surface(py_core, c_core, "Executor")
+    for name in ("Threaded", "BoundThreaded"):
+        assert_same_surface(
+            getattr(_thread_pool_py, name), getattr(_thread_pool, name), name,
+        )
+
+
+def _sample_function(a, b=1):
+    """Doc."""
+    return a + b
+
+
+def test_thread_pool_instances_match():
+    """The instances (instance attributes included) expose the same names."""
+    if not _compat.c_available("thread_pool"):
+        pytest.skip("C thread pool unavailable")
+    from aiomisc_c import thread_pool
+
+    sentinel = object()
+    py_executor = thread_pool._PyThreadPoolExecutor(1)
+    c_executor = thread_pool._CThreadPoolExecutor(1)
+    try:
+        pairs = [
+            (thread_pool._PyThreaded(_sample_function),
+             thread_pool._CThreaded(_sample_function)),
+            (thread_pool._PyBoundThreaded(_sample_function, sentinel),
+             thread_pool._CBoundThreaded(_sample_function, sentinel)),
+            (py_executor, c_executor),
+        ]
+        for py_obj, c_obj in pairs:
+            label = type(py_obj).__name__
+            assert_same_surface(py_obj, c_obj, label, strict=True)
+    finally:
+        py_executor.shutdown(wait=True)
+        c_executor.shutdown(wait=True)
+
+
+def test_c_twins_are_subclassable():
+    if not _compat.c_available("thread_pool"):
+        pytest.skip("C thread pool unavailable")
+    from aiomisc_c import _thread_pool
+
+    # public classes are ordinary subclassable types (API §0.1)
+    for name in ("Threaded", "BoundThreaded"):
+        base = getattr(_thread_pool, name)
+        type(f"Sub{name}", (base,), {})
+
+
+def test_implementation_reports_each_primitive(implementation):
+    impl = aiomisc_c.implementation
+    assert set(impl) == set(_compat._TWINS)
+    for primitive in _compat._TWINS:
+        assert impl[primitive] == implementation
+    assert str(impl) == implementation
+    assert impl == implementation
+    assert impl.kind == implementation
+    assert repr(implementation) in repr(impl)
+
+
+def test_public_names_follow_the_implementation(implementation):
+    for primitive, (namespace, pairs) in _compat._TWINS.items():
+        for name, (py_obj, c_obj) in pairs.items():
+            expected = c_obj if implementation == "c" else py_obj
+            assert namespace[name] is expected, f"{primitive}.{name}"
+            assert namespace[f"_Py{name}"] is py_obj
+            assert namespace[f"_C{name}"] is c_obj
