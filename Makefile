@@ -1,0 +1,38 @@
+# Developer shortcuts.  Every target works from a fresh clone once the
+# test extra is installed (pip install '.[test]').
+PYTHON ?= python3
+ASAN_LIB := $(shell gcc -print-file-name=libasan.so)
+PRIMITIVE_TESTS := tests/test_thread_pool.py tests/test_threaded.py \
+	tests/test_iterator_wrapper.py tests/test_loop.py tests/test_counters.py \
+	tests/test_twins.py
+
+.PHONY: inplace debug asan leaks test bench docs-bench clean
+
+inplace:  ## build the C modules next to the sources, warnings are errors
+	AIOMISC_C_WERROR=1 $(PYTHON) setup.py -q build_ext --inplace --force
+
+debug:  ## -O0 -g3 with asserts
+	AIOMISC_C_WERROR=1 AIOMISC_C_DEBUG_BUILD=1 $(PYTHON) setup.py -q build_ext --inplace --force
+
+asan:  ## ASan+UBSan build, then the primitives' tests under it
+	AIOMISC_C_WERROR=1 AIOMISC_C_SANITIZE=1 $(PYTHON) setup.py -q build_ext --inplace --force
+	PYTHONPATH=$(CURDIR) AIOMISC_C_REQUIRE_EXTENSIONS=1 \
+	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(PYTHON) -m pytest -x -q -p no:cacheprovider $(PRIMITIVE_TESTS)
+	rm -f aiomisc_c/_*.so
+
+leaks:  ## reference and memory leak check of the C hot paths
+	AIOMISC_C_REQUIRE_EXTENSIONS=1 $(PYTHON) tests/leakcheck.py
+
+test:
+	pytest
+
+bench:
+	$(PYTHON) -m benchmarks
+
+docs-bench:
+	$(PYTHON) -m benchmarks --docs
+
+clean:
+	rm -rf build dist *.egg-info aiomisc_c/_*.so

@@ -1,0 +1,43 @@
+"""aiomisc_c: a C-accelerated, drop-in implementation of the aiomisc 17.x API.
+
+``import aiomisc_c as aiomisc`` and code written for aiomisc 17.x runs
+unchanged.  ``aiomisc_c.implementation`` tells which primitives run in C.
+"""
+from . import compat, counters, iterator_wrapper, thread_pool, utils, version
+from . import _compat, _context_vars
+from ._compat import implementation
+from ._context_vars import StrictContextVar
+from .counters import Statistic, get_statistics
+from .iterator_wrapper import IteratorWrapper
+from .thread_pool import (
+    IteratorWrapperSeparate, ThreadPoolExecutor, context_partial, sync_await,
+    sync_wait_coroutine, threaded, threaded_iterable,
+    threaded_iterable_separate, threaded_separate, wait_coroutine,
+)
+from .utils import new_event_loop
+from .version import __version__, version_info
+
+__all__ = (
+    "IteratorWrapper",
+    "IteratorWrapperSeparate",
+    "Statistic",
+    "StrictContextVar",
+    "ThreadPoolExecutor",
+    "__version__",
+    "context_partial",
+    "get_statistics",
+    "new_event_loop",
+    "sync_await",
+    "sync_wait_coroutine",
+    "threaded",
+    "threaded_iterable",
+    "threaded_iterable_separate",
+    "threaded_separate",
+    "version_info",
+    "wait_coroutine",
+)
+
+
+# Twinned names re-exported here follow aiomisc_c._compat.use_implementation.
+_compat.reexport_twins("thread_pool", globals(), ["ThreadPoolExecutor"])
+_compat.reexport_twins("loop", globals(), ["new_event_loop"])
