@@ -20,9 +20,12 @@ def env_flag(name: str) -> bool:
     )
 
 
-# The primitives implemented in C; each one is ``csrc/<name>.c`` and builds
-# ``aiomisc_c._<name>``.
-C_PRIMITIVES = ("thread_pool", "loop", "backoff", "circuit_breaker")
+# The primitives implemented in C: each ``csrc/<name>.c`` builds
+# ``aiomisc_c._<name>`` (one primitive per C file; shared headers live in
+# ``csrc/common/``).
+C_PRIMITIVES = tuple(sorted(
+    name[:-2] for name in os.listdir("csrc") if name.endswith(".c")
+))
 
 
 def extensions() -> list:
