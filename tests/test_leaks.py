@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from aiomisc_c import _compat, thread_pool  # noqa: F401 - registers the twins
+from childproc import NEUTRAL_CWD, child_env
 
 TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
 
 REFCOUNT_SLACK = 20
 MEMORY_SLACK = 512 * 1024      # bytes
@@ -26,13 +26,11 @@ MEMORY_SLACK = 512 * 1024      # bytes
 def run_leakcheck(loop_kind, calls):
     env = dict(os.environ)
     env.pop("AIOMISC_C_NO_EXTENSIONS", None)
-    env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [str(ROOT), env.get("PYTHONPATH")]),
-    )
+    env = child_env(env)
     proc = subprocess.run(
         [sys.executable, str(TESTS / "leakcheck.py"),
          "--loop", loop_kind, "--calls", str(calls)],
-        cwd=str(ROOT), env=env, capture_output=True, text=True, timeout=600,
+        cwd=NEUTRAL_CWD, env=env, capture_output=True, text=True, timeout=600,
         check=False,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from aiomisc_c import _context_vars, _loop_py, compat, thread_pool, utils
+from childproc import NEUTRAL_CWD, child_env
 
 try:
     import uvloop
@@ -445,19 +446,17 @@ def test_twins_signature(name):
 
 # -- Subprocess checks -----------------------------------------------------------
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def run_python(code, env=None, timeout=300):
     full_env = dict(os.environ)
     full_env.pop("AIOMISC_USE_UVLOOP", None)
     full_env.update(env or {})
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        filter(None, [REPO, full_env.get("PYTHONPATH")]),
-    )
+    full_env = child_env(full_env)
     proc = subprocess.run(
         [sys.executable, "-W", "error", "-c", textwrap.dedent(code)],
         env=full_env, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=NEUTRAL_CWD,
     )
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()

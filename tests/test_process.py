@@ -10,13 +10,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
 from aiomisc_c import _compat, thread_pool  # noqa: F401 - registers the twins
+from childproc import child_env
 
-ROOT = Path(__file__).resolve().parent.parent
 
 pytestmark = [pytest.mark.subprocess]
 
@@ -38,7 +37,7 @@ def run_script(tmp_path, source, implementation, *args, timeout=120):
     script = tmp_path / "script.py"
     script.write_text(textwrap.dedent(source))
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env = child_env(env)
     env["PYTHONFAULTHANDLER"] = "1"
     if implementation == "python":
         env["AIOMISC_C_NO_EXTENSIONS"] = "1"

@@ -42,7 +42,7 @@ def signature_or_none(obj, drop_self=False):
     except (TypeError, ValueError):
         return None
     parameters = list(signature.parameters.values())
-    if drop_self:
+    if drop_self and parameters and parameters[0].name == "self":
         parameters = parameters[1:]
     return "(" + ", ".join(
         f"{p.kind.description} {p.name}"
@@ -54,7 +54,11 @@ def signature_or_none(obj, drop_self=False):
 def member_signature(owner, name):
     member = getattr(owner, name)
     static = inspect.getattr_static(owner, name)
-    drop_self = inspect.isclass(owner) and isinstance(static, types.FunctionType)
+    # Unbound methods list ``self``: Python functions always, C method
+    # descriptors from 3.13 on (``(self, /)``); compare the bound surface.
+    drop_self = inspect.isclass(owner) and isinstance(
+        static, (types.FunctionType, types.MethodDescriptorType),
+    )
     return signature_or_none(member, drop_self)
 
 
