@@ -1,0 +1,35 @@
+"""Circuit breaker (mirror of ``aiomisc.circuit_breaker``, API §6).
+
+Twinned (C in ``aiomisc_c._circuit_breaker``, Python in
+``aiomisc_c._circuit_breaker_py``): ``CircuitBreaker``, ``cutout``.
+Shared by both twins (``aiomisc_c._circuit_breaker_base``): the enums,
+``CircuitBroken``, ``CircuitBreakerStatistic`` and the type aliases.
+"""
+from . import _circuit_breaker_py, _compat
+from ._circuit_breaker_base import (
+    CircuitBreakerStates, CircuitBreakerStatistic, CircuitBroken, CounterKey,
+    CutoutDecoratorReturnType, CutoutFuncType, CutoutReturnType,
+    ExceptionInspectorType, Number, StatisticType,
+)
+
+__all__ = (
+    "CircuitBreaker",
+    "CircuitBreakerStates",
+    "CircuitBreakerStatistic",
+    "CircuitBroken",
+    "CounterKey",
+    "CutoutDecoratorReturnType",
+    "CutoutFuncType",
+    "CutoutReturnType",
+    "ExceptionInspectorType",
+    "Number",
+    "StatisticType",
+    "cutout",
+)
+
+# Binds CircuitBreaker / cutout, plus the _Py* and _C* twins.
+_compat.bind_twins(
+    "circuit_breaker", globals(), _circuit_breaker_py,
+    _compat.import_c_module("_circuit_breaker"),
+    ["CircuitBreaker", "cutout"],
+)
