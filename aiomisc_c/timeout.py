@@ -1,0 +1,24 @@
+"""The ``timeout`` decorator (API §8).
+
+``timeout`` is twinned (C in ``aiomisc_c._backoff``, which shares its timer
+machinery with ``asyncbackoff``; else ``aiomisc_c._backoff_py``) under the
+primitive name ``"timeout"``; ``_Pytimeout`` / ``_Ctimeout`` are both
+reachable and ``aiomisc_c._compat.use_implementation`` rebinds it.
+
+The wrapped call runs in the awaiting task with one loop timer (no
+``asyncio.wait_for`` task): when the timer fires the task is cancelled and
+the resulting ``CancelledError`` becomes ``asyncio.TimeoutError``; any other
+cancellation propagates unchanged.
+"""
+from typing import Union
+
+from . import _backoff_py, _compat
+
+__all__ = ("timeout",)
+
+Number = Union[int, float]
+
+_compat.bind_twins(
+    "timeout", globals(), _backoff_py, _compat.import_c_module("_backoff"),
+    ["timeout"],
+)
