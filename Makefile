@@ -4,7 +4,8 @@ PYTHON ?= python3
 ASAN_LIB := $(shell gcc -print-file-name=libasan.so)
 PRIMITIVE_TESTS := tests/test_thread_pool.py tests/test_threaded.py \
 	tests/test_iterator_wrapper.py tests/test_loop.py tests/test_counters.py \
-	tests/test_twins.py
+	tests/test_twins.py tests/test_circuit_breaker.py tests/test_backoff.py \
+	tests/test_timeout.py
 
 .PHONY: inplace debug asan leaks test bench docs-bench clean
 
@@ -22,8 +23,9 @@ asan:  ## ASan+UBSan build, then the primitives' tests under it
 	$(PYTHON) -m pytest -x -q -p no:cacheprovider $(PRIMITIVE_TESTS)
 	rm -f aiomisc_c/_*.so
 
-leaks:  ## reference and memory leak check of the C hot paths
-	AIOMISC_C_REQUIRE_EXTENSIONS=1 $(PYTHON) tests/leakcheck.py
+leaks:  ## reference and memory leak checks of the C hot paths (subprocesses)
+	cd tests && AIOMISC_C_REQUIRE_EXTENSIONS=1 $(PYTHON) -m pytest -q -p no:cacheprovider \
+		test_leaks.py test_circuit_breaker_leaks.py test_backoff_leaks.py
 
 test:
 	pytest

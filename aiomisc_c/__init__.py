@@ -3,8 +3,13 @@
 ``import aiomisc_c as aiomisc`` and code written for aiomisc 17.x runs
 unchanged.  ``aiomisc_c.implementation`` tells which primitives run in C.
 """
-from . import compat, counters, iterator_wrapper, thread_pool, utils, version
+from . import (
+    backoff, circuit_breaker, compat, counters, iterator_wrapper, log,
+    thread_pool, utils, version,
+)
 from . import _compat, _context_vars
+from .backoff import Backoff, BackoffExecution, asyncbackoff, asyncretry
+from .circuit_breaker import CircuitBreaker, CircuitBroken, cutout
 from ._compat import implementation
 from ._context_vars import StrictContextVar
 from .counters import Statistic, get_statistics
@@ -14,18 +19,27 @@ from .thread_pool import (
     sync_wait_coroutine, threaded, threaded_iterable,
     threaded_iterable_separate, threaded_separate, wait_coroutine,
 )
+from .timeout import timeout
 from .utils import new_event_loop
 from .version import __version__, version_info
 
 __all__ = (
+    "Backoff",
+    "BackoffExecution",
+    "CircuitBreaker",
+    "CircuitBroken",
     "IteratorWrapper",
     "IteratorWrapperSeparate",
     "Statistic",
     "StrictContextVar",
     "ThreadPoolExecutor",
     "__version__",
+    "asyncbackoff",
+    "asyncretry",
     "context_partial",
+    "cutout",
     "get_statistics",
+    "log",
     "new_event_loop",
     "sync_await",
     "sync_wait_coroutine",
@@ -33,6 +47,7 @@ __all__ = (
     "threaded_iterable",
     "threaded_iterable_separate",
     "threaded_separate",
+    "timeout",
     "version_info",
     "wait_coroutine",
 )
@@ -41,3 +56,9 @@ __all__ = (
 # Twinned names re-exported here follow aiomisc_c._compat.use_implementation.
 _compat.reexport_twins("thread_pool", globals(), ["ThreadPoolExecutor"])
 _compat.reexport_twins("loop", globals(), ["new_event_loop"])
+_compat.reexport_twins(
+    "backoff", globals(),
+    ["Backoff", "BackoffExecution", "asyncbackoff", "asyncretry"],
+)
+_compat.reexport_twins("circuit_breaker", globals(), ["CircuitBreaker", "cutout"])
+_compat.reexport_twins("timeout", globals(), ["timeout"])
