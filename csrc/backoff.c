@@ -2334,9 +2334,25 @@ backoff_call(PyObject *self, PyObject *args, PyObject *kwargs)
     return wrapped;
 }
 
+/* Backoff.prepare(func): like the Python twin, func may be passed by name. */
+static PyObject *
+backoff_prepare_method(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
+                       PyObject *kwnames)
+{
+    static const char *const names[] = {"func"};
+    PyObject *func = NULL;
+    if (aio_parse_fastcall("prepare", args, nargs, kwnames, names, 1, 1, 1,
+                           &func) < 0) {
+        return NULL;
+    }
+    return backoff_prepare(op, func);
+}
+
 static PyMethodDef backoff_methods[] = {
-    {"prepare", backoff_prepare, METH_O,
-     "prepare(func) -> BackoffExecution for one call of func."},
+    {"prepare", (PyCFunction)(void (*)(void))backoff_prepare_method,
+     METH_FASTCALL | METH_KEYWORDS,
+     "prepare($self, /, func)\n--\n\n"
+     "BackoffExecution for one call of func."},
     {"execute", (PyCFunction)(void (*)(void))backoff_execute,
      METH_FASTCALL | METH_KEYWORDS,
      "execute(func, *args, **kwargs) -> awaitable: prepare(func)(*args, ...)"},

@@ -201,7 +201,9 @@ FORK_SCRIPT = COMMON + """
             inherited = loop.run_until_complete(asyncio.wait_for(main(), 30))
         finally:
             loop.close()
-        print(json.dumps({"child": index, "inherited": inherited}), flush=True)
+        # one write(2) per report: the children share the pipe, and a
+        # buffered print() could interleave with a sibling's
+        os.write(1, (json.dumps({"child": index, "inherited": inherited}) + "\n").encode())
         return 0
 
 
