@@ -1,0 +1,284 @@
+"""Thread pool: ``threaded`` calls and ``run_in_executor`` round trips.
+
+Every case hops a no-op function to a worker thread and back, except the
+floors, which drive the very same code over futures that the loop resolves
+itself (``loop.call_soon(fut.set_result, None)``): what is left once the
+thread hop costs nothing.
+
+Run alone: ``python -m benchmarks --only thread_pool``.
+"""
+import asyncio
+import functools
+import gc
+import threading
+import tracemalloc
+from typing import Any, Awaitable, Callable, Dict
+
+from ._harness import (
+    AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, Unavailable,
+    aiomisc_c_facts, loop_policy, require_aiomisc_c,
+)
+
+TITLE = "Thread pool"
+
+STDLIB = Subject(
+    "stdlib", "stdlib", "stdlib",
+    note="asyncio.to_thread on the loop's default executor (created by "
+         "asyncio: concurrent.futures.ThreadPoolExecutor, min(32, CPUs + 4) "
+         "workers); run_in_executor with concurrent.futures."
+         "ThreadPoolExecutor(4)",
+)
+SUBJECTS = (AIOMISC_C, AIOMISC_C_PY, AIOMISC, STDLIB)
+BASELINE = AIOMISC.name
+REFERENCES = (STDLIB.name,)
+LOOPS = ("asyncio", "uvloop")
+
+BATCH = 1_000
+PENDING = 10_000
+# aiomisc's and aiomisc_c's DEFAULT_POOL_SIZE on a machine with <= 4 CPUs;
+# every explicit pool in the executor case gets this many workers
+POOL_SIZE = 4
+
+CASES = (
+    Case("threaded_gather", "threaded(noop), 1,000 gathered at a time",
+         ops=BATCH, iterations=10, floor="floor_gather",
+         short="threaded, 1,000 gathered"),
+    Case("threaded_in_turn",
+         "threaded(noop), 1,000 submitted then awaited in turn",
+         ops=BATCH, iterations=10, floor="floor_in_turn",
+         short="threaded, 1,000 awaited in turn"),
+    Case("threaded_one_by_one", "threaded(noop), awaited one by one",
+         ops=1, iterations=2_000, floor="floor_one_by_one",
+         short="threaded, one by one"),
+    Case("executor_gather",
+         "loop.run_in_executor(pool, noop), 1,000 gathered at a time",
+         ops=BATCH, iterations=10, floor="floor_gather",
+         short="run_in_executor, 1,000 gathered"),
+    Case("floor_gather",
+         "floor: gather over 1,000 futures resolved by the loop",
+         ops=BATCH, iterations=20, kind="floor"),
+    Case("floor_in_turn",
+         "floor: 1,000 loop-resolved futures awaited in turn",
+         ops=BATCH, iterations=20, kind="floor"),
+    Case("floor_one_by_one",
+         "floor: a loop-resolved future awaited one by one",
+         ops=1, iterations=20_000, kind="floor"),
+    Case("pending_memory",
+         "memory per pending threaded call (10,000 behind a blocked worker)",
+         ops=PENDING, iterations=1, kind="value", unit="B/call",
+         short="memory per pending call"),
+)
+
+
+def noop() -> None:
+    return None
+
+
+# --- the drivers: the same code for every subject and for the floors -------
+
+Call = Callable[[], Awaitable[Any]]
+
+
+def gather_body(call: Call) -> Callable[[int], Awaitable[None]]:
+    gather = asyncio.gather
+
+    async def body(iterations: int) -> None:
+        for _ in range(iterations):
+            await gather(*[call() for _ in range(BATCH)])
+
+    return body
+
+
+def in_turn_body(start: Call) -> Callable[[int], Awaitable[None]]:
+    async def body(iterations: int) -> None:
+        for _ in range(iterations):
+            pending = [start() for _ in range(BATCH)]
+            for fut in pending:
+                await fut
+
+    return body
+
+
+def one_by_one_body(call: Call) -> Callable[[int], Awaitable[None]]:
+    async def body(iterations: int) -> None:
+        for _ in range(iterations):
+            await call()
+
+    return body
+
+
+def loop_resolved(loop: asyncio.AbstractEventLoop) -> Call:
+    """A future that the loop resolves on its next iteration: no threads."""
+    create_future = loop.create_future
+    call_soon = loop.call_soon
+
+    def resolved() -> asyncio.Future:
+        fut = create_future()
+        call_soon(fut.set_result, None)
+        return fut
+
+    return resolved
+
+
+# --- memory per pending call ------------------------------------------------
+
+async def pending_memory(wrap: Callable[[Callable[[], Any]], Call]) -> float:
+    """Bytes traced by tracemalloc per pending call, while PENDING calls wait
+    behind the single worker, which is blocked.
+
+    ``wrap(fn)`` returns a zero-argument callable that submits ``fn`` and
+    returns its future (or task); wrappers are made before counting starts.
+    """
+    started = threading.Event()
+    release = threading.Event()
+
+    def blocker() -> None:
+        started.set()
+        release.wait(60)
+
+    submit_blocker = wrap(blocker)
+    submit_noop = wrap(noop)
+    blocked = submit_blocker()
+    while not started.is_set():
+        await asyncio.sleep(0.001)
+
+    calls: list = [None] * PENDING      # preallocated: not part of the count
+    gc.collect()
+    gc.disable()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(PENDING):
+            calls[i] = submit_noop()
+        # let tasks (stdlib) take their first step and reach the executor
+        for _ in range(3):
+            await asyncio.sleep(0)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+        release.set()
+    await asyncio.gather(blocked, *calls)
+    return used / PENDING
+
+
+def memory_body(
+    make_loop: Callable[[], asyncio.AbstractEventLoop],
+    make_wrap: Callable[[asyncio.AbstractEventLoop], Callable[..., Call]],
+    main_loop: asyncio.AbstractEventLoop,
+) -> Callable[[int], float]:
+    """A sync body: a fresh loop whose default pool has one worker."""
+
+    def body(iterations: int) -> float:
+        values = []
+        for _ in range(iterations):
+            loop = make_loop()
+            try:
+                values.append(
+                    loop.run_until_complete(pending_memory(make_wrap(loop))),
+                )
+            finally:
+                loop.close()
+                asyncio.set_event_loop(main_loop)
+        return sum(values) / len(values)
+
+    return body
+
+
+# --- per-subject wiring -----------------------------------------------------
+
+def setup(subject: str, loop_kind: str) -> Fixture:
+    policy = loop_policy(loop_kind)
+    facts: Dict[str, Any] = {"loop_kind": loop_kind}
+
+    if subject in (AIOMISC_C.name, AIOMISC_C_PY.name):
+        require_aiomisc_c(subject, "thread_pool")
+        from aiomisc_c import thread_pool, utils
+
+        facts.update(aiomisc_c_facts("thread_pool"))
+        loop = utils.new_event_loop(policy=policy)
+        call = thread_pool.threaded(noop)
+        start = call
+        pool = thread_pool.ThreadPoolExecutor(POOL_SIZE)
+
+        def make_memory_loop() -> asyncio.AbstractEventLoop:
+            return utils.new_event_loop(pool_size=1, policy=policy)
+
+        def make_memory_wrap(_: Any) -> Callable[..., Call]:
+            return thread_pool.threaded
+
+    elif subject == AIOMISC.name:
+        try:
+            import aiomisc
+        except ImportError as exc:
+            raise Unavailable(f"aiomisc is not installed ({exc})")
+        from importlib.metadata import version
+        facts["version"] = version("aiomisc")
+        loop = aiomisc.new_event_loop(policy=policy)
+        call = aiomisc.threaded(noop)
+        start = call
+        pool = aiomisc.ThreadPoolExecutor(POOL_SIZE)
+
+        def make_memory_loop() -> asyncio.AbstractEventLoop:
+            return aiomisc.new_event_loop(pool_size=1, policy=policy)
+
+        def make_memory_wrap(_: Any) -> Callable[..., Call]:
+            return aiomisc.threaded
+
+    elif subject == STDLIB.name:
+        import concurrent.futures
+
+        asyncio.set_event_loop_policy(policy)
+        loop = policy.new_event_loop()
+        asyncio.set_event_loop(loop)
+        to_thread = asyncio.to_thread
+        call = functools.partial(to_thread, noop)
+        create_task = loop.create_task
+
+        def start() -> asyncio.Task:
+            # a coroutine does nothing until it is a task: "submitted" means
+            # a task here
+            return create_task(to_thread(noop))
+
+        pool = concurrent.futures.ThreadPoolExecutor(POOL_SIZE)
+
+        def make_memory_loop() -> asyncio.AbstractEventLoop:
+            memory_loop = policy.new_event_loop()
+            memory_loop.set_default_executor(
+                concurrent.futures.ThreadPoolExecutor(1),
+            )
+            asyncio.set_event_loop(memory_loop)
+            return memory_loop
+
+        def make_memory_wrap(memory_loop: Any) -> Callable[..., Call]:
+            def wrap(fn: Callable[[], Any]) -> Call:
+                return lambda: memory_loop.create_task(to_thread(fn))
+            return wrap
+
+    else:
+        raise ValueError(f"unknown subject {subject!r}")
+
+    executor_call = functools.partial(loop.run_in_executor, pool, noop)
+    resolved = loop_resolved(loop)
+    bodies = {
+        "threaded_gather": gather_body(call),
+        "threaded_in_turn": in_turn_body(start),
+        "threaded_one_by_one": one_by_one_body(call),
+        "executor_gather": gather_body(executor_call),
+        "floor_gather": gather_body(resolved),
+        "floor_in_turn": in_turn_body(resolved),
+        "floor_one_by_one": one_by_one_body(resolved),
+        "pending_memory": memory_body(
+            make_memory_loop, make_memory_wrap, loop,
+        ),
+    }
+
+    def close() -> None:
+        pool.shutdown(wait=True)
+
+    return Fixture(loop=loop, bodies=bodies, close=close, facts=facts)
+
+
+if __name__ == "__main__":
+    from .run import main
+    main(["--only", "thread_pool"])
