@@ -203,7 +203,7 @@ FORK_SCRIPT = COMMON + """
             loop.close()
         # one write(2) per report: the children share the pipe, and a
         # buffered print() could interleave with a sibling's
-        os.write(1, (json.dumps({"child": index, "inherited": inherited}) + "\n").encode())
+        os.write(1, (json.dumps({"child": index, "inherited": inherited}) + "\\n").encode())
         return 0
 
 
