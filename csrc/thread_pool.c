@@ -305,13 +305,14 @@ item_clear_call(work_item *it)
     Py_CLEAR(it->context);
 }
 
-/* GIL held.  Frees the item; decrefs may run arbitrary code, so the item is
+/* GIL held.  Frees the item (to the module's free list when `st` is given,
+ * else with PyMem_Free); decrefs may run arbitrary code, so the item is
  * detached first. */
 static void
 item_free(tp_state *st, work_item *it)
 {
     work_item copy = *it;
-    if (st->n_free_items < FREE_ITEMS_MAX) {
+    if (st != NULL && st->n_free_items < FREE_ITEMS_MAX) {
         it->next = st->free_items;
         st->free_items = it;
         st->n_free_items++;
@@ -575,15 +576,10 @@ channel_clear(PyObject *op)
     work_item *batch = self->batch_head;
     self->batch_head = self->batch_tail = NULL;
     self->batch_len = 0;
-    if (batch != NULL) {
-        tp_state *st = tp_state_from_object(op);
-        if (st != NULL) {
-            item_list_free(st, batch);
-        }
-        else {
-            PyErr_WriteUnraisable(op);
-        }
-    }
+    /* No module state here: during a collection at interpreter exit the
+     * type may be cleared in the same batch (its MRO gone), so
+     * PyType_GetModuleByDef would crash.  Items go straight to PyMem_Free. */
+    item_list_free(NULL, batch);
     Py_CLEAR(self->loop_ref);
     Py_CLEAR(self->drain);
     return 0;
@@ -1546,15 +1542,8 @@ executor_clear(PyObject *op)
         self->head = self->tail = NULL;
         atomic_store_explicit(&self->queued, 0, memory_order_relaxed);
         UNLOCK(self);
-        if (pending != NULL) {
-            tp_state *st = tp_state_from_object(op);
-            if (st != NULL) {
-                item_list_free(st, pending);
-            }
-            else {
-                PyErr_WriteUnraisable(op);
-            }
-        }
+        /* No module state in tp_clear (see channel_clear). */
+        item_list_free(NULL, pending);
     }
     for (int i = 0; i < N_COUNTERS - 1; i++) {
         self->counters[i] = NULL;
