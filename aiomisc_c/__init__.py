@@ -4,14 +4,15 @@
 unchanged.  ``aiomisc_c.implementation`` tells which primitives run in C.
 """
 from . import (
-    backoff, circuit_breaker, compat, counters, iterator_wrapper, log,
-    thread_pool, utils, version,
+    backoff, circuit_breaker, compat, context, counters, iterator_wrapper, log,
+    signal, thread_pool, utils, version,
 )
 from . import _compat, _context_vars
 from .backoff import Backoff, BackoffExecution, asyncbackoff, asyncretry
 from .circuit_breaker import CircuitBreaker, CircuitBroken, cutout
 from ._compat import implementation
 from ._context_vars import StrictContextVar
+from .context import Context, get_context
 from .counters import Statistic, get_statistics
 from .iterator_wrapper import IteratorWrapper
 from .thread_pool import (
@@ -19,8 +20,12 @@ from .thread_pool import (
     sync_wait_coroutine, threaded, threaded_iterable,
     threaded_iterable_separate, threaded_separate, wait_coroutine,
 )
+from .signal import Signal, receiver
 from .timeout import timeout
-from .utils import new_event_loop
+from .utils import (
+    SelectResult, awaitable, bind_socket, cancel_tasks, chunk_list,
+    new_event_loop, select, shield,
+)
 from .version import __version__, version_info
 
 __all__ = (
@@ -28,19 +33,31 @@ __all__ = (
     "BackoffExecution",
     "CircuitBreaker",
     "CircuitBroken",
+    "Context",
     "IteratorWrapper",
     "IteratorWrapperSeparate",
+    "SelectResult",
+    "Signal",
     "Statistic",
     "StrictContextVar",
     "ThreadPoolExecutor",
     "__version__",
     "asyncbackoff",
     "asyncretry",
+    "awaitable",
+    "bind_socket",
+    "cancel_tasks",
+    "chunk_list",
     "context_partial",
     "cutout",
+    "get_context",
     "get_statistics",
     "log",
     "new_event_loop",
+    "plugins",
+    "receiver",
+    "select",
+    "shield",
     "sync_await",
     "sync_wait_coroutine",
     "threaded",
@@ -62,3 +79,7 @@ _compat.reexport_twins(
 )
 _compat.reexport_twins("circuit_breaker", globals(), ["CircuitBreaker", "cutout"])
 _compat.reexport_twins("timeout", globals(), ["timeout"])
+
+# Last, as in aiomisc: plugins may import any top-level name, and the
+# package attribute "plugins" becomes the mapping of loaded plugins.
+from .plugins import plugins  # noqa: E402

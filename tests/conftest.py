@@ -79,12 +79,11 @@ def loop_kind(request):
     return request.param
 
 
-@pytest.fixture
-def loop(implementation, loop_kind):
+def _fresh_loop(loop_kind):
+    """A new loop from the package's new_event_loop, closed afterwards."""
     from aiomisc_c import utils
 
-    policy = _policy(loop_kind)
-    event_loop = utils.new_event_loop(policy=policy)
+    event_loop = utils.new_event_loop(policy=_policy(loop_kind))
     try:
         yield event_loop
     finally:
@@ -94,6 +93,19 @@ def loop(implementation, loop_kind):
         asyncio.set_event_loop(None)
         asyncio.set_event_loop_policy(None)
         gc.collect()
+
+
+@pytest.fixture
+def loop(implementation, loop_kind):
+    """A fresh loop per twin (``implementation``) and loop kind."""
+    yield from _fresh_loop(loop_kind)
+
+
+@pytest.fixture
+def plain_loop(loop_kind):
+    """A fresh loop per loop kind only: for modules that have no twins
+    (test files override ``loop`` with it)."""
+    yield from _fresh_loop(loop_kind)
 
 
 @pytest.fixture
