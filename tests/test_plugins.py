@@ -294,7 +294,9 @@ def test_cli_bad_arguments(fake_distribution):
 
 
 def test_cli_module_names():
-    import aiomisc_c.plugins.__main__ as cli
+    # importlib: the package attribute "plugins" is the mapping (as in
+    # aiomisc), so "import aiomisc_c.plugins.__main__ as cli" cannot bind it
+    cli = importlib.import_module("aiomisc_c.plugins.__main__")
 
     assert cli.module_name == "aiomisc_c.plugins"
     assert cli.executable.name == os.path.basename(sys.executable)
