@@ -5,7 +5,7 @@ unchanged.  ``aiomisc_c.implementation`` tells which primitives run in C.
 """
 from . import (
     backoff, circuit_breaker, compat, context, counters, iterator_wrapper, log,
-    signal, thread_pool, utils, version,
+    service, signal, thread_pool, utils, version,
 )
 from . import _compat, _context_vars
 from .backoff import Backoff, BackoffExecution, asyncbackoff, asyncretry
@@ -14,12 +14,16 @@ from ._compat import implementation
 from ._context_vars import StrictContextVar
 from .context import Context, get_context
 from .counters import Statistic, get_statistics
+# After the submodule import: aiomisc_c.entrypoint is the class (as in
+# aiomisc); the module stays importable as "aiomisc_c.entrypoint".
+from .entrypoint import CURRENT_ENTRYPOINT, Entrypoint, entrypoint, run
 from .iterator_wrapper import IteratorWrapper
 from .thread_pool import (
     IteratorWrapperSeparate, ThreadPoolExecutor, context_partial, sync_await,
     sync_wait_coroutine, threaded, threaded_iterable,
     threaded_iterable_separate, threaded_separate, wait_coroutine,
 )
+from .service import Service
 from .signal import Signal, receiver
 from .timeout import timeout
 from .utils import (
@@ -31,12 +35,15 @@ from .version import __version__, version_info
 __all__ = (
     "Backoff",
     "BackoffExecution",
+    "CURRENT_ENTRYPOINT",
     "CircuitBreaker",
     "CircuitBroken",
     "Context",
+    "Entrypoint",
     "IteratorWrapper",
     "IteratorWrapperSeparate",
     "SelectResult",
+    "Service",
     "Signal",
     "Statistic",
     "StrictContextVar",
@@ -50,12 +57,14 @@ __all__ = (
     "chunk_list",
     "context_partial",
     "cutout",
+    "entrypoint",
     "get_context",
     "get_statistics",
     "log",
     "new_event_loop",
     "plugins",
     "receiver",
+    "run",
     "select",
     "shield",
     "sync_await",
