@@ -8,7 +8,6 @@ import asyncio
 import logging
 import socket
 from collections.abc import Iterator
-from importlib.metadata import Distribution
 from time import time_ns
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeAlias, final
 
@@ -45,6 +44,9 @@ class EntrypointProtocol(Protocol):
 
 def entry_pont_iterator(entry_point: str) -> Iterator[EntrypointProtocol]:
     """Yield every installed entry point of the group ``entry_point`` (sic)."""
+    # Imported here: importlib.metadata costs tens of milliseconds to import.
+    from importlib.metadata import Distribution
+
     for dist in Distribution.discover():
         for ep in dist.entry_points:
             if ep.group == entry_point:

@@ -5,6 +5,7 @@ tests install a fake distribution (a ``*.dist-info`` directory on
 ``PYTHONPATH``) and import the package for real.
 """
 import importlib
+import importlib.machinery
 import logging
 import os
 import subprocess
@@ -328,3 +329,37 @@ def test_cli_lists_systemd_watchdog():
     assert result.returncode == 0, result.stderr
     assert "systemd_watchdog" in result.stdout.split()
     assert result.stderr == ""
+
+
+# -- the pre-check that spares importing importlib.metadata --------------------
+
+
+def test_may_have_plugins_reads_entry_points_files(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder])
+    dist = tmp_path / "other-1.0.dist-info"
+    dist.mkdir()
+    (dist / "entry_points.txt").write_text("[console_scripts]\nx = y:z\n")
+    assert plugins_module._may_have_plugins() is False
+
+    ours = tmp_path / "plugin-1.0.dist-info"
+    ours.mkdir()
+    (ours / "entry_points.txt").write_text("[aiomisc_c.plugins]\nname = mod\n")
+    assert plugins_module._may_have_plugins() is True
+
+
+def test_may_have_plugins_cannot_rule_out_zips_or_custom_finders(tmp_path, monkeypatch):
+    archive = tmp_path / "bundle.zip"
+    archive.write_bytes(b"")
+    monkeypatch.setattr(sys, "path", [str(archive)])
+    monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder])
+    assert plugins_module._may_have_plugins() is True
+
+    class Finder:
+        @staticmethod
+        def find_distributions(context=None):
+            return iter(())
+
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "missing")])
+    monkeypatch.setattr(sys, "meta_path", [Finder, importlib.machinery.PathFinder])
+    assert plugins_module._may_have_plugins() is True

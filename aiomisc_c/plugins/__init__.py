@@ -5,8 +5,10 @@ aiomisc plugins import and patch the original package).  Each loaded
 plugin's ``setup()`` is called once.  ``AIOMISC_NO_PLUGINS`` set to any
 non-empty value disables all of it.
 """
+import importlib.machinery
 import logging
 import os
+import sys
 from types import MappingProxyType
 from typing import Any, Callable, Dict, Iterator, Mapping
 
@@ -17,9 +19,47 @@ PLUGIN_GROUPS = ("aiomisc_c.plugins", "aiomisc_c")
 log = logging.getLogger(__name__)
 
 
+def _may_have_plugins() -> bool:
+    """A cheap pre-check before the entry-point scan: False only when no
+    installed distribution can declare one of ``PLUGIN_GROUPS``.
+
+    ``importlib.metadata`` costs tens of milliseconds to import, and this
+    runs on every ``import aiomisc_c``.  Only plain directories on
+    ``sys.path`` found by the standard path finder can be pre-checked; any
+    other source of distributions (zip files, custom finders) answers True.
+    """
+    for finder in sys.meta_path:
+        if (
+            hasattr(finder, "find_distributions")
+            and finder is not importlib.machinery.PathFinder
+        ):
+            return True
+    for entry in sys.path:
+        directory = entry or "."
+        try:
+            names = os.listdir(directory)
+        except NotADirectoryError:
+            return True          # a zip file on sys.path
+        except OSError:
+            continue
+        for name in names:
+            if not name.endswith((".dist-info", ".egg-info")):
+                continue
+            path = os.path.join(directory, name, "entry_points.txt")
+            try:
+                with open(path, encoding="utf-8", errors="replace") as f:
+                    if "[aiomisc_c" in f.read():
+                        return True
+            except OSError:
+                continue
+    return False
+
+
 def _entry_points() -> Iterator[Any]:
     """Entry points of ``PLUGIN_GROUPS``, group by group, in one scan of
     the installed distributions (this runs on every ``import aiomisc_c``)."""
+    if not _may_have_plugins():
+        return
     from importlib.metadata import Distribution
 
     found: Dict[str, list] = {group: [] for group in PLUGIN_GROUPS}
