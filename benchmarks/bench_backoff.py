@@ -142,10 +142,12 @@ def setup(subject: str, loop_kind: str) -> Fixture:
 
     if subject in (AIOMISC_C.name, AIOMISC_C_PY.name):
         require_aiomisc_c(subject, "backoff")
-        from aiomisc_c import backoff, timeout
+        import aiomisc_c
+        from aiomisc_c import backoff
+        timeout = aiomisc_c.timeout   # the decorator, as aiomisc.timeout is
 
         facts.update(aiomisc_c_facts("backoff"))
-        bodies.update(aiomisc_like(backoff, timeout.timeout))
+        bodies.update(aiomisc_like(backoff, timeout))
 
     elif subject == AIOMISC.name:
         try:
