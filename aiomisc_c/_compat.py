@@ -12,6 +12,7 @@ import contextlib
 import importlib
 import os
 import platform
+import signal
 import sys
 import types
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
@@ -168,3 +169,30 @@ class Implementation(Mapping[str, str]):
 implementation = Implementation()
 
 PY_311 = sys.version_info >= (3, 11)
+
+# Process-directed signals that the package's own threads leave to others.
+_THREAD_BLOCKED_SIGNALS = frozenset(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM")
+    if hasattr(signal, name)
+)
+
+
+@contextlib.contextmanager
+def process_signals_blocked() -> Iterator[None]:
+    """Threads started inside this block never receive SIGINT/SIGTERM.
+
+    The kernel hands a process-directed signal to any thread that does not
+    block it.  Python handlers run in the main thread only, and a main
+    thread asleep in ``epoll_wait`` is not woken when a worker thread took
+    the signal: the handler would wait for the next loop wake-up (forever,
+    for a loop with nothing scheduled).  New threads inherit the creator's
+    mask, so the mask is set around ``Thread.start()``.
+    """
+    if not hasattr(signal, "pthread_sigmask") or not _THREAD_BLOCKED_SIGNALS:
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _THREAD_BLOCKED_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)

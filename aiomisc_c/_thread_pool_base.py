@@ -29,6 +29,7 @@ from typing import (
     Any, Awaitable, Callable, ClassVar, Mapping, Optional, Set, Tuple, TypeVar,
 )
 
+from ._compat import process_signals_blocked
 from ._context_vars import EVENT_LOOP
 from .counters import Statistic
 
@@ -211,7 +212,8 @@ class ThreadPoolExecutorBase(concurrent.futures.ThreadPoolExecutor):
         thread = threading.Thread(
             target=self._core.run_worker, name=name, daemon=True,
         )
-        thread.start()
+        with process_signals_blocked():
+            thread.start()
         self._threads.add(thread)
 
     def _adjust_thread_count(self) -> None:

@@ -31,6 +31,7 @@ from weakref import WeakSet
 
 from . import log as aiomisc_log
 from . import utils
+from ._compat import process_signals_blocked
 from ._context_vars import EVENT_LOOP, StrictContextVar
 from .compat import event_loop_policy, final
 from .context import Context, get_context
@@ -705,10 +706,11 @@ class Entrypoint:
                 with suppress(RuntimeError):    # the loop is closed already
                     loop.call_soon_threadsafe(set_joined)
 
-        threading.Thread(
-            target=join, name="aiomisc_c-entrypoint-pool-shutdown",
-            daemon=True,
-        ).start()
+        with process_signals_blocked():
+            threading.Thread(
+                target=join, name="aiomisc_c-entrypoint-pool-shutdown",
+                daemon=True,
+            ).start()
         done, _ = await asyncio.wait((joined,), timeout=timeout)
         if not done:
             joined.cancel()

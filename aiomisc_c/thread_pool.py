@@ -248,8 +248,13 @@ def run_in_new_thread(
         daemon=detach,
     )
     statistic.submitted += 1
-    loop.call_soon(thread.start)
+    loop.call_soon(_start_without_process_signals, thread)
     return future
+
+
+def _start_without_process_signals(thread: threading.Thread) -> None:
+    with _compat.process_signals_blocked():
+        thread.start()
 
 
 # -- the twins ---------------------------------------------------------------

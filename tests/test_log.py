@@ -427,6 +427,26 @@ def test_threaded_handler_delivers_in_order_on_close():
     assert not handler._thread.is_alive()
 
 
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX only")
+def test_threaded_handler_thread_leaves_sigterm_to_the_main_thread():
+    """Regression: SIGTERM delivered to the delivery thread left the main
+    thread asleep in epoll_wait and the SIGTERM flush never ran (the child
+    hung); the delivery thread blocks SIGINT/SIGTERM."""
+    masks = []
+
+    class MaskRecorder(logging.Handler):
+        def emit(self, record):
+            masks.append(signal.pthread_sigmask(signal.SIG_BLOCK, []))
+
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    handler = ThreadedHandler(MaskRecorder(), flush_interval=60)
+    handler.start()
+    handler.handle(make_record("x"))
+    handler.close()
+    assert masks and {signal.SIGINT, signal.SIGTERM} <= masks[0]
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
+
+
 def test_threaded_handler_close_races_emitters():
     target = ListHandler()
     handler = ThreadedHandler(target, flush_interval=0.001, queue_size=8)

@@ -32,6 +32,7 @@ import weakref
 from collections import deque
 from typing import Any, Deque, Optional, Union
 
+from .._compat import process_signals_blocked
 from ..counters import Statistic
 
 __all__ = ("ThreadedHandler", "ThreadedHandlerStatistic")
@@ -120,7 +121,8 @@ class ThreadedHandler(logging.Handler):
             daemon=True,
         )
         self._statistic.threads += 1
-        self._thread.start()
+        with process_signals_blocked():
+            self._thread.start()
         _LIVE_HANDLERS.add(self)
         if self._buffered:
             _install_sigterm_flush()
