@@ -328,10 +328,23 @@ class Executor:
                 and self._unfinished >= self._spawned:
             self._grow()
 
+        item = (future, fn, args, kwargs, context, channel)
+        self._unfinished += 1
+        self._queue.append(item)
+        if self._shutdown:
+            # shutdown() ran since the check above (the calls in between may
+            # switch threads) and may have drained the queue already: take
+            # the item back, as the C twin refuses it under its lock.  If it
+            # is gone, shutdown or a worker owns it and will resolve it.
+            try:
+                self._queue.remove(item)
+            except ValueError:
+                pass
+            else:
+                self._unfinished -= 1
+                raise RuntimeError("Pool is shutdown")
         buffer, index = self._submitted_slot
         buffer[index] += 1
-        self._unfinished += 1
-        self._queue.append((future, fn, args, kwargs, context, channel))
         if not self._idle_awake and self._sleepers:
             self._wake_one()
         return future

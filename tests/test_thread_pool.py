@@ -12,6 +12,7 @@ import logging
 import operator
 import os
 import random
+import signal
 import threading
 import time
 import weakref
@@ -1339,3 +1340,50 @@ def test_dropped_pool_stops_its_threads(implementation, pool_name):
         return not pool_threads(pool_name)
 
     wait_until_sync(gone, message="the threads of a dropped pool to exit")
+
+
+def test_py_submit_racing_shutdown_refuses_the_item(plain_loop, monkeypatch):
+    """Regression (Python twin): shutdown() running between submit's first
+    shutdown check and its append left the item in a queue nobody drains,
+    its future pending forever.  The C twin re-checks under its lock; the
+    race is forced here by running shutdown() inside submit."""
+    from aiomisc_c import _thread_pool_py
+
+    pool = _thread_pool_py.ThreadPoolExecutor(2)
+    real_copy_context = _thread_pool_py.copy_context
+
+    def copy_context_then_shutdown():
+        pool.shutdown(wait=False)
+        return real_copy_context()
+
+    monkeypatch.setattr(_thread_pool_py, "copy_context", copy_context_then_shutdown)
+
+    async def main():
+        with pytest.raises(RuntimeError, match="Pool is shutdown"):
+            pool.submit(operator.neg, 1)
+
+    plain_loop.run_until_complete(main())
+    assert pool._core.queued == 0 and pool._core.unfinished == 0
+
+
+def _blocked_signals():
+    return signal.pthread_sigmask(signal.SIG_BLOCK, [])
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_sigmask"), reason="POSIX only")
+def test_worker_threads_leave_sigint_and_sigterm_to_the_main_thread(loop, pool):
+    """Regression: a SIGTERM the kernel handed to a worker thread left the
+    main thread asleep in epoll_wait, so a Python handler (a graceful
+    shutdown, the log flush) waited for the next loop wake-up.  Threads of
+    the package block SIGINT/SIGTERM; the creating thread's mask is kept."""
+    before = _blocked_signals()
+
+    async def main():
+        in_pool = await pool.submit(_blocked_signals)
+        in_new_thread = await thread_pool.run_in_new_thread(_blocked_signals)
+        return in_pool, in_new_thread
+
+    in_pool, in_new_thread = loop.run_until_complete(main())
+    for mask in (in_pool, in_new_thread):
+        assert {signal.SIGINT, signal.SIGTERM} <= mask
+    assert _blocked_signals() == before
