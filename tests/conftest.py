@@ -79,6 +79,12 @@ def loop_kind(request):
     return request.param
 
 
+@pytest.fixture
+def policy(loop_kind):
+    """The event-loop policy of ``loop_kind`` (for code that makes loops)."""
+    return _policy(loop_kind)
+
+
 def _fresh_loop(loop_kind):
     """A new loop from the package's new_event_loop, closed afterwards."""
     from aiomisc_c import utils

@@ -27,14 +27,6 @@ from aiomisc_c.signal import Signal
 entrypoint_module = importlib.import_module("aiomisc_c.entrypoint")
 
 
-@pytest.fixture
-def policy(loop_kind):
-    if loop_kind == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
-
-
 @pytest.fixture(autouse=True)
 def _reset_loop_state():
     yield

@@ -28,14 +28,6 @@ RUNNING_MESSAGE = (
 )
 
 
-def make_policy(loop_kind):
-    if loop_kind == "uvloop":
-        if uvloop is None:
-            pytest.skip("uvloop is not installed")
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
-
-
 def assert_loop_kind(loop, loop_kind):
     if loop_kind == "uvloop":
         assert isinstance(loop, uvloop.Loop)
@@ -58,11 +50,6 @@ def loops():
             loop.close()
     asyncio.set_event_loop(None)
     asyncio.set_event_loop_policy(None)
-
-
-@pytest.fixture
-def policy(loop_kind):
-    return make_policy(loop_kind)
 
 
 class PoolSpy:

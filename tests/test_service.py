@@ -16,14 +16,6 @@ from aiomisc_c.service.base import (
 )
 
 
-@pytest.fixture
-def policy(loop_kind):
-    if loop_kind == "uvloop":
-        uvloop = pytest.importorskip("uvloop")
-        return uvloop.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
-
-
 @pytest.fixture(autouse=True)
 def _reset_loop_state():
     yield
