@@ -13,9 +13,6 @@ import sys
 from collections import Counter, deque
 from enum import IntEnum, unique
 from functools import wraps
-# ``random`` is read as an attribute of this module at call time by both
-# twins: seed the global generator (``random.seed``) or patch this name.
-from random import random  # noqa: F401
 from typing import Any, Awaitable, Callable, Optional, Tuple, TypeVar
 
 from .counters import Statistic
@@ -222,3 +219,14 @@ def build_cutout(
     return cutout
 
 
+
+
+def __getattr__(name: str) -> Any:
+    # ``random`` is read as an attribute of this module at call time by both
+    # twins: seed the global generator (``random.seed``) or patch this name.
+    # Bound on first use: the random module costs ~2 ms of package import.
+    if name == "random":
+        from random import random
+        globals()["random"] = random
+        return random
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,6 @@ both twins.
 import contextlib
 import importlib
 import os
-import platform
 import signal
 import sys
 import types
@@ -26,7 +25,7 @@ def env_bool(name: str, default: str = "0") -> bool:
 
 
 USE_C_EXTENSIONS: bool = (
-    platform.python_implementation() == "CPython"
+    sys.implementation.name == "cpython"
     and not env_bool("AIOMISC_C_NO_EXTENSIONS")
 )
 

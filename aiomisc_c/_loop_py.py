@@ -34,7 +34,7 @@ class _DefaultPolicy:
 DEFAULT_POLICY: Any = _DefaultPolicy()
 
 
-def _resolve_policy(policy: Any) -> Any:
+def resolve_policy(policy: Any) -> Any:
     if policy is DEFAULT_POLICY:
         return importlib.import_module("aiomisc_c.compat").event_loop_policy
     return policy
@@ -124,7 +124,7 @@ def create_default_event_loop(
     :param debug: set ``loop.set_debug(debug)``
     """
     size = _check_pool_size(pool_size)
-    policy = _resolve_policy(policy)
+    policy = resolve_policy(policy)
     _check_policy(policy)
 
     if _current_loop_is_running():

@@ -12,7 +12,6 @@ exported (which pins its memory) and increments the slot natively with the
 GIL held — no dictionary operation per call.
 """
 from array import array
-from dataclasses import dataclass
 from typing import Any, Dict, Iterator, MutableSet, Optional, Tuple, Type, Union
 from weakref import WeakSet
 
@@ -139,23 +138,45 @@ class Statistic(AbstractStatistic, metaclass=MetaStatistic):
         return f"<{type(self).__name__} {self.name!r}: {values}>"
 
 
-@dataclass(frozen=True)
-class StatisticResult:
-    kind: Type[AbstractStatistic]
-    name: Optional[str]
-    metric: str
-    value: Number
+def _make_statistic_result() -> type:
+    # A frozen dataclass, as in aiomisc; made on first use, because creating
+    # it (and importing dataclasses) costs ~3 ms of the package's import.
+    from dataclasses import dataclass
+    
+    @dataclass(frozen=True)
+    class StatisticResult:
+        kind: Type[AbstractStatistic]
+        name: Optional[str]
+        metric: str
+        value: Number
 
-    def __iter__(self) -> Iterator[Any]:
-        yield self.kind
-        yield self.name
-        yield self.metric
-        yield self.value
+        def __iter__(self) -> Iterator[Any]:
+            yield self.kind
+            yield self.name
+            yield self.metric
+            yield self.value
+
+    StatisticResult.__module__ = __name__
+    return StatisticResult
 
 
-def get_statistics(*kind: Type[Statistic]) -> Iterator[StatisticResult]:
+def _statistic_result_class() -> type:
+    namespace = globals()
+    if "StatisticResult" not in namespace:
+        namespace["StatisticResult"] = _make_statistic_result()
+    return namespace["StatisticResult"]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "StatisticResult":
+        return _statistic_result_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def get_statistics(*kind: Type[Statistic]) -> Iterator[Any]:
     """One :class:`StatisticResult` per counter per live instance of every
     registered statistic class (only subclasses of ``kind`` when given)."""
+    result_class = _statistic_result_class()
     for klass in list(CLASS_STORE):
         if kind and not issubclass(klass, kind):
             continue
@@ -163,6 +184,6 @@ def get_statistics(*kind: Type[Statistic]) -> Iterator[StatisticResult]:
             if type(instance) is not klass:
                 continue   # reported once, by its own class
             for metric, value in instance:
-                yield StatisticResult(
+                yield result_class(
                     kind=klass, name=instance.name, metric=metric, value=value,
                 )

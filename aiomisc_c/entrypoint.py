@@ -33,7 +33,8 @@ from . import log as aiomisc_log
 from . import utils
 from ._compat import process_signals_blocked
 from ._context_vars import EVENT_LOOP, StrictContextVar
-from .compat import event_loop_policy, final
+from ._loop_py import DEFAULT_POLICY, resolve_policy
+from .compat import final
 from .context import Context, get_context
 from .log import LogFormat
 from .log import core as log_core
@@ -162,7 +163,7 @@ class Entrypoint:
         log_flush_interval: float = DEFAULT_AIOMISC_LOG_FLUSH,
         log_config: bool = DEFAULT_AIOMISC_LOG_CONFIG,
         log_handlers: Iterable[logging.Handler] = (),
-        policy: asyncio.AbstractEventLoopPolicy = event_loop_policy,
+        policy: asyncio.AbstractEventLoopPolicy = DEFAULT_POLICY,
         debug: bool = DEFAULT_AIOMISC_DEBUG,
         catch_signals: tuple[int, ...] | None = None,
         shutdown_timeout: float = AIOMISC_SHUTDOWN_TIMEOUT,
@@ -225,7 +226,7 @@ class Entrypoint:
         self.log_format = log_format
         self.log_handlers = tuple(log_handlers)
         self.log_level = log_level
-        self.policy = policy
+        self.policy = resolve_policy(policy)
         self.pool_size = pool_size
 
         # Unfrozen copies: later class-level receivers do not reach us.

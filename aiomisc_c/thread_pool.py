@@ -21,17 +21,14 @@ import inspect
 import logging
 import os
 import threading
-import time
 import types
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
 from functools import partial
-from queue import SimpleQueue
 from types import MappingProxyType
 from typing import (
-    Any, Awaitable, Callable, Coroutine, Dict, Generator, Generic, Optional,
-    Tuple, TypeVar, Union,
+    Any, Awaitable, Callable, Coroutine, Generator, Generic, Optional,
+    TypeVar, Union,
 )
 
 from . import _compat, _thread_pool_py
@@ -104,113 +101,23 @@ def context_partial(func: F, *args: Any, **kwargs: Any) -> Any:
 
 # -- semi-internal 17.x pieces (§5.10) -----------------------------------------
 
-@dataclass(frozen=True)
-class WorkItemBase:
-    func: Callable[..., Any]
-    statistic: ThreadPoolStatistic
-    future: asyncio.Future
-    loop: asyncio.AbstractEventLoop
-    args: Tuple[Any, ...] = field(default_factory=tuple)
-    kwargs: Dict[str, Any] = field(default_factory=dict)
-    context: contextvars.Context = field(
-        default_factory=contextvars.copy_context,
-    )
+# WorkItemBase, WorkItem, TaskChannel, TaskChannelCloseException and
+# thread_pool_thread_loop live in ._work_item and are imported on first use:
+# the two frozen dataclasses cost ~3 ms of package import and nothing on the
+# package's own paths needs them.
+_WORK_ITEM_NAMES = frozenset({
+    "TaskChannel", "TaskChannelCloseException", "WorkItem", "WorkItemBase",
+    "thread_pool_thread_loop",
+})
 
 
-def _set_future(
-    future: asyncio.Future, succeeded: bool, value: Any,
-) -> None:
-    if future.done():
-        return
-    if succeeded:
-        future.set_result(value)
-    else:
-        future.set_exception(value)
-
-
-class WorkItem(WorkItemBase):
-    """One call of ``func`` in ``context``, result sent to ``future``."""
-
-    def __call__(self, no_return: bool = False) -> None:
-        if self.future.done():
-            return
-        if self.loop.is_closed():
-            log.warning("Event loop is closed. Ignoring %r", self.func)
-            return
-
-        statistic = self.statistic
-        started = time.perf_counter()
-        try:
-            value = self.context.run(self.func, *self.args, **self.kwargs)
-            succeeded = True
-            statistic.success += 1
-        except StopIteration as e:
-            value = RuntimeError("StopIteration raised in a worker")
-            value.__cause__ = e
-            succeeded = False
-            statistic.error += 1
-        except BaseException as e:
-            value, succeeded = e, False
-            statistic.error += 1
-        finally:
-            statistic.sum_time += time.perf_counter() - started
-            statistic.done += 1
-
-        if no_return:
-            return
-        try:
-            self.loop.call_soon_threadsafe(
-                _set_future, self.future, succeeded, value,
-            )
-        except RuntimeError:
-            log.warning(
-                "Event loop is closed. Forget execution result for %r",
-                self.func,
-            )
-
-
-class TaskChannelCloseException(RuntimeError):
-    pass
-
-
-class TaskChannel(SimpleQueue):
-    closed_event: threading.Event
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.closed_event = threading.Event()
-
-    def get(self, *args: Any, **kwargs: Any) -> WorkItem:
-        if self.closed_event.is_set():
-            raise TaskChannelCloseException()
-        item: Optional[WorkItem] = super().get(*args, **kwargs)
-        if item is None:
-            # The close sentinel: leave it for the other consumers.
-            self.put(None)
-            raise TaskChannelCloseException()
-        return item
-
-    def close(self) -> None:
-        self.closed_event.set()
-        self.put(None)
-
-
-def thread_pool_thread_loop(
-    tasks: TaskChannel,
-    statistic: ThreadPoolStatistic,
-    stop_event: threading.Event,
-    pool_shutdown_event: threading.Event,
-) -> None:
-    """The body of a 17.x pool thread (kept for code that uses it)."""
-    statistic.threads += 1
-    try:
-        while not pool_shutdown_event.is_set():
-            tasks.get()()
-    except (TaskChannelCloseException, asyncio.CancelledError):
-        return None
-    finally:
-        stop_event.set()
-        statistic.threads -= 1
+def __getattr__(name: str) -> Any:
+    if name in _WORK_ITEM_NAMES:
+        from . import _work_item
+        value = getattr(_work_item, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- new threads ---------------------------------------------------------------
@@ -234,7 +141,7 @@ def run_in_new_thread(
     statistic.threads += 1
 
     thread = threading.Thread(
-        target=WorkItem(
+        target=__getattr__("WorkItem")(
             func=func,
             args=tuple(args),
             kwargs=dict(kwargs),

@@ -12,7 +12,6 @@ from collections.abc import (
     Awaitable, Callable, Collection, Coroutine, Generator, Iterable, Iterator,
 )
 from functools import wraps
-from random import getrandbits
 from typing import Any, Optional, Set, Tuple, TypeVar
 
 from . import _compat, _loop_py
@@ -65,6 +64,7 @@ _node_id: Optional[int] = None
 def fast_uuid4() -> Any:
     """A UUID4-shaped identifier from 128 random bits (not cryptographic)."""
     import uuid
+    from random import getrandbits
 
     return uuid.UUID(int=getrandbits(128), version=4)
 
@@ -72,6 +72,7 @@ def fast_uuid4() -> Any:
 def fast_uuid1() -> Any:
     """A UUID1-style identifier: ``time_ns()``, 16 random bits, node id."""
     import uuid
+    from random import getrandbits
 
     global _node_id
     if _node_id is None:

@@ -13,7 +13,6 @@ import os
 import sys
 from contextvars import ContextVar
 from contextlib import suppress
-from dataclasses import dataclass
 from itertools import chain
 from types import TracebackType
 from typing import Any, Callable, Iterable, List, Optional, Type, Union
@@ -107,11 +106,41 @@ def pass_wrapper(handler: logging.Handler) -> logging.Handler:
     return handler
 
 
-@dataclass
 class UnhandledHookBase:
+    """The fields of aiomisc's dataclass of the same name (``__init__``,
+    ``__repr__`` and ``__eq__`` as the dataclass makes them), written out so
+    that importing the package does not pay for ``dataclasses``."""
+
     logger: logging.Logger
     logger_name: str = "unhandled"
     logger_default_message: str = "Unhandled exception"
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        logger_name: str = "unhandled",
+        logger_default_message: str = "Unhandled exception",
+    ) -> None:
+        self.logger = logger
+        self.logger_name = logger_name
+        self.logger_default_message = logger_default_message
+
+    def _fields(self) -> tuple:
+        return (self.logger, self.logger_name, self.logger_default_message)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__qualname__}(logger={self.logger!r}, "
+            f"logger_name={self.logger_name!r}, "
+            f"logger_default_message={self.logger_default_message!r})"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._fields() == other._fields()  # type: ignore[attr-defined]
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class UnhandledHook(UnhandledHookBase):

@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 from enum import Enum, IntEnum, unique
-from importlib.util import find_spec
 from typing import Any, Tuple
 
 __all__ = (
@@ -40,6 +39,8 @@ def check_journal_stream() -> bool:
 
 def _detect_rich() -> bool:
     try:
+        from importlib.util import find_spec
+
         return find_spec("rich") is not None
     except (ImportError, ValueError):
         return False
