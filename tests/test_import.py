@@ -1,0 +1,63 @@
+"""``import aiomisc_c`` loads only what the package needs at import.
+
+Optional and costly modules are imported on first use: a regression here
+shows up as a slower cold import (see benchmarks/bench_entrypoint.py).
+"""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from childproc import NEUTRAL_CWD, child_env
+
+# Imported by the package on first use only, never by ``import aiomisc_c``.
+LAZY_MODULES = (
+    "uvloop", "dataclasses", "random", "platform", "importlib.metadata",
+    "aiomisc_c._work_item", "colorlog", "rich",
+)
+
+PROBE = (
+    "import json, sys; import aiomisc_c; "
+    "print(json.dumps(sorted(sys.modules)))"
+)
+
+
+def loaded_after(code, **env):
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=NEUTRAL_CWD, env=child_env(**env),
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+def test_import_leaves_optional_modules_alone():
+    loaded = loaded_after(PROBE, AIOMISC_NO_PLUGINS="1")
+    assert not loaded & set(LAZY_MODULES), sorted(loaded & set(LAZY_MODULES))
+
+
+def test_lazy_names_resolve_on_first_use():
+    code = (
+        "import json, sys, dataclasses\n"
+        "import aiomisc_c\n"
+        "from aiomisc_c import compat, counters, thread_pool\n"
+        "from aiomisc_c._circuit_breaker_base import random\n"
+        "assert compat.event_loop_policy is compat.event_loop_policy\n"
+        "assert dataclasses.is_dataclass(counters.StatisticResult)\n"
+        "assert dataclasses.is_dataclass(thread_pool.WorkItemBase)\n"
+        "assert issubclass(thread_pool.WorkItem, thread_pool.WorkItemBase)\n"
+        "assert 0 <= random() < 1\n"
+        "assert list(aiomisc_c.get_statistics()) is not None\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    loaded = loaded_after(code)
+    assert "aiomisc_c._work_item" in loaded
+    assert "random" in loaded
+
+
+def test_unknown_attributes_still_raise():
+    from aiomisc_c import _circuit_breaker_base, compat, counters, thread_pool
+
+    for module in (compat, counters, thread_pool, _circuit_breaker_base):
+        with pytest.raises(AttributeError, match="no_such_name"):
+            module.no_such_name   # noqa: B018
