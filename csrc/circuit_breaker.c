@@ -25,6 +25,7 @@
 #include <Python.h>
 #include <structmember.h>
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <time.h>
@@ -142,6 +143,11 @@ typedef struct {
     PyObject *clock_func;
     unsigned int clock_tag;
 
+    /* bucket_id_cached(): bucket ids are constant for
+     * ts = now * BUCKET_COUNT in [id_ts_low, id_ts_high); valid only for
+     * the BUCKET_COUNT it was computed with (id_count, 0 = empty) */
+    double id_ts_low, id_ts_high, id_count, id_value;
+
     Bucket *ring;               /* deque(maxlen=cap) of buckets */
     Py_ssize_t cap, len, head;  /* head: index of the oldest */
     uint64_t next_serial;
@@ -169,6 +175,43 @@ bucket_id(double now, double bucket_count, double response_time)
         mod = copysign(0.0, response_time);
     }
     return trunc(ts - mod);
+}
+
+/* bucket_id(), without the fmod() (a long division, the largest cost of a
+ * guarded call) while the clock stays inside the bucket of the last
+ * computation.
+ *
+ * For ts >= 0 and response_time > 0, ts - fmod(ts, rt) is k * rt rounded,
+ * with k = floor(ts / rt): fmod is exact, so the value only depends on k and
+ * every ts with the same k gives the same id.  After a computation at ts,
+ * k is unchanged for every ts' in [ts, (k + 1) * rt); the upper end is
+ * computed in floating point and lowered by a few ulps so that it never
+ * exceeds the exact boundary.  Anything else (a clock that went back, a
+ * negative time, another BUCKET_COUNT) takes the exact path. */
+static double
+bucket_id_cached(Breaker *self, double now, double bucket_count)
+{
+    double response_time = self->response_time_value;
+    double ts = now * bucket_count;
+    if (bucket_count == self->id_count && ts >= self->id_ts_low &&
+        ts < self->id_ts_high) {
+        return self->id_value;
+    }
+    double id = bucket_id(now, bucket_count, response_time);
+    if (ts >= 0.0 && response_time > 0.0 && isfinite(ts) &&
+        bucket_count != 0.0) {
+        double start = ts - fmod(ts, response_time);
+        double high = start + response_time;
+        high -= high * (8 * DBL_EPSILON);
+        self->id_ts_low = ts;
+        self->id_ts_high = high;   /* may be <= ts: then it never hits */
+        self->id_count = bucket_count;
+        self->id_value = id;
+    }
+    else {
+        self->id_count = 0.0;
+    }
+    return id;
 }
 
 static inline Bucket *
@@ -377,11 +420,13 @@ read_limits(Breaker *self, int original, Limits *out)
 {
     cb_state *st = self->st;
     double values[LIM_COUNT];
+    if (original) { /* the hot path: the class constants as created */
+        out->bucket_count = st->limit_values[LIM_BUCKET_COUNT];
+        out->recover_broken = st->limit_values[LIM_RECOVER_BROKEN];
+        out->passing_broken = st->limit_values[LIM_PASSING_BROKEN];
+        return 0;
+    }
     for (int i = 0; i < LIM_COUNT; i++) {
-        if (original) {
-            values[i] = st->limit_values[i];
-            continue;
-        }
         PyObject *value = PyObject_GetAttr((PyObject *)self, st->str_limits[i]);
         if (value == NULL) {
             return -1;
@@ -398,6 +443,19 @@ read_limits(Breaker *self, int original, Limits *out)
     return 0;
 }
 
+/* Whether every instance of `type` is true (no __bool__, no __len__): what
+ * PyObject_IsTrue() checks, without the call, for the loop on every call. */
+static inline int
+always_true(PyTypeObject *type)
+{
+    return (type->tp_as_number == NULL ||
+            type->tp_as_number->nb_bool == NULL) &&
+           (type->tp_as_mapping == NULL ||
+            type->tp_as_mapping->mp_length == NULL) &&
+           (type->tp_as_sequence == NULL ||
+            type->tp_as_sequence->sq_length == NULL);
+}
+
 /* The `loop` property: `_loop`, filled with the running loop when unset
  * or falsy (borrowed reference). */
 static PyObject *
@@ -405,6 +463,9 @@ breaker_loop(Breaker *self)
 {
     PyObject *loop = self->loop;
     if (loop != NULL && loop != Py_None) {
+        if (always_true(Py_TYPE(loop))) {
+            return loop;
+        }
         int truth = PyObject_IsTrue(loop);
         if (truth < 0) {
             return NULL;
@@ -604,8 +665,7 @@ guard_enter(Breaker *self, uint64_t *serial)
         return -1;
     }
     /* bookkeeping: no Python code runs from here ... */
-    double current = bucket_id(now, limits.bucket_count,
-                               self->response_time_value);
+    double current = bucket_id_cached(self, now, limits.bucket_count);
     *serial = current_bucket(self, current);
     compute_state(self, now, current, &limits);
     (*self->stat[STAT_CALL_COUNT])++;
@@ -1018,6 +1078,7 @@ Breaker_init(Breaker *self, PyObject *args, PyObject *kwargs)
      * re-init must not find a new bucket */
     self->error_ratio = times[0];
     self->response_time_value = times[1];
+    self->id_count = 0.0; /* bucket_id_cached(): response time changed */
     self->recovery_time = times[3];
     self->broken_time = times[4];
     self->passing_time = times[5];

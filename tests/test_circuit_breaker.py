@@ -10,6 +10,7 @@ import gc
 import inspect
 import itertools
 import logging
+import math
 import random
 import threading
 from collections import Counter
@@ -317,6 +318,55 @@ def test_bucket_and_counter(implementation):
     assert counter[CounterKey.OK] == 1
     assert counter[CounterKey.FAIL] == 1
     assert counter[CounterKey.TOTAL] == 3
+
+
+def _boundary_times(response_time, bucket_count, starts):
+    """Clock values on, just below and just above bucket boundaries."""
+    times = []
+    for start in starts:
+        step = response_time / bucket_count
+        for k in range(6):
+            edge = start + k * step
+            times += [
+                math.nextafter(edge, -math.inf), edge,
+                math.nextafter(edge, math.inf), edge + step / 3,
+            ]
+    return times
+
+
+@pytest.mark.parametrize("response_time", [10, 0.3, 7e-7, 1234.5678])
+def test_calls_land_in_the_exact_bucket(implementation, response_time):
+    """A call is counted in the bucket of ``int(ts - ts % response_time)``
+    with ``ts = now * BUCKET_COUNT``, at every clock value, including the
+    last representable value before a boundary (the C twin skips the
+    modulo while the clock stays inside the last bucket)."""
+    breaker = clocked()(0.5, response_time)
+    count = breaker.BUCKET_COUNT
+    times = _boundary_times(response_time, count, [0.0, 1.0, 12345.678, 3.1e7])
+    rng = random.Random(7)
+    times += sorted(rng.uniform(0, 1e6) for _ in range(300))
+    times += [5.0, 4.0, 1e6, 0.5]          # the clock going back too
+    run, previous = 0, None
+    for now in times:
+        ts = now * count
+        expected_id = int(ts - ts % response_time)
+        run = run + 1 if expected_id == previous else 1
+        previous = expected_id
+        breaker.now = now
+        breaker.call(ok)
+        assert breaker.bucket() == expected_id
+        assert breaker.counter()[CounterKey.TOTAL] == run, now
+
+
+def test_bucket_count_change_is_seen_at_once(implementation):
+    breaker = clocked()(0.5, 10)
+    breaker.now = 1.5
+    breaker.call(ok)
+    assert breaker.counter()[CounterKey.TOTAL] == 1
+    type(breaker).BUCKET_COUNT = 20          # ts = 30 -> bucket 30, not 10
+    breaker.call(ok)
+    assert breaker.bucket() == 30
+    assert breaker.counter()[CounterKey.TOTAL] == 1
 
 
 def test_unmonitored_exceptions_not_failures(implementation):
