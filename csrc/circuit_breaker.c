@@ -115,6 +115,7 @@ typedef struct {
     double id;          /* bucket id (an integral value) */
     uint64_t serial;    /* unique per breaker: finds the bucket again */
     long long fail, ok, total;
+    int bad;            /* bucket_bad() as of the last change */
 } Bucket;
 
 typedef struct {
@@ -150,6 +151,11 @@ typedef struct {
 
     Bucket *ring;               /* deque(maxlen=cap) of buckets */
     Py_ssize_t cap, len, head;  /* head: index of the oldest */
+    /* window_ratio() without a scan: how many buckets in the ring are bad,
+     * and whether their ids increase from the oldest to the newest (false
+     * after the clock went back, until the ring is emptied) */
+    Py_ssize_t ring_bad;
+    int ring_ordered;
     uint64_t next_serial;
 } Breaker;
 
@@ -240,6 +246,13 @@ current_bucket(Breaker *self, double id)
     if (self->cap == 0) {
         return serial; /* deque(maxlen=0): dropped at once */
     }
+    if (self->len == 0) {
+        self->ring_bad = 0;
+        self->ring_ordered = 1;
+    }
+    else if (id < ring_at(self, self->len - 1)->id) {
+        self->ring_ordered = 0;
+    }
     Bucket *slot;
     if (self->len < self->cap) {
         slot = ring_at(self, self->len);
@@ -247,12 +260,36 @@ current_bucket(Breaker *self, double id)
     }
     else {
         slot = ring_at(self, 0); /* drop the oldest */
+        self->ring_bad -= slot->bad;
         self->head = self->head + 1 == self->cap ? 0 : self->head + 1;
     }
     slot->id = id;
     slot->serial = serial;
     slot->fail = slot->ok = slot->total = 0;
+    slot->bad = 0;
     return serial;
+}
+
+/* A bucket with calls and an error ratio at or above the breaker's. */
+static inline int
+bucket_bad(Breaker *self, const Bucket *bucket)
+{
+    if (bucket->total == 0) {
+        return 0;
+    }
+    if (bucket->fail == 0) { /* no division on the common path */
+        return 0.0 >= self->error_ratio;
+    }
+    return (double)bucket->fail / (double)bucket->total >= self->error_ratio;
+}
+
+/* After a change of `bucket`'s counts: keep ring_bad exact. */
+static inline void
+bucket_changed(Breaker *self, Bucket *bucket)
+{
+    int bad = bucket_bad(self, bucket);
+    self->ring_bad += bad - bucket->bad;
+    bucket->bad = bad;
 }
 
 static Bucket *
@@ -273,16 +310,19 @@ window_ratio(Breaker *self, double current, double bucket_count, int *any)
 {
     double not_before = current - self->response_time_value * bucket_count;
     Py_ssize_t total = 0, bad = 0;
+    if (self->len > 0 && self->ring_ordered &&
+        ring_at(self, 0)->id >= not_before) {
+        /* every bucket is in the window: the tally is the answer */
+        *any = 1;
+        return (double)self->ring_bad / (double)self->len;
+    }
     for (Py_ssize_t i = self->len - 1; i >= 0; i--) {
         Bucket *bucket = ring_at(self, i);
         if (bucket->id < not_before) {
             break;
         }
         total++;
-        if (bucket->total &&
-            (double)bucket->fail / (double)bucket->total >= self->error_ratio) {
-            bad++;
-        }
+        bad += bucket->bad;
     }
     *any = total > 0;
     return total ? (double)bad / (double)total : 0.0;
@@ -713,6 +753,7 @@ record_success(Breaker *self, uint64_t serial)
     if (bucket != NULL) {
         bucket->ok++;
         bucket->total++;
+        bucket_changed(self, bucket);
     }
     Py_CLEAR(self->last_exception); /* may run a finalizer: last */
 }
@@ -771,6 +812,7 @@ guard_fail(Breaker *self, uint64_t serial, PyObject *exc)
     if (bucket != NULL) {
         bucket->fail += weight;
         bucket->total++;
+        bucket_changed(self, bucket);
     }
     if (to_raise != exc) {
         Py_DECREF(exc);
@@ -786,6 +828,7 @@ record_abandoned(Breaker *self, uint64_t serial)
     Bucket *bucket = find_bucket(self, serial);
     if (bucket != NULL) {
         bucket->total++;
+        bucket_changed(self, bucket);
     }
 }
 

@@ -6,6 +6,7 @@ the state walk PASSING -> BROKEN -> RECOVERING -> PASSING/BROKEN is pinned
 exactly.
 """
 import asyncio
+import contextlib
 import gc
 import inspect
 import itertools
@@ -269,6 +270,94 @@ def test_recovery_mix_with_seeded_random(implementation):
         assert walk(circuit_breaker._PyCircuitBreaker) == walk(
             circuit_breaker._CCircuitBreaker,
         )
+
+
+def _random_walk(cls, seed):
+    """A long random mix of clock moves (small steps, idle gaps, the clock
+    going back) and outcomes; every observable after every call."""
+    random.seed(seed)                 # the recovery ramp's draws
+    script = random.Random(seed)      # the walk itself
+    breaker = clocked(cls)(
+        0.35, 4, recovery_time=3, broken_time=2, passing_time=1,
+        exception_inspector=lambda exc: "ignored" not in str(exc),
+    )
+    seen = []
+    for _ in range(3000):
+        move = script.random()
+        if move < 0.85:     # busy: several calls per bucket (0.4 s)
+            breaker.now += script.choice((0.0, 0.01, 0.05, 0.2))
+        elif move < 0.98:
+            breaker.now += script.uniform(0.3, 1.5)
+        elif move < 0.995:
+            breaker.now += script.uniform(4, 12)     # an idle gap
+        else:
+            breaker.now -= script.uniform(0.1, 3)    # the clock went back
+        kind = script.choices(("ok", "fail", "ignored"), (7, 2, 1))[0]
+
+        def body(kind=kind):
+            if kind != "ok":
+                raise Boom(kind)
+            return "ok"
+
+        seen.append((
+            outcome(breaker, body), breaker.state, breaker.recovery_ratio,
+            breaker.get_state_delay(), tuple(sorted(breaker.counter().items())),
+        ))
+    return seen
+
+
+def test_window_stops_at_the_first_old_bucket(implementation):
+    """The window is read from the newest bucket back to the first one
+    older than ``response_time``; after the clock went back, newer buckets
+    may hold older ids than the ones behind them."""
+    breaker = clocked()(0.5, 10)
+    for second in range(20, 30):          # buckets 200..290, nine bad
+        breaker.now = float(second)
+        if second != 29:
+            with pytest.raises(Boom):
+                breaker.call(fail)
+        breaker.call(ok)
+    assert breaker.recovery_ratio == pytest.approx(0.9)
+    breaker.now = 5.0                     # back: bucket 50
+    breaker.call(ok)
+    breaker.now = 16.0                    # bucket 160; 50 is out of the window
+    breaker.call(ok)
+    assert breaker.recovery_ratio == 0
+    assert breaker.state is PASSING
+
+
+def test_window_ratio_in_steady_traffic(implementation):
+    """A full, rolling window: every call sees the ratio of bad buckets
+    among the last ``BUCKET_COUNT`` ones."""
+    breaker = clocked()(0.5, 10)
+    outcomes = []
+    for step in range(200):
+        breaker.now = step * 0.5          # two calls per one-second bucket
+        bad = step % 3 == 0
+        with contextlib.suppress(Boom):
+            breaker.call(fail if bad else ok)
+        outcomes.append(bad)
+        # buckets of the last 10 seconds: steps 2k and 2k+1 share one
+        first = max(0, (step // 2 - 9) * 2)
+        buckets = [outcomes[i:i + 2] for i in range(first, step + 1, 2)]
+        expected = sum(sum(b) / len(b) >= 0.5 for b in buckets) / len(buckets)
+        assert breaker.recovery_ratio == pytest.approx(expected), step
+    assert breaker.state is PASSING
+
+
+@pytest.mark.skipif(
+    not _compat.c_available("circuit_breaker"), reason="C twin not built",
+)
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_twins_agree_on_a_long_random_walk(seed):
+    """The C twin keeps a tally of bad buckets instead of scanning the
+    window, and reuses bucket ids; the Python twin recomputes both on every
+    call.  They must agree on everything a user can observe."""
+    c_walk = _random_walk(circuit_breaker._CCircuitBreaker, seed)
+    py_walk = _random_walk(circuit_breaker._PyCircuitBreaker, seed)
+    assert {state for _, state, *_ in c_walk} == {PASSING, BROKEN, RECOVERING}
+    for step, (c_seen, py_seen) in enumerate(zip(c_walk, py_walk)):
+        assert c_seen == py_seen, step
 
 
 def test_statistics_of_the_walk(implementation, scripted_random):
