@@ -180,13 +180,23 @@ else:
         )
 
 
+def _wrap_async(breaker: Any, func: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(func)
+    async def async_wrapper(*args: Any, **kw: Any) -> Any:
+        return await breaker.call_async(func, *args, **kw)
+
+    return async_wrapper
+
+
 def build_cutout(
     breaker_class: type,
     wrap_sync: Callable[[Any, Callable[..., Any]], Callable[..., Any]],
     module: str,
+    wrap_async: Callable[[Any, Callable[..., Any]], Callable[..., Any]] = _wrap_async,
 ) -> Callable[..., CutoutReturnType]:
     """The ``cutout`` of one twin: ``breaker_class`` makes the breaker,
-    ``wrap_sync(breaker, func)`` makes the synchronous wrapper."""
+    ``wrap_sync(breaker, func)`` and ``wrap_async(breaker, func)`` make the
+    wrappers of plain and coroutine functions."""
 
     def cutout(
         ratio: float,
@@ -205,11 +215,7 @@ def build_cutout(
 
         def decorator(func: CutoutFuncType) -> CutoutDecoratorReturnType:
             if iscoroutinefunction(func):
-                @wraps(func)
-                async def async_wrapper(*args: Any, **kw: Any) -> Any:
-                    return await circuit_breaker.call_async(func, *args, **kw)
-
-                return async_wrapper
+                return wrap_async(circuit_breaker, func)
             return wrap_sync(circuit_breaker, func)
 
         return decorator
@@ -217,8 +223,6 @@ def build_cutout(
     cutout.__module__ = module
     cutout.__qualname__ = "cutout"
     return cutout
-
-
 
 
 def __getattr__(name: str) -> Any:

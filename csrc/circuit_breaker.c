@@ -60,6 +60,7 @@ typedef struct {
     PyTypeObject *context_type;
     PyTypeObject *call_async_type;
     PyTypeObject *wrapper_type;
+    PyTypeObject *async_wrapper_type;
 
     PyObject *base_module;        /* aiomisc_c._circuit_breaker_base */
     PyObject *states[3];          /* CircuitBreakerStates members */
@@ -73,6 +74,7 @@ typedef struct {
     PyObject *get_running_loop;   /* asyncio.get_running_loop */
     PyObject *update_wrapper;     /* functools.update_wrapper */
     PyObject *default_exceptions; /* (Exception,) */
+    PyObject *coroutine_code;     /* _backoff_base.COROUTINE_CODE */
 
     PyObject *str_get_time;       /* "_get_time" */
     PyObject *str_loop;           /* "loop" */
@@ -81,6 +83,10 @@ typedef struct {
     PyObject *str_throw;          /* "throw" */
     PyObject *str_close;          /* "close" */
     PyObject *str_func;           /* "func" */
+    PyObject *str_call_async;     /* "call_async" */
+    PyObject *str_code;           /* "__code__" */
+    PyObject *str_defaults;       /* "__defaults__" */
+    PyObject *str_kwdefaults;     /* "__kwdefaults__" */
     PyObject *str_recovery_ratio; /* "recovery_ratio" */
     PyObject *str_limits[LIM_COUNT];
 
@@ -1518,6 +1524,50 @@ typedef struct {
     int stage;
 } CallAsync;
 
+/* A CallAsync of `func` with no arguments yet (untracked by the GC). */
+static CallAsync *
+call_async_alloc(Breaker *self, PyObject *func)
+{
+    CallAsync *ca = PyObject_GC_New(CallAsync, self->st->call_async_type);
+    if (ca == NULL) {
+        return NULL;
+    }
+    ca->breaker = (Breaker *)Py_NewRef(self);
+    ca->func = Py_NewRef(func);
+    ca->args = NULL;
+    ca->kwnames = NULL;
+    ca->nargs = 0;
+    ca->inner = NULL;
+    ca->serial = 0;
+    ca->stage = CA_NEW;
+    return ca;
+}
+
+/* The awaitable of call_async(func, *args, **kwargs), from a vectorcall
+ * argument vector (nargs positional arguments, then kwnames' values). */
+static PyObject *
+call_async_new(Breaker *self, PyObject *func, PyObject *const *args,
+               Py_ssize_t nargs, PyObject *kwnames)
+{
+    CallAsync *ca = call_async_alloc(self, func);
+    if (ca == NULL) {
+        return NULL;
+    }
+    Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    ca->nargs = nargs;
+    if (nargs + nkw > 0) {
+        ca->args = aio_args_tuple(NULL, args, nargs + nkw);
+        if (ca->args == NULL) {
+            PyObject_GC_Track(ca);
+            Py_DECREF(ca);
+            return NULL;
+        }
+        ca->kwnames = Py_XNewRef(kwnames);
+    }
+    PyObject_GC_Track(ca);
+    return (PyObject *)ca;
+}
+
 static PyObject *
 Breaker_call_async(Breaker *self, PyObject *const *args, Py_ssize_t nargs,
                    PyObject *kwnames)
@@ -1529,64 +1579,44 @@ Breaker_call_async(Breaker *self, PyObject *const *args, Py_ssize_t nargs,
     if (how < 0) {
         return NULL;
     }
-    CallAsync *ca = PyObject_GC_New(CallAsync, st->call_async_type);
+    if (how == 0) {
+        return call_async_new(self, func, args + 1, nargs - 1, kwnames);
+    }
+    CallAsync *ca = call_async_alloc(self, func);
     if (ca == NULL) {
         Py_XDECREF(slow_args);
         Py_XDECREF(slow_kwargs);
         return NULL;
     }
-    ca->breaker = (Breaker *)Py_NewRef(self);
-    ca->func = Py_NewRef(func);
-    ca->args = NULL;
-    ca->kwnames = NULL;
-    ca->nargs = 0;
-    ca->inner = NULL;
-    ca->serial = 0;
-    ca->stage = CA_NEW;
-    if (how == 0) {
-        Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-        ca->nargs = nargs - 1;
-        if (ca->nargs + nkw > 0) {
-            ca->args = aio_args_tuple(NULL, args + 1, ca->nargs + nkw);
-            if (ca->args == NULL) {
-                PyObject_GC_Track(ca);
-                Py_DECREF(ca);
-                return NULL;
-            }
-            ca->kwnames = Py_XNewRef(kwnames);
-        }
-    }
-    else {
-        /* func passed by keyword: keep the rest as a kwnames vector */
-        Py_ssize_t nkw = PyDict_GET_SIZE(slow_kwargs);
-        PyObject *values = PyTuple_New(nkw);
-        PyObject *names = PyTuple_New(nkw);
-        if (values == NULL || names == NULL) {
-            Py_XDECREF(values);
-            Py_XDECREF(names);
-            Py_DECREF(slow_args);
-            Py_DECREF(slow_kwargs);
-            PyObject_GC_Track(ca);
-            Py_DECREF(ca);
-            return NULL;
-        }
-        PyObject *key, *value;
-        Py_ssize_t pos = 0, i = 0;
-        while (PyDict_Next(slow_kwargs, &pos, &key, &value)) {
-            PyTuple_SET_ITEM(names, i, Py_NewRef(key));
-            PyTuple_SET_ITEM(values, i, Py_NewRef(value));
-            i++;
-        }
-        ca->args = values;
-        if (nkw > 0) {
-            ca->kwnames = names;
-        }
-        else {
-            Py_DECREF(names);
-        }
+    /* func passed by keyword: keep the rest as a kwnames vector */
+    Py_ssize_t nkw = PyDict_GET_SIZE(slow_kwargs);
+    PyObject *values = PyTuple_New(nkw);
+    PyObject *names = PyTuple_New(nkw);
+    if (values == NULL || names == NULL) {
+        Py_XDECREF(values);
+        Py_XDECREF(names);
         Py_DECREF(slow_args);
         Py_DECREF(slow_kwargs);
+        PyObject_GC_Track(ca);
+        Py_DECREF(ca);
+        return NULL;
     }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0, i = 0;
+    while (PyDict_Next(slow_kwargs, &pos, &key, &value)) {
+        PyTuple_SET_ITEM(names, i, Py_NewRef(key));
+        PyTuple_SET_ITEM(values, i, Py_NewRef(value));
+        i++;
+    }
+    ca->args = values;
+    if (nkw > 0) {
+        ca->kwnames = names;
+    }
+    else {
+        Py_DECREF(names);
+    }
+    Py_DECREF(slow_args);
+    Py_DECREF(slow_kwargs);
     PyObject_GC_Track(ca);
     return (PyObject *)ca;
 }
@@ -2116,21 +2146,155 @@ static PyType_Spec Wrapper_spec = {
     .slots = Wrapper_slots,
 };
 
-/* _wrap_sync(breaker, func): the sync wrapper with func's metadata */
+/* ------------------------------------------------------------------------ */
+/* The asynchronous cutout wrapper                                           */
+
+/* Calling it returns the awaitable of breaker.call_async(func, ...) at once:
+ * no coroutine frame of its own in between.  It passes for a coroutine
+ * function: the `_is_coroutine` / markcoroutinefunction markers are class
+ * attributes, and `__code__` (what inspect reads before 3.12) is func's
+ * coroutine code, or a stand-in coroutine code object. */
+
 static PyObject *
-module_wrap_sync(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+AsyncWrapper_vectorcall(Wrapper *self, PyObject *const *args, size_t nargsf,
+                        PyObject *kwnames)
 {
-    cb_state *st = cb_state_from_module(module);
+    Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
+    PyObject *breaker = self->breaker;
+    cb_state *st = ((Breaker *)breaker)->st;
+    if (Py_TYPE(breaker) == st->breaker_type) {
+        return call_async_new((Breaker *)breaker, self->func, args, nargs,
+                              kwnames);
+    }
+    /* a subclass: circuit_breaker.call_async(func, *args, **kwargs) */
+    PyObject *call_async = PyObject_GetAttr(breaker, st->str_call_async);
+    if (call_async == NULL) {
+        return NULL;
+    }
+    PyObject *result = aio_call_prepend(call_async, self->func, args, nargs,
+                                        kwnames);
+    Py_DECREF(call_async);
+    return result;
+}
+
+static PyObject *
+AsyncWrapper_repr(Wrapper *self)
+{
+    return PyUnicode_FromFormat("<async cutout wrapper of %R>", self->func);
+}
+
+static cb_state *
+async_wrapper_state(PyObject *op)
+{
+    return ((Breaker *)((Wrapper *)op)->breaker)->st;
+}
+
+static PyObject *
+AsyncWrapper_get_code(PyObject *op, void *Py_UNUSED(closure))
+{
+    cb_state *st = async_wrapper_state(op);
+    PyObject *code;
+    int found = aio_getattr_optional(((Wrapper *)op)->func, st->str_code,
+                                     &code);
+    if (found < 0) {
+        return NULL;
+    }
+    if (found && PyCode_Check(code) &&
+        (((PyCodeObject *)code)->co_flags & CO_COROUTINE)) {
+        return code;
+    }
+    Py_XDECREF(code);
+    return Py_NewRef(st->coroutine_code);
+}
+
+/* func's attribute `name` when `check` accepts it, else None */
+static PyObject *
+func_attr_or_none(PyObject *op, PyObject *name, int (*check)(PyObject *))
+{
+    PyObject *value;
+    int found = aio_getattr_optional(((Wrapper *)op)->func, name, &value);
+    if (found < 0) {
+        return NULL;
+    }
+    if (found && check(value)) {
+        return value;
+    }
+    Py_XDECREF(value);
+    Py_RETURN_NONE;
+}
+
+static int
+is_tuple(PyObject *o)
+{
+    return PyTuple_Check(o);
+}
+
+static int
+is_dict(PyObject *o)
+{
+    return PyDict_Check(o);
+}
+
+static PyObject *
+AsyncWrapper_get_defaults(PyObject *op, void *Py_UNUSED(closure))
+{
+    return func_attr_or_none(op, async_wrapper_state(op)->str_defaults,
+                             is_tuple);
+}
+
+static PyObject *
+AsyncWrapper_get_kwdefaults(PyObject *op, void *Py_UNUSED(closure))
+{
+    return func_attr_or_none(op, async_wrapper_state(op)->str_kwdefaults,
+                             is_dict);
+}
+
+static PyGetSetDef AsyncWrapper_getset[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"__code__", AsyncWrapper_get_code, NULL, NULL, NULL},
+    {"__defaults__", AsyncWrapper_get_defaults, NULL, NULL, NULL},
+    {"__kwdefaults__", AsyncWrapper_get_kwdefaults, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot AsyncWrapper_slots[] = {
+    {Py_tp_dealloc, Wrapper_dealloc},
+    {Py_tp_traverse, Wrapper_traverse},
+    {Py_tp_clear, Wrapper_clear},
+    {Py_tp_call, PyVectorcall_Call},
+    {Py_tp_descr_get, Wrapper_descr_get},
+    {Py_tp_repr, AsyncWrapper_repr},
+    {Py_tp_members, Wrapper_members},
+    {Py_tp_getset, AsyncWrapper_getset},
+    {Py_tp_doc, "A coroutine function guarded by a cutout() circuit "
+                "breaker."},
+    {0, NULL},
+};
+
+static PyType_Spec AsyncWrapper_spec = {
+    .name = "aiomisc_c._circuit_breaker._CutoutAsyncWrapper",
+    .basicsize = sizeof(Wrapper),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_HAVE_VECTORCALL,
+    .slots = AsyncWrapper_slots,
+};
+
+/* A wrapper of `type` over (breaker, func), with func's metadata copied by
+ * functools.update_wrapper. */
+static PyObject *
+make_wrapper(cb_state *st, PyTypeObject *type, vectorcallfunc vectorcall,
+             const char *fname, PyObject *const *args, Py_ssize_t nargs)
+{
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "_wrap_sync(breaker, func)");
+        PyErr_Format(PyExc_TypeError, "%s(breaker, func)", fname);
         return NULL;
     }
     if (!PyObject_TypeCheck(args[0], st->breaker_type)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "_wrap_sync() needs a C CircuitBreaker");
+        PyErr_Format(PyExc_TypeError, "%s() needs a C CircuitBreaker",
+                     fname);
         return NULL;
     }
-    Wrapper *wrapper = PyObject_GC_New(Wrapper, st->wrapper_type);
+    Wrapper *wrapper = PyObject_GC_New(Wrapper, type);
     if (wrapper == NULL) {
         return NULL;
     }
@@ -2138,12 +2302,32 @@ module_wrap_sync(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     wrapper->func = Py_NewRef(args[1]);
     wrapper->dict = NULL;
     wrapper->weakreflist = NULL;
-    wrapper->vectorcall = (vectorcallfunc)Wrapper_vectorcall;
+    wrapper->vectorcall = vectorcall;
     PyObject_GC_Track(wrapper);
     PyObject *wrapped = PyObject_CallFunctionObjArgs(
         st->update_wrapper, (PyObject *)wrapper, args[1], NULL);
     Py_DECREF(wrapper);
     return wrapped;
+}
+
+/* _wrap_sync(breaker, func): the sync wrapper with func's metadata */
+static PyObject *
+module_wrap_sync(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    cb_state *st = cb_state_from_module(module);
+    return make_wrapper(st, st->wrapper_type,
+                        (vectorcallfunc)Wrapper_vectorcall, "_wrap_sync",
+                        args, nargs);
+}
+
+/* _wrap_async(breaker, func): the async wrapper with func's metadata */
+static PyObject *
+module_wrap_async(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    cb_state *st = cb_state_from_module(module);
+    return make_wrapper(st, st->async_wrapper_type,
+                        (vectorcallfunc)AsyncWrapper_vectorcall,
+                        "_wrap_async", args, nargs);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2265,6 +2449,44 @@ import_members(PyObject *enum_class, PyObject **slots, const char *const *names,
     return 0;
 }
 
+
+/* The async wrapper type passes asyncio/inspect.iscoroutinefunction: the
+ * markers of _backoff_base.COROUTINE_MARKERS become class attributes, and
+ * COROUTINE_CODE is its __code__ stand-in. */
+static int
+set_coroutine_markers(cb_state *st)
+{
+    PyObject *base = PyImport_ImportModule("aiomisc_c._backoff_base");
+    if (base == NULL) {
+        return -1;
+    }
+    int rc = -1;
+    PyObject *markers = PyObject_GetAttrString(base, "COROUTINE_MARKERS");
+    if (markers == NULL) {
+        goto done;
+    }
+    if (!PyDict_Check(markers)) {
+        PyErr_SetString(PyExc_TypeError, "COROUTINE_MARKERS must be a dict");
+        goto done;
+    }
+    PyObject *key, *value;
+    Py_ssize_t pos = 0;
+    while (PyDict_Next(markers, &pos, &key, &value)) {
+        if (PyObject_SetAttr((PyObject *)st->async_wrapper_type, key, value) <
+            0) {
+            goto done;
+        }
+    }
+    st->coroutine_code = PyObject_GetAttrString(base, "COROUTINE_CODE");
+    if (st->coroutine_code != NULL) {
+        rc = 0;
+    }
+done:
+    Py_XDECREF(markers);
+    Py_DECREF(base);
+    return rc;
+}
+
 static int
 cb_exec(PyObject *module)
 {
@@ -2280,6 +2502,10 @@ cb_exec(PyObject *module)
         aio_intern(&st->str_throw, "throw") < 0 ||
         aio_intern(&st->str_close, "close") < 0 ||
         aio_intern(&st->str_func, "func") < 0 ||
+        aio_intern(&st->str_call_async, "call_async") < 0 ||
+        aio_intern(&st->str_code, "__code__") < 0 ||
+        aio_intern(&st->str_defaults, "__defaults__") < 0 ||
+        aio_intern(&st->str_kwdefaults, "__kwdefaults__") < 0 ||
         aio_intern(&st->str_recovery_ratio, "recovery_ratio") < 0) {
         return -1;
     }
@@ -2351,7 +2577,12 @@ cb_exec(PyObject *module)
         aio_add_type(module, &st->context_type, &Context_spec, NULL) < 0 ||
         aio_add_type(module, &st->call_async_type, &CallAsync_spec, NULL) <
             0 ||
-        aio_add_type(module, &st->wrapper_type, &Wrapper_spec, NULL) < 0) {
+        aio_add_type(module, &st->wrapper_type, &Wrapper_spec, NULL) < 0 ||
+        aio_add_type(module, &st->async_wrapper_type, &AsyncWrapper_spec,
+                     NULL) < 0) {
+        return -1;
+    }
+    if (set_coroutine_markers(st) < 0) {
         return -1;
     }
     if (set_constants(st) < 0 ||
@@ -2373,15 +2604,21 @@ cb_exec(PyObject *module)
     }
     Py_DECREF(registered);
 
-    /* cutout: the shared factory over the C breaker and C sync wrapper */
+    /* cutout: the shared factory over the C breaker and C wrappers */
     PyObject *wrap_sync = PyObject_GetAttrString(module, "_wrap_sync");
     if (wrap_sync == NULL) {
         return -1;
     }
+    PyObject *wrap_async = PyObject_GetAttrString(module, "_wrap_async");
+    if (wrap_async == NULL) {
+        Py_DECREF(wrap_sync);
+        return -1;
+    }
     PyObject *cutout = PyObject_CallMethod(
-        base, "build_cutout", "OOs", st->breaker_type, wrap_sync,
-        "aiomisc_c.circuit_breaker");
+        base, "build_cutout", "OOsO", st->breaker_type, wrap_sync,
+        "aiomisc_c.circuit_breaker", wrap_async);
     Py_DECREF(wrap_sync);
+    Py_DECREF(wrap_async);
     if (cutout == NULL) {
         return -1;
     }
@@ -2400,6 +2637,8 @@ cb_traverse(PyObject *module, visitproc visit, void *arg)
     Py_VISIT(st->context_type);
     Py_VISIT(st->call_async_type);
     Py_VISIT(st->wrapper_type);
+    Py_VISIT(st->async_wrapper_type);
+    Py_VISIT(st->coroutine_code);
     Py_VISIT(st->base_module);
     for (int i = 0; i < 3; i++) {
         Py_VISIT(st->states[i]);
@@ -2433,6 +2672,8 @@ cb_clear(PyObject *module)
     Py_CLEAR(st->context_type);
     Py_CLEAR(st->call_async_type);
     Py_CLEAR(st->wrapper_type);
+    Py_CLEAR(st->async_wrapper_type);
+    Py_CLEAR(st->coroutine_code);
     Py_CLEAR(st->base_module);
     for (int i = 0; i < 3; i++) {
         Py_CLEAR(st->states[i]);
@@ -2458,6 +2699,10 @@ cb_clear(PyObject *module)
     Py_CLEAR(st->str_throw);
     Py_CLEAR(st->str_close);
     Py_CLEAR(st->str_func);
+    Py_CLEAR(st->str_call_async);
+    Py_CLEAR(st->str_code);
+    Py_CLEAR(st->str_defaults);
+    Py_CLEAR(st->str_kwdefaults);
     Py_CLEAR(st->str_recovery_ratio);
     Py_CLEAR(st->orig_get_time);
     Py_CLEAR(st->orig_loop);
@@ -2477,6 +2722,8 @@ cb_free(void *module)
 static PyMethodDef cb_functions[] = {
     {"_wrap_sync", (PyCFunction)(void (*)(void))module_wrap_sync,
      METH_FASTCALL, "The synchronous cutout wrapper of func."},
+    {"_wrap_async", (PyCFunction)(void (*)(void))module_wrap_async,
+     METH_FASTCALL, "The asynchronous cutout wrapper of func."},
     {NULL, NULL, 0, NULL},
 };
 
