@@ -146,6 +146,7 @@ SCRIPT = textwrap.dedent(r'''
             except CircuitBroken:
                 pass
             await async_cut(i)
+            async_cut(i)                     # the C wrapper's awaitable, dropped
             # abandoned: created, never awaited; started then closed
             passing.call_async(aok)
             pending = passing.call_async(asyncio.sleep, 0)
@@ -174,6 +175,7 @@ SCRIPT = textwrap.dedent(r'''
             "broken": broken,
             "context_type": type(passing.context()),
             "call_async_type": type(passing.call_async(aok)),
+            "async_cut": async_cut,
         }
         with mock.patch.object(_circuit_breaker_base, "random", lambda: 0.0):
             await run(ROUNDS // 10)          # warm-up
