@@ -35,6 +35,8 @@ as 17.x counts them: ``attempts`` +1 when an attempt starts; ``done`` +1 and
 however it ends; ``errors`` +1 per retryable failure; ``cancels`` +1 per
 attempt ended by a cancellation (the caller's, or the deadline's).
 """
+from __future__ import annotations
+
 import asyncio
 import math
 import time

@@ -12,6 +12,8 @@ Beyond 17.x:
 * every count is exact when several threads share one breaker;
 * ``counter()`` returns a snapshot ``Counter`` of the current bucket.
 """
+from __future__ import annotations
+
 import threading
 from collections import Counter, deque
 from contextlib import contextmanager

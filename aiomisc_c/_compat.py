@@ -8,6 +8,8 @@ to the public name.  :func:`use_implementation` rebinds every twinned name of
 every public module at once; the test suite uses it to run each test against
 both twins.
 """
+from __future__ import annotations
+
 import contextlib
 import importlib
 import os

@@ -1,4 +1,6 @@
 """Strict context variables and the current-loop variable ``EVENT_LOOP``."""
+from __future__ import annotations
+
 import asyncio
 from contextvars import ContextVar
 from typing import Generic, TypeVar

@@ -8,6 +8,8 @@ honoured: the default policy (``aiomisc_c.compat.event_loop_policy``) and the
 executor class (``aiomisc_c.thread_pool.ThreadPoolExecutor``).  The asyncio
 functions are also looked up on the ``asyncio`` module at call time.
 """
+from __future__ import annotations
+
 import asyncio
 import asyncio.events
 import importlib

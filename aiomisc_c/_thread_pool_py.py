@@ -16,6 +16,8 @@ GIL held by single read-modify-write statements that contain no call into
 Python code, so no thread switch can split them; the sleep/wake hand-shake
 itself runs under ``_cond``.
 """
+from __future__ import annotations
+
 import asyncio
 import inspect
 import logging

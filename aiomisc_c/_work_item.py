@@ -3,6 +3,8 @@
 The package's pools do not use them; they are kept for code that builds its
 own workers on top of them, and re-exported by ``aiomisc_c.thread_pool``.
 """
+from __future__ import annotations
+
 import asyncio
 import contextvars
 import logging

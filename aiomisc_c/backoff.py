@@ -13,6 +13,8 @@ Which names come from C and which from Python:
 Semantics (one task per call, timers instead of ``wait_for``) are described
 in ``aiomisc_c/_backoff_py.py``.
 """
+from __future__ import annotations
+
 from typing import Union
 
 from . import _backoff_py, _compat

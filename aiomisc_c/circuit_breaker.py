@@ -5,6 +5,8 @@ Twinned (C in ``aiomisc_c._circuit_breaker``, Python in
 Shared by both twins (``aiomisc_c._circuit_breaker_base``): the enums,
 ``CircuitBroken``, ``CircuitBreakerStatistic`` and the type aliases.
 """
+from __future__ import annotations
+
 from . import _circuit_breaker_py, _compat
 from ._circuit_breaker_base import (
     CircuitBreakerStates, CircuitBreakerStatistic, CircuitBroken, CounterKey,

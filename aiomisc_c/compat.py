@@ -5,6 +5,8 @@ The default event-loop policy is chosen once, on first use of
 ``AIOMISC_USE_UVLOOP`` (default ``"1"``) is true, asyncio's default policy
 otherwise.
 """
+from __future__ import annotations
+
 import asyncio
 import logging
 import socket

@@ -17,6 +17,8 @@ OS signals (``catch_signals``, default SIGINT and SIGTERM in the main
 thread) start one graceful shutdown; repeated signals are logged and
 ignored; the previous handlers come back when the entrypoint exits.
 """
+from __future__ import annotations
+
 import asyncio
 import logging
 import os

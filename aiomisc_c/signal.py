@@ -1,4 +1,6 @@
 """Async callback registry (mirror of ``aiomisc.signal``)."""
+from __future__ import annotations
+
 from typing import Any, Callable, FrozenSet, Set, TypeVar, Union
 
 from ._backoff_base import iscoroutinefunction

@@ -15,6 +15,8 @@ Which names come from C and which from Python:
 and twin-bound with the others, so ``isinstance(ThreadedSeparate(f),
 Threaded)`` holds for the chosen twin.
 """
+from __future__ import annotations
+
 import asyncio
 import contextvars
 import inspect

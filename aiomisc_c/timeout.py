@@ -10,6 +10,8 @@ The wrapped call runs in the awaiting task with one loop timer (no
 the resulting ``CancelledError`` becomes ``asyncio.TimeoutError``; any other
 cancellation propagates unchanged.
 """
+from __future__ import annotations
+
 from typing import Union
 
 from . import _backoff_py, _compat

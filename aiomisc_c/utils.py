@@ -4,6 +4,8 @@ Event-loop setup (``create_default_event_loop``, ``new_event_loop``) is a
 twinned primitive: C in ``aiomisc_c._loop``, Python in ``aiomisc_c._loop_py``.
 Everything else here is plain Python.
 """
+from __future__ import annotations
+
 import asyncio
 import itertools
 import logging

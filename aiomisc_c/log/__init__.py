@@ -7,6 +7,8 @@ mirror) except its ``basic_config``.
 Import cost matters (``import aiomisc_c`` must stay cheap): asyncio, colorlog,
 logging-journald and rich are imported only when used.
 """
+from __future__ import annotations
+
 import logging
 import traceback
 import warnings

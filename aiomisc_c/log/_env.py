@@ -14,6 +14,8 @@ Parsing follows 17.x: booleans are true for ``1``, ``enable``, ``enabled``,
 name its entrypoint docs use, ``AIOMISC_LOG_BUFFER_SIZE``, is accepted as a
 fallback.
 """
+from __future__ import annotations
+
 import os
 from typing import Callable, Mapping, NamedTuple, Optional, TypeVar
 

@@ -8,6 +8,8 @@ same handlers.  The loop-aware, buffered variant is
 through the module attribute, so patching ``aiomisc_c.log.core.basic_config``
 intercepts every configuration.
 """
+from __future__ import annotations
+
 import logging
 import os
 import sys

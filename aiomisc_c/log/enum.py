@@ -5,6 +5,8 @@ Importing this module must stay cheap: neither ``rich`` nor
 first access and ``check_journal_stream`` only imports ``logging-journald``
 when systemd has set ``JOURNAL_STREAM``.
 """
+from __future__ import annotations
+
 import logging
 import os
 import sys

@@ -5,6 +5,8 @@ aiomisc plugins import and patch the original package).  Each loaded
 plugin's ``setup()`` is called once.  ``AIOMISC_NO_PLUGINS`` set to any
 non-empty value disables all of it.
 """
+from __future__ import annotations
+
 import importlib.machinery
 import logging
 import os

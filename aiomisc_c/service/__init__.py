@@ -3,6 +3,8 @@
 Importing this package never requires an optional dependency: services that
 need one live only in their own submodules.
 """
+from __future__ import annotations
+
 import importlib
 import importlib.util
 

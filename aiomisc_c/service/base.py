@@ -6,6 +6,8 @@ A service is started and stopped by an :class:`aiomisc_c.Entrypoint`:
 returns or when it sets ``self.start_event`` (then ``start()`` keeps running
 as the service body until shutdown cancels it).
 """
+from __future__ import annotations
+
 import asyncio
 from abc import ABC, ABCMeta, abstractmethod
 from collections.abc import Coroutine

@@ -1,4 +1,6 @@
 """The ``color`` log format: a colorlog ``ColoredFormatter`` on a stream."""
+from __future__ import annotations
+
 import logging
 import sys
 from typing import IO, Any, Optional

@@ -1,4 +1,6 @@
 """The ``journald`` log format: logging-journald's native journal handler."""
+from __future__ import annotations
+
 import logging
 from typing import Any
 

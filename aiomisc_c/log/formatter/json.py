@@ -1,4 +1,6 @@
 """The ``json`` log format: one JSON object per record, one record per line."""
+from __future__ import annotations
+
 import logging
 import sys
 import traceback

@@ -3,6 +3,8 @@
 ``rich`` is optional: it is imported when a handler is created, and a
 missing installation raises ``ImportError`` then, not at import time.
 """
+from __future__ import annotations
+
 import logging
 from typing import IO, Any, Optional
 
