@@ -3,6 +3,7 @@
 import abc
 import asyncio
 import pickle
+import sys
 from unittest import mock
 
 import pytest
@@ -344,3 +345,29 @@ def test_service_package_exports():
         assert getattr(service, name) is not None
     assert service.Service is Service
     assert {"Service", "ServiceMeta", "SimpleServer"} <= set(service.__all__)
+
+
+def test_service_submodule_names_are_imported_on_first_access(monkeypatch):
+    import importlib.machinery
+    import types
+
+    from aiomisc_c import service
+
+    fake = types.ModuleType("aiomisc_c.service.tcp")
+    fake.__spec__ = importlib.machinery.ModuleSpec("aiomisc_c.service.tcp", None)
+    fake.TCPServer = type("TCPServer", (), {})
+    namespace = vars(service)
+    saved_all = namespace.pop("__all__", None)
+    try:
+        with pytest.raises(AttributeError, match="TCPServer"):
+            service.TCPServer       # the submodule is absent: no attribute
+        monkeypatch.setitem(sys.modules, "aiomisc_c.service.tcp", fake)
+        assert service.TCPServer is fake.TCPServer
+        assert "TCPServer" in service.__all__
+        with pytest.raises(AttributeError, match="no_such_name"):
+            service.no_such_name    # noqa: B018
+    finally:
+        namespace.pop("TCPServer", None)
+        namespace.pop("__all__", None)
+        if saved_all is not None:
+            namespace["__all__"] = saved_all

@@ -6,12 +6,14 @@ need one live only in their own submodules.
 from __future__ import annotations
 
 import importlib
-import importlib.util
+from typing import Any
 
 from .base import Service, ServiceMeta, SimpleServer  # noqa: F401 - re-exported
 
-# The dependency-free service submodules re-exported here, by name; each is
-# imported when present (they are written separately from the base).
+# The dependency-free service submodules re-exported here, by name.  Each is
+# imported on first access of one of its names (never by importing this
+# package), and only when it is present: they are written separately from
+# the base.
 _REEXPORTED = {
     "process": ("ProcessService", "RespawningProcessService"),
     "profiler": ("Profiler",),
@@ -20,18 +22,31 @@ _REEXPORTED = {
     "tracer": ("MemoryTracer",),
     "udp": ("UDPServer",),
 }
+_MODULE_OF = {
+    attribute: module_name
+    for module_name, attributes in _REEXPORTED.items()
+    for attribute in attributes
+}
+_BASE_NAMES = ("Service", "ServiceMeta", "SimpleServer")
 
 
-def _reexport() -> list[str]:
-    names = []
-    for module_name, attributes in _REEXPORTED.items():
-        if importlib.util.find_spec(f"{__name__}.{module_name}") is None:
-            continue
-        module = importlib.import_module(f"{__name__}.{module_name}")
-        for attribute in attributes:
-            globals()[attribute] = getattr(module, attribute)
-            names.append(attribute)
-    return names
+def _present(module_name: str) -> bool:
+    from importlib.util import find_spec
+
+    return find_spec(f"{__name__}.{module_name}") is not None
 
 
-__all__ = tuple(sorted(["Service", "ServiceMeta", "SimpleServer", *_reexport()]))
+def __getattr__(name: str) -> Any:
+    if name == "__all__":
+        names = list(_BASE_NAMES)
+        for module_name, attributes in _REEXPORTED.items():
+            if _present(module_name):
+                names.extend(attributes)
+        globals()["__all__"] = value = tuple(sorted(names))
+        return value
+    module_name = _MODULE_OF.get(name)
+    if module_name is None or not _present(module_name):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = importlib.import_module(f"{__name__}.{module_name}")
+    globals()[name] = value = getattr(module, name)
+    return value
