@@ -16,7 +16,7 @@ import os
 import signal
 import sys
 import types
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 _TRUE_VALUES = frozenset({"1", "enable", "enabled", "on", "true", "yes"})
 
@@ -31,14 +31,63 @@ USE_C_EXTENSIONS: bool = (
     and not env_bool("AIOMISC_C_NO_EXTENSIONS")
 )
 
-# primitive name -> (module globals, {public name: (python twin, c twin | None)})
-_TWINS: Dict[str, Tuple[Dict[str, Any], Dict[str, Tuple[Any, Any]]]] = {}
+class TwinPairs(Mapping[str, Tuple[Any, Any]]):
+    """Public name -> ``(python twin, c twin | None)`` of one primitive.
+
+    The Python twins are imported on first need (reading an item, choosing
+    the Python twins, or reading a ``_PyNAME`` attribute): a program that
+    runs on the C twins never imports them.
+    """
+
+    def __init__(
+        self,
+        namespace: Dict[str, Any],
+        load_python: Callable[[], Any],
+        c_module: Optional[types.ModuleType],
+        names: List[str],
+    ):
+        self._namespace = namespace
+        self._load_python = load_python
+        self._python: Optional[Dict[str, Any]] = None
+        self._c = {
+            name: getattr(c_module, name) if c_module is not None else None
+            for name in names
+        }
+
+    def python(self) -> Dict[str, Any]:
+        """The Python twins by name, imported now if they were not yet."""
+        if self._python is None:
+            module = self._load_python()
+            python = {name: getattr(module, name) for name in self._c}
+            for name, obj in python.items():
+                self._namespace[f"_Py{name}"] = obj
+            self._python = python
+        return self._python
+
+    def __getitem__(self, name: str) -> Tuple[Any, Any]:
+        c_obj = self._c[name]
+        return self.python()[name], c_obj
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._c)
+
+    def __len__(self) -> int:
+        return len(self._c)
+
+
+# primitive name -> (module globals, the primitive's TwinPairs)
+_TWINS: Dict[str, Tuple[Dict[str, Any], TwinPairs]] = {}
 # primitive name -> other namespaces re-exporting some of its twinned names
 _REEXPORTS: Dict[str, List[Tuple[Dict[str, Any], List[str]]]] = {}
 # primitive name -> "c" or "python": what the public names are bound to now
 _CHOSEN: Dict[str, str] = {}
 # primitive name -> why the C twin is unavailable (None when it is available)
 _C_MISSING: Dict[str, Optional[str]] = {}
+
+
+def lazy_module(name: str) -> Callable[[], types.ModuleType]:
+    """A loader for :func:`bind_twins`: imports ``name`` when called."""
+    return lambda: importlib.import_module(name)
 
 
 def import_c_module(name: str) -> Optional[types.ModuleType]:
@@ -65,25 +114,45 @@ def _c_module_state(c_module: Optional[types.ModuleType]) -> Optional[str]:
 def bind_twins(
     primitive: str,
     namespace: Dict[str, Any],
-    python_module: types.ModuleType,
+    python_twins: Any,
     c_module: Optional[types.ModuleType],
     names: List[str],
 ) -> None:
     """Bind ``names`` in ``namespace`` to the C twin when it is available.
 
+    ``python_twins`` holds the Python twins (a module or namespace), or is a
+    loader that returns it (see :func:`lazy_module`), called on first need.
     Both twins stay reachable as ``_PyNAME`` and ``_CNAME`` (the latter is
     ``None`` without the extension).
     """
-    pairs: Dict[str, Tuple[Any, Any]] = {}
+    load = python_twins if callable(python_twins) else (lambda: python_twins)
+    pairs = TwinPairs(namespace, load, c_module, names)
     for name in names:
-        py_obj = getattr(python_module, name)
-        c_obj = getattr(c_module, name) if c_module is not None else None
-        namespace[f"_Py{name}"] = py_obj
-        namespace[f"_C{name}"] = c_obj
-        pairs[name] = (py_obj, c_obj)
+        namespace[f"_C{name}"] = pairs._c[name]
+    _resolve_python_names_lazily(namespace, pairs)
     _TWINS[primitive] = (namespace, pairs)
     _C_MISSING[primitive] = _c_module_state(c_module)
     _select(primitive, "c" if c_module is not None else "python")
+
+
+def _resolve_python_names_lazily(
+    namespace: Dict[str, Any], pairs: TwinPairs,
+) -> None:
+    """A module ``__getattr__`` (PEP 562) that imports the Python twins on
+    the first read of a ``_PyNAME``, chained to the module's own one."""
+    previous = namespace.get("__getattr__")
+    python_names = {f"_Py{name}" for name in pairs}
+
+    def __getattr__(name: str) -> Any:
+        if name in python_names:
+            return pairs.python()[name[3:]]
+        if previous is not None:
+            return previous(name)
+        raise AttributeError(
+            f"module {namespace.get('__name__')!r} has no attribute {name!r}",
+        )
+
+    namespace["__getattr__"] = __getattr__
 
 
 def reexport_twins(primitive: str, namespace: Dict[str, Any], names: List[str]) -> None:
@@ -95,8 +164,9 @@ def reexport_twins(primitive: str, namespace: Dict[str, Any], names: List[str]) 
 
 def _select(primitive: str, kind: str) -> None:
     namespace, pairs = _TWINS[primitive]
-    for name, (py_obj, c_obj) in pairs.items():
-        namespace[name] = c_obj if kind == "c" else py_obj
+    chosen = pairs._c if kind == "c" else pairs.python()
+    for name, obj in chosen.items():
+        namespace[name] = obj
     for other, names in _REEXPORTS.get(primitive, ()):
         for name in names:
             other[name] = namespace[name]

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Union
 
-from . import _backoff_py, _compat
+from . import _compat
 from ._backoff_base import BackoffStatistic, RetryStatistic
 
 __all__ = (
@@ -32,6 +32,8 @@ __all__ = (
 Number = Union[int, float]
 
 _compat.bind_twins(
-    "backoff", globals(), _backoff_py, _compat.import_c_module("_backoff"),
+    "backoff", globals(),
+    _compat.lazy_module("aiomisc_c._backoff_py"),   # imported on first need
+    _compat.import_c_module("_backoff"),
     ["Backoff", "BackoffExecution", "asyncbackoff", "asyncretry"],
 )

@@ -7,7 +7,7 @@ Shared by both twins (``aiomisc_c._circuit_breaker_base``): the enums,
 """
 from __future__ import annotations
 
-from . import _circuit_breaker_py, _compat
+from . import _compat
 from ._circuit_breaker_base import (
     CircuitBreakerStates, CircuitBreakerStatistic, CircuitBroken, CounterKey,
     CutoutDecoratorReturnType, CutoutFuncType, CutoutReturnType,
@@ -31,7 +31,8 @@ __all__ = (
 
 # Binds CircuitBreaker / cutout, plus the _Py* and _C* twins.
 _compat.bind_twins(
-    "circuit_breaker", globals(), _circuit_breaker_py,
+    "circuit_breaker", globals(),
+    _compat.lazy_module("aiomisc_c._circuit_breaker_py"),   # imported on first need
     _compat.import_c_module("_circuit_breaker"),
     ["CircuitBreaker", "cutout"],
 )

@@ -33,7 +33,7 @@ from typing import (
     TypeVar, Union,
 )
 
-from . import _compat, _thread_pool_py
+from . import _compat
 from ._context_vars import EVENT_LOOP
 from ._thread_pool_base import (
     ThreadedBase, ThreadPoolException, ThreadPoolExecutorBase,
@@ -210,12 +210,17 @@ def _make_threaded_separate(threaded_type: type) -> type:
     )
 
 
-_py_namespace = types.SimpleNamespace(
-    ThreadPoolExecutor=_thread_pool_py.ThreadPoolExecutor,
-    Threaded=_thread_pool_py.Threaded,
-    BoundThreaded=_thread_pool_py.BoundThreaded,
-    ThreadedSeparate=_make_threaded_separate(_thread_pool_py.Threaded),
-)
+def _python_twins() -> types.SimpleNamespace:
+    """The Python twins, imported on first need (see _compat.bind_twins)."""
+    from . import _thread_pool_py
+
+    return types.SimpleNamespace(
+        ThreadPoolExecutor=_thread_pool_py.ThreadPoolExecutor,
+        Threaded=_thread_pool_py.Threaded,
+        BoundThreaded=_thread_pool_py.BoundThreaded,
+        ThreadedSeparate=_make_threaded_separate(_thread_pool_py.Threaded),
+    )
+
 
 _c = _compat.import_c_module("_thread_pool")
 _c_namespace: Optional[types.SimpleNamespace] = None
@@ -235,7 +240,7 @@ if _c is not None:
     del ThreadPoolExecutor
 
 _compat.bind_twins(
-    "thread_pool", globals(), _py_namespace, _c_namespace,   # type: ignore
+    "thread_pool", globals(), _python_twins, _c_namespace,   # type: ignore
     ["ThreadPoolExecutor", "Threaded", "BoundThreaded", "ThreadedSeparate"],
 )
 

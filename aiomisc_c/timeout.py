@@ -14,13 +14,15 @@ from __future__ import annotations
 
 from typing import Union
 
-from . import _backoff_py, _compat
+from . import _compat
 
 __all__ = ("timeout",)
 
 Number = Union[int, float]
 
 _compat.bind_twins(
-    "timeout", globals(), _backoff_py, _compat.import_c_module("_backoff"),
+    "timeout", globals(),
+    _compat.lazy_module("aiomisc_c._backoff_py"),   # imported on first need
+    _compat.import_c_module("_backoff"),
     ["timeout"],
 )

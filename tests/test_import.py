@@ -62,3 +62,48 @@ def test_unknown_attributes_still_raise():
     for module in (compat, counters, thread_pool, _circuit_breaker_base):
         with pytest.raises(AttributeError, match="no_such_name"):
             module.no_such_name   # noqa: B018
+
+
+PYTHON_TWINS = (
+    "aiomisc_c._backoff_py", "aiomisc_c._circuit_breaker_py",
+    "aiomisc_c._thread_pool_py",
+)
+
+
+def test_python_twins_are_imported_only_when_needed():
+    from aiomisc_c import _compat
+
+    probe = (
+        "import json, sys; import aiomisc_c; "
+        "print(json.dumps([sorted(sys.modules), str(aiomisc_c.implementation)]))"
+    )
+
+    def run(**env):
+        done = subprocess.run(
+            [sys.executable, "-c", probe], cwd=NEUTRAL_CWD,
+            env=child_env(AIOMISC_NO_PLUGINS="1", **env),
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        modules, kind = json.loads(done.stdout.splitlines()[-1])
+        return set(modules), kind
+
+    loaded, kind = run(AIOMISC_C_NO_EXTENSIONS="1")
+    assert kind == "python"
+    assert set(PYTHON_TWINS) <= loaded
+    if not _compat.c_available():
+        pytest.skip("C twins not built")
+    loaded, kind = run()
+    assert kind == "c"
+    assert not set(PYTHON_TWINS) & loaded
+
+
+def test_switching_to_the_python_twins_imports_them():
+    code = (
+        "import json, sys\n"
+        "from aiomisc_c import _compat, backoff, thread_pool\n"
+        "with _compat.use_implementation('python'):\n"
+        "    assert backoff.asyncbackoff is backoff._Pyasyncbackoff\n"
+        "    assert thread_pool.Threaded is thread_pool._PyThreaded\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    assert set(PYTHON_TWINS) <= loaded_after(code)
