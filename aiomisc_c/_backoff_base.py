@@ -12,7 +12,6 @@ This module must not import :mod:`aiomisc_c.backoff` (which imports it).
 import asyncio
 import inspect
 import math
-import numbers
 import operator
 from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
 
@@ -81,10 +80,20 @@ async def _coroutine_code_marker() -> None:
 COROUTINE_CODE = _coroutine_code_marker.__code__
 
 
+def is_real(value: Any) -> bool:
+    """``isinstance(value, numbers.Real)``; ``numbers`` (~1 ms of import) is
+    loaded only for a value that is not an int or a float."""
+    if isinstance(value, (int, float)):
+        return True
+    import numbers
+
+    return isinstance(value, numbers.Real)
+
+
 def _real(name: str, value: Any, message: str) -> float:
     """``value`` as a float; TypeError unless it is a real number, ValueError
     with ``message`` when negative or NaN."""
-    if not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(
             f"{name!r} must be a number, not {type(value).__name__}",
         )
@@ -156,7 +165,7 @@ def check_timeout(value: Optional[Number]) -> Optional[Number]:
     expired", as in ``asyncio.wait_for``) or ``None`` (no limit)."""
     if value is None:
         return None
-    if not isinstance(value, numbers.Real):
+    if not is_real(value):
         raise TypeError(
             f"'value' must be a number or None, not {type(value).__name__}",
         )

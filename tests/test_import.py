@@ -14,7 +14,7 @@ from childproc import NEUTRAL_CWD, child_env
 # Imported by the package on first use only, never by ``import aiomisc_c``.
 LAZY_MODULES = (
     "uvloop", "dataclasses", "random", "platform", "importlib.metadata",
-    "importlib.util",
+    "importlib.util", "numbers",
     "aiomisc_c._work_item", "colorlog", "rich",
 )
 
