@@ -39,7 +39,6 @@ from ._loop_py import DEFAULT_POLICY, resolve_policy
 from .compat import final
 from .context import Context, get_context
 from .log import LogFormat
-from .log import core as log_core
 from .log._env import read_log_env
 from .service import Service
 from .signal import Signal
@@ -250,7 +249,7 @@ class Entrypoint:
 
         if self.log_config:
             # Looked up at call time: tests patch aiomisc_c.log.core.basic_config.
-            log_core.basic_config(
+            aiomisc_log.core.basic_config(
                 level=self.log_level,
                 log_format=self.log_format,
                 date_format=self.log_date_format,

@@ -16,6 +16,8 @@ LAZY_MODULES = (
     "uvloop", "dataclasses", "random", "platform", "importlib.metadata",
     "importlib.util", "numbers",
     "aiomisc_c._work_item", "colorlog", "rich",
+    "aiomisc_c.log.core", "aiomisc_c.log._configure",
+    "aiomisc_c.log._threaded_handler", "aiomisc_c.log.formatter",
 )
 
 PROBE = (
@@ -107,3 +109,17 @@ def test_switching_to_the_python_twins_imports_them():
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     assert set(PYTHON_TWINS) <= loaded_after(code)
+
+
+def test_log_names_resolve_on_first_use():
+    from aiomisc_c import log
+    from aiomisc_c.log import _configure, _threaded_handler, core
+
+    assert log.basic_config is _configure.basic_config
+    assert log.ThreadedHandler is _threaded_handler.ThreadedHandler
+    assert log.UnhandledHook is core.UnhandledHook
+    assert log.core is core
+    assert log._CONFIGURED_WRAPPERS is _configure._CONFIGURED_WRAPPERS
+    assert {"basic_config", "core", "ThreadedHandler"} <= set(dir(log))
+    with pytest.raises(AttributeError, match="no_such_name"):
+        log.no_such_name   # noqa: B018
