@@ -31,6 +31,7 @@ USE_C_EXTENSIONS: bool = (
     and not env_bool("AIOMISC_C_NO_EXTENSIONS")
 )
 
+
 class TwinPairs(Mapping[str, Tuple[Any, Any]]):
     """Public name -> ``(python twin, c twin | None)`` of one primitive.
 
