@@ -2809,61 +2809,25 @@ wrapper_repr(PyObject *op)
 static PyObject *
 wrapper_get_code(PyObject *op, void *Py_UNUSED(closure))
 {
-    WrapperObject *self = (WrapperObject *)op;
     backoff_state *st = state_of_final(op);
-    PyObject *code;
-    int found = aio_getattr_optional(self->func, st->str_code, &code);
-    if (found < 0) {
-        return NULL;
-    }
-    if (found && PyCode_Check(code) &&
-        (((PyCodeObject *)code)->co_flags & CO_COROUTINE)) {
-        return code;
-    }
-    Py_XDECREF(code);
-    return Py_NewRef(st->coroutine_code);
-}
-
-static PyObject *
-wrapper_get_func_attr(PyObject *op, PyObject *name, int (*check)(PyObject *))
-{
-    WrapperObject *self = (WrapperObject *)op;
-    PyObject *value;
-    int found = aio_getattr_optional(self->func, name, &value);
-    if (found < 0) {
-        return NULL;
-    }
-    if (found && check(value)) {
-        return value;
-    }
-    Py_XDECREF(value);
-    Py_RETURN_NONE;
-}
-
-static int
-is_tuple(PyObject *o)
-{
-    return PyTuple_Check(o);
-}
-
-static int
-is_dict(PyObject *o)
-{
-    return PyDict_Check(o);
+    return aio_coroutine_code(((WrapperObject *)op)->func, st->str_code,
+                              st->coroutine_code);
 }
 
 static PyObject *
 wrapper_get_defaults(PyObject *op, void *Py_UNUSED(closure))
 {
-    return wrapper_get_func_attr(op, state_of_final(op)->str_defaults,
-                                 is_tuple);
+    return aio_func_attr_or_none(((WrapperObject *)op)->func,
+                                 state_of_final(op)->str_defaults,
+                                 aio_is_tuple);
 }
 
 static PyObject *
 wrapper_get_kwdefaults(PyObject *op, void *Py_UNUSED(closure))
 {
-    return wrapper_get_func_attr(op, state_of_final(op)->str_kwdefaults,
-                                 is_dict);
+    return aio_func_attr_or_none(((WrapperObject *)op)->func,
+                                 state_of_final(op)->str_kwdefaults,
+                                 aio_is_dict);
 }
 
 static PyObject *

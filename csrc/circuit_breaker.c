@@ -2193,60 +2193,24 @@ static PyObject *
 AsyncWrapper_get_code(PyObject *op, void *Py_UNUSED(closure))
 {
     cb_state *st = async_wrapper_state(op);
-    PyObject *code;
-    int found = aio_getattr_optional(((Wrapper *)op)->func, st->str_code,
-                                     &code);
-    if (found < 0) {
-        return NULL;
-    }
-    if (found && PyCode_Check(code) &&
-        (((PyCodeObject *)code)->co_flags & CO_COROUTINE)) {
-        return code;
-    }
-    Py_XDECREF(code);
-    return Py_NewRef(st->coroutine_code);
-}
-
-/* func's attribute `name` when `check` accepts it, else None */
-static PyObject *
-func_attr_or_none(PyObject *op, PyObject *name, int (*check)(PyObject *))
-{
-    PyObject *value;
-    int found = aio_getattr_optional(((Wrapper *)op)->func, name, &value);
-    if (found < 0) {
-        return NULL;
-    }
-    if (found && check(value)) {
-        return value;
-    }
-    Py_XDECREF(value);
-    Py_RETURN_NONE;
-}
-
-static int
-is_tuple(PyObject *o)
-{
-    return PyTuple_Check(o);
-}
-
-static int
-is_dict(PyObject *o)
-{
-    return PyDict_Check(o);
+    return aio_coroutine_code(((Wrapper *)op)->func, st->str_code,
+                              st->coroutine_code);
 }
 
 static PyObject *
 AsyncWrapper_get_defaults(PyObject *op, void *Py_UNUSED(closure))
 {
-    return func_attr_or_none(op, async_wrapper_state(op)->str_defaults,
-                             is_tuple);
+    return aio_func_attr_or_none(((Wrapper *)op)->func,
+                                 async_wrapper_state(op)->str_defaults,
+                                 aio_is_tuple);
 }
 
 static PyObject *
 AsyncWrapper_get_kwdefaults(PyObject *op, void *Py_UNUSED(closure))
 {
-    return func_attr_or_none(op, async_wrapper_state(op)->str_kwdefaults,
-                             is_dict);
+    return aio_func_attr_or_none(((Wrapper *)op)->func,
+                                 async_wrapper_state(op)->str_kwdefaults,
+                                 aio_is_dict);
 }
 
 static PyGetSetDef AsyncWrapper_getset[] = {

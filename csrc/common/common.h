@@ -7,5 +7,6 @@
 #include "common/compat.h"
 #include "common/module_state.h"
 #include "common/args.h"
+#include "common/function_like.h"
 
 #endif /* AIOMISC_C_COMMON_COMMON_H */
