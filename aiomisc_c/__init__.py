@@ -3,9 +3,11 @@
 ``import aiomisc_c as aiomisc`` and code written for aiomisc 17.x runs
 unchanged.  ``aiomisc_c.implementation`` tells which primitives run in C.
 """
+import importlib as _importlib
+
 from . import (
-    backoff, circuit_breaker, compat, context, counters, iterator_wrapper, log,
-    service, signal, thread_pool, utils, version,
+    backoff, circuit_breaker, compat, context, counters, log, service, signal,
+    thread_pool, utils, version,
 )
 from . import _compat, _context_vars
 from .backoff import Backoff, BackoffExecution, asyncbackoff, asyncretry
@@ -17,9 +19,8 @@ from .counters import Statistic, get_statistics
 # After the submodule import: aiomisc_c.entrypoint is the class (as in
 # aiomisc); the module stays importable as "aiomisc_c.entrypoint".
 from .entrypoint import CURRENT_ENTRYPOINT, Entrypoint, entrypoint, run
-from .iterator_wrapper import IteratorWrapper
 from .thread_pool import (
-    IteratorWrapperSeparate, ThreadPoolExecutor, context_partial, sync_await,
+    ThreadPoolExecutor, context_partial, sync_await,
     sync_wait_coroutine, threaded, threaded_iterable,
     threaded_iterable_separate, threaded_separate, wait_coroutine,
 )
@@ -77,6 +78,20 @@ __all__ = (
     "version_info",
     "wait_coroutine",
 )
+
+
+
+
+def __getattr__(name: str) -> object:
+    # The iterator wrappers (and their queue machinery) are imported on
+    # first use: most programs never iterate a threaded generator.
+    # (import_module: "from . import" would ask this function again)
+    if name in ("IteratorWrapper", "IteratorWrapperSeparate", "iterator_wrapper"):
+        module = _importlib.import_module(f"{__name__}.iterator_wrapper")
+        value = module if name == "iterator_wrapper" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # Twinned names re-exported here follow aiomisc_c._compat.use_implementation.

@@ -418,3 +418,13 @@ class IteratorProxy(Generic[T], AsyncIterator):
 
     def __anext__(self) -> Awaitable[T]:
         return self.__iterator.__anext__()
+
+
+class IteratorWrapperSeparate(IteratorWrapper):
+    """An ``IteratorWrapper`` whose producer runs in a new thread
+    (``aiomisc_c.thread_pool.IteratorWrapperSeparate``)."""
+
+    def _run(self) -> Any:
+        from .thread_pool import run_in_new_thread
+
+        return run_in_new_thread(self._in_thread)

@@ -40,7 +40,6 @@ from ._thread_pool_base import (
     ThreadPoolStatistic, context_with_loop, iscoroutinefunction,
     run_in_executor,
 )
-from .iterator_wrapper import IteratorWrapper
 
 try:
     from typing import ParamSpec
@@ -113,10 +112,23 @@ _WORK_ITEM_NAMES = frozenset({
 })
 
 
+# IteratorWrapper and IteratorWrapperSeparate live in .iterator_wrapper,
+# imported on the first threaded_iterable call or read of these names.
+_ITERATOR_WRAPPER_NAMES = frozenset({"IteratorWrapper", "IteratorWrapperSeparate"})
+
+
 def __getattr__(name: str) -> Any:
     if name in _WORK_ITEM_NAMES:
         from . import _work_item
         value = getattr(_work_item, name)
+        globals()[name] = value
+        return value
+    if name in _ITERATOR_WRAPPER_NAMES:
+        from .iterator_wrapper import IteratorWrapper, IteratorWrapperSeparate
+        value = {
+            "IteratorWrapper": IteratorWrapper,
+            "IteratorWrapperSeparate": IteratorWrapperSeparate,
+        }[name]
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -304,6 +316,8 @@ class ThreadedIterableBase(Generic[P, T], ABC):
         return self.create_wrapper(*args, **kwargs)
 
     def create_wrapper(self, *args: Any, **kwargs: Any) -> IteratorWrapper:
+        from .iterator_wrapper import IteratorWrapper
+
         return IteratorWrapper(
             partial(self.func, *args, **kwargs), max_size=self.max_size,
         )
@@ -368,17 +382,12 @@ def threaded_iterable(
     return ThreadedIterable(func, max_size=max_size)
 
 
-class IteratorWrapperSeparate(IteratorWrapper):
-    """An ``IteratorWrapper`` whose producer runs in a new thread."""
-
-    def _run(self) -> Any:
-        return run_in_new_thread(self._in_thread)
-
-
 class ThreadedIterableSeparate(ThreadedIterable[P, T]):
     def create_wrapper(
         self, *args: Any, **kwargs: Any,
     ) -> IteratorWrapperSeparate:
+        from .iterator_wrapper import IteratorWrapperSeparate
+
         return IteratorWrapperSeparate(
             partial(self.func, *args, **kwargs), max_size=self.max_size,
         )

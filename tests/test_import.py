@@ -17,6 +17,7 @@ LAZY_MODULES = (
     "importlib.util", "numbers",
     "aiomisc_c._work_item", "colorlog", "rich",
     "aiomisc_c.log.core", "aiomisc_c.log._configure",
+    "aiomisc_c.iterator_wrapper",
     "aiomisc_c.log._threaded_handler", "aiomisc_c.log.formatter",
 )
 
@@ -123,3 +124,19 @@ def test_log_names_resolve_on_first_use():
     assert {"basic_config", "core", "ThreadedHandler"} <= set(dir(log))
     with pytest.raises(AttributeError, match="no_such_name"):
         log.no_such_name   # noqa: B018
+
+
+def test_iterator_wrappers_resolve_on_first_use():
+    import aiomisc_c
+    from aiomisc_c import iterator_wrapper, thread_pool
+
+    assert aiomisc_c.IteratorWrapper is iterator_wrapper.IteratorWrapper
+    assert thread_pool.IteratorWrapper is iterator_wrapper.IteratorWrapper
+    assert (aiomisc_c.IteratorWrapperSeparate
+            is thread_pool.IteratorWrapperSeparate
+            is iterator_wrapper.IteratorWrapperSeparate)
+    assert issubclass(
+        iterator_wrapper.IteratorWrapperSeparate, iterator_wrapper.IteratorWrapper,
+    )
+    with pytest.raises(AttributeError, match="no_such_name"):
+        aiomisc_c.no_such_name   # noqa: B018
