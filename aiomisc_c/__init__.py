@@ -80,12 +80,10 @@ __all__ = (
 )
 
 
-
-
 def __getattr__(name: str) -> object:
-    # The iterator wrappers (and their queue machinery) are imported on
-    # first use: most programs never iterate a threaded generator.
-    # (import_module: "from . import" would ask this function again)
+    # The iterator wrappers are imported on first use: most programs never
+    # iterate a threaded generator.  (import_module, because "from . import"
+    # would ask this function again.)
     if name in ("IteratorWrapper", "IteratorWrapperSeparate", "iterator_wrapper"):
         module = _importlib.import_module(f"{__name__}.iterator_wrapper")
         value = module if name == "iterator_wrapper" else getattr(module, name)
