@@ -418,7 +418,9 @@ typedef struct {
 
 #define POLICY_OF(obj) ((Policy *)((char *)(obj) + sizeof(PyObject)))
 
-static void
+/* The defaults: 0, or -1 with an exception set (what was set is released
+ * by the owner's clear). */
+static int
 policy_init(Policy *p)
 {
     p->attempt_timeout = Py_NewRef(Py_None);
@@ -431,6 +433,24 @@ policy_init(Policy *p)
     p->deadline_s = -1.0;
     p->pause_s = 0.0;
     p->max_tries_n = 0;
+    return p->pause == NULL || p->exceptions == NULL ? -1 : 0;
+}
+
+/* tp_new of the types whose objects start with a Policy (POLICY_OF):
+ * Backoff and BackoffExecution. */
+static PyObject *
+policy_object_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
+                  PyObject *Py_UNUSED(kwargs))
+{
+    PyObject *self = type->tp_alloc(type, 0);
+    if (self == NULL) {
+        return NULL;
+    }
+    if (policy_init(POLICY_OF(self)) < 0) {
+        Py_DECREF(self);
+        return NULL;
+    }
+    return self;
 }
 
 static int
@@ -2091,22 +2111,6 @@ static PyType_Spec call_spec = {
 /* ------------------------------------------------------------------------ */
 /* Backoff                                                                   */
 
-static PyObject *
-backoff_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
-            PyObject *Py_UNUSED(kwargs))
-{
-    BackoffObject *self = (BackoffObject *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    policy_init(&self->policy);
-    if (self->policy.pause == NULL || self->policy.exceptions == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    return (PyObject *)self;
-}
-
 static int
 backoff_init(PyObject *op, PyObject *args, PyObject *kwargs)
 {
@@ -2215,22 +2219,6 @@ backoff_set_statistic(PyObject *self, PyObject *value, void *Py_UNUSED(c))
     return set_statistic(self, &((BackoffObject *)self)->counters, value);
 }
 
-static ExecutionObject *
-execution_alloc(backoff_state *st)
-{
-    PyTypeObject *type = st->ExecutionType;
-    ExecutionObject *self = (ExecutionObject *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    policy_init(&self->policy);
-    if (self->policy.pause == NULL || self->policy.exceptions == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    return self;
-}
-
 /* Backoff.prepare(func) -> BackoffExecution sharing this Backoff's
  * statistic (and its resolved counters). */
 static PyObject *
@@ -2245,7 +2233,8 @@ backoff_prepare(PyObject *op, PyObject *func)
         PyErr_SetString(PyExc_RuntimeError, "Backoff.__init__ was not called");
         return NULL;
     }
-    ExecutionObject *execution = execution_alloc(st);
+    ExecutionObject *execution = (ExecutionObject *)policy_object_new(
+        st->ExecutionType, NULL, NULL);
     if (execution == NULL) {
         return NULL;
     }
@@ -2371,7 +2360,7 @@ static PyType_Slot backoff_slots[] = {
      "max_tries=None, giveup=None, statistic_name=None, "
      "statistic_class=BackoffStatistic)\n\nThe decorator returned by "
      "asyncbackoff() and asyncretry()."},
-    {Py_tp_new, backoff_new},
+    {Py_tp_new, policy_object_new},
     {Py_tp_init, backoff_init},
     {Py_tp_dealloc, backoff_dealloc},
     {Py_tp_traverse, backoff_traverse},
@@ -2391,22 +2380,6 @@ static PyType_Spec backoff_spec = {
 
 /* ------------------------------------------------------------------------ */
 /* BackoffExecution                                                          */
-
-static PyObject *
-execution_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
-              PyObject *Py_UNUSED(kwargs))
-{
-    ExecutionObject *self = (ExecutionObject *)type->tp_alloc(type, 0);
-    if (self == NULL) {
-        return NULL;
-    }
-    policy_init(&self->policy);
-    if (self->policy.pause == NULL || self->policy.exceptions == NULL) {
-        Py_DECREF(self);
-        return NULL;
-    }
-    return (PyObject *)self;
-}
 
 static int
 execution_init(PyObject *op, PyObject *args, PyObject *kwargs)
@@ -2630,7 +2603,7 @@ static PyType_Slot execution_slots[] = {
     {Py_tp_doc,
      "BackoffExecution(function, statistic, attempt_timeout, deadline, "
      "pause=0, exceptions=(), max_tries=None, giveup=None)"},
-    {Py_tp_new, execution_new},
+    {Py_tp_new, policy_object_new},
     {Py_tp_init, execution_init},
     {Py_tp_dealloc, execution_dealloc},
     {Py_tp_traverse, execution_traverse},
@@ -2746,9 +2719,8 @@ timeout_function_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     }
     self->vectorcall = timeout_function_vectorcall;
     Policy *p = &self->policy;
-    policy_init(p);
     PyObject *one = PyLong_FromLong(1);
-    if (p->pause == NULL || p->exceptions == NULL || one == NULL ||
+    if (policy_init(p) < 0 || one == NULL ||
         policy_set(p, F_ATTEMPT_TIMEOUT, value) < 0 ||
         policy_set(p, F_MAX_TRIES, one) < 0) {
         Py_XDECREF(one);
