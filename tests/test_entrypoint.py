@@ -10,6 +10,7 @@ import threading
 from unittest import mock
 
 import pytest
+from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 
 from aiomisc_c.entrypoint import (
     CURRENT_ENTRYPOINT,
@@ -25,20 +26,6 @@ from aiomisc_c.signal import Signal
 # The module itself: the package attribute ``aiomisc_c.entrypoint`` is the
 # class (as in aiomisc), so ``import aiomisc_c.entrypoint as m`` would not do.
 entrypoint_module = importlib.import_module("aiomisc_c.entrypoint")
-
-
-@pytest.fixture(autouse=True)
-def _reset_loop_state():
-    yield
-    asyncio.set_event_loop(None)
-    asyncio.set_event_loop_policy(None)
-
-
-def ep(*services, policy, **kwargs):
-    """An entrypoint that leaves logging and OS signals alone."""
-    kwargs.setdefault("log_config", False)
-    kwargs.setdefault("catch_signals", ())
-    return entrypoint(*services, policy=policy, **kwargs)
 
 
 class Recorder(Service):

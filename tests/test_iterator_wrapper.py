@@ -10,10 +10,10 @@ import concurrent.futures
 import itertools
 import queue
 import threading
-import time
 import uuid
 
 import pytest
+from waiting import wait_event, wait_until
 
 from aiomisc_c import iterator_wrapper, thread_pool
 from aiomisc_c.counters import get_statistics
@@ -25,18 +25,6 @@ def stats(kind, name):
         for result in get_statistics(kind)
         if result.name == name
     }
-
-
-async def wait_until(predicate, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await asyncio.sleep(0.005)
-
-
-async def wait_event(event, timeout=10.0):
-    await wait_until(event.is_set, timeout, "a threading.Event")
 
 
 def count_up(n):

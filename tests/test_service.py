@@ -7,27 +7,14 @@ import sys
 from unittest import mock
 
 import pytest
+from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 
-from aiomisc_c.entrypoint import entrypoint
 from aiomisc_c.service import Service, ServiceMeta, SimpleServer
 from aiomisc_c.service.base import (
     CoroutineType,
     SimpleClient,
     TaskStoreBase,
 )
-
-
-@pytest.fixture(autouse=True)
-def _reset_loop_state():
-    yield
-    asyncio.set_event_loop(None)
-    asyncio.set_event_loop_policy(None)
-
-
-def ep(*services, policy, **kwargs):
-    kwargs.setdefault("log_config", False)
-    kwargs.setdefault("catch_signals", ())
-    return entrypoint(*services, policy=policy, **kwargs)
 
 
 # ------------------------------------------------------------ ServiceMeta

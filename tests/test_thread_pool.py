@@ -18,6 +18,7 @@ import time
 import weakref
 
 import pytest
+from waiting import wait_event, wait_until, wait_until_sync
 
 from aiomisc_c import thread_pool
 from aiomisc_c._context_vars import EVENT_LOOP
@@ -45,26 +46,6 @@ def stats(name):
 def pool_threads(name):
     suffix = f" from pool {name}"
     return [t for t in threading.enumerate() if t.name.endswith(suffix)]
-
-
-def wait_until_sync(predicate, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        time.sleep(0.005)
-
-
-async def wait_until(predicate, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await asyncio.sleep(0.005)
-
-
-async def wait_event(event, timeout=10.0):
-    await wait_until(event.is_set, timeout, "a threading.Event")
 
 
 def new_loop(loop_kind):

@@ -17,6 +17,7 @@ import types
 from unittest import mock
 
 import pytest
+from waiting import wait_event, wait_until
 
 from aiomisc_c import thread_pool
 from aiomisc_c.counters import get_statistics
@@ -28,18 +29,6 @@ def stats(name):
         for result in get_statistics(thread_pool.ThreadPoolStatistic)
         if result.name == name
     }
-
-
-async def wait_until(predicate, timeout=10.0, message="condition"):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
-        await asyncio.sleep(0.005)
-
-
-async def wait_event(event, timeout=10.0):
-    await wait_until(event.is_set, timeout, "a threading.Event")
 
 
 def current_thread_name():
