@@ -3,8 +3,6 @@
 ``import aiomisc_c as aiomisc`` and code written for aiomisc 17.x runs
 unchanged.  ``aiomisc_c.implementation`` tells which primitives run in C.
 """
-import importlib as _importlib
-
 from . import (
     backoff, circuit_breaker, compat, context, counters, log, service, signal,
     thread_pool, utils, version,
@@ -80,17 +78,13 @@ __all__ = (
 )
 
 
-def __getattr__(name: str) -> object:
-    # The iterator wrappers are imported on first use: most programs never
-    # iterate a threaded generator.  (import_module, because "from . import"
-    # would ask this function again.)
-    if name in ("IteratorWrapper", "IteratorWrapperSeparate", "iterator_wrapper"):
-        module = _importlib.import_module(f"{__name__}.iterator_wrapper")
-        value = module if name == "iterator_wrapper" else getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
+# The iterator wrappers are imported on first use: most programs never
+# iterate a threaded generator.
+_compat.lazy_attributes(globals(), {
+    "IteratorWrapper": "aiomisc_c.iterator_wrapper",
+    "IteratorWrapperSeparate": "aiomisc_c.iterator_wrapper",
+    "iterator_wrapper": "aiomisc_c.iterator_wrapper",
+})
 
 # Twinned names re-exported here follow aiomisc_c._compat.use_implementation.
 _compat.reexport_twins("thread_pool", globals(), ["ThreadPoolExecutor"])

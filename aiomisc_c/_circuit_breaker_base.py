@@ -15,6 +15,7 @@ from enum import IntEnum, unique
 from functools import wraps
 from typing import Any, Awaitable, Callable, Optional, Tuple, TypeVar
 
+from . import _compat
 from .counters import Statistic
 
 log = logging.getLogger("aiomisc_c.circuit_breaker")
@@ -225,12 +226,7 @@ def build_cutout(
     return cutout
 
 
-def __getattr__(name: str) -> Any:
-    # ``random`` is read as an attribute of this module at call time by both
-    # twins: seed the global generator (``random.seed``) or patch this name.
-    # Bound on first use: the random module costs ~2 ms of package import.
-    if name == "random":
-        from random import random
-        globals()["random"] = random
-        return random
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ``random`` is read as an attribute of this module at call time by both
+# twins: seed the global generator (``random.seed``) or patch this name.
+# Bound on first use: the random module costs ~2 ms of package import.
+_compat.lazy_attributes(globals(), {"random": "random"})

@@ -91,6 +91,37 @@ def lazy_module(name: str) -> Callable[[], types.ModuleType]:
     return lambda: importlib.import_module(name)
 
 
+def lazy_attributes(namespace: Dict[str, Any], sources: Mapping[str, str]) -> None:
+    """Resolve the names of ``sources`` in a module on first read (PEP 562).
+
+    ``sources`` maps a name to the module that defines it; the module is
+    imported on the first read of the name, whose value (the module itself
+    when the name is one of the namespace's own submodules) is then cached
+    in ``namespace``.  A module ``__getattr__`` defined before is consulted
+    for other names.
+    """
+    previous = namespace.get("__getattr__")
+    table = dict(sources)
+
+    def __getattr__(name: str) -> Any:
+        module_name = table.get(name)
+        if module_name is None:
+            if previous is not None:
+                return previous(name)
+            raise AttributeError(
+                f"module {namespace.get('__name__')!r} has no attribute {name!r}",
+            )
+        module = importlib.import_module(module_name)
+        if module_name == f"{namespace.get('__name__')}.{name}":
+            value: Any = module
+        else:
+            value = getattr(module, name)
+        namespace[name] = value
+        return value
+
+    namespace["__getattr__"] = __getattr__
+
+
 def import_c_module(name: str) -> Optional[types.ModuleType]:
     """Import ``aiomisc_c.<name>`` unless extensions are switched off.
 

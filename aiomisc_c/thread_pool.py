@@ -29,8 +29,8 @@ from abc import ABC, abstractmethod
 from functools import partial
 from types import MappingProxyType
 from typing import (
-    Any, Awaitable, Callable, Coroutine, Generator, Generic, Optional,
-    TypeVar, Union,
+    TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Generator, Generic,
+    Optional, TypeVar, Union,
 )
 
 from . import _compat
@@ -40,6 +40,9 @@ from ._thread_pool_base import (
     ThreadPoolStatistic, context_with_loop, iscoroutinefunction,
     run_in_executor,
 )
+
+if TYPE_CHECKING:  # imported lazily at run time (see lazy_attributes below)
+    from .iterator_wrapper import IteratorWrapper, IteratorWrapperSeparate
 
 try:
     from typing import ParamSpec
@@ -102,36 +105,21 @@ def context_partial(func: F, *args: Any, **kwargs: Any) -> Any:
 
 # -- semi-internal 17.x pieces (§5.10) -----------------------------------------
 
-# WorkItemBase, WorkItem, TaskChannel, TaskChannelCloseException and
-# thread_pool_thread_loop live in ._work_item and are imported on first use:
-# the two frozen dataclasses cost ~3 ms of package import and nothing on the
-# package's own paths needs them.
-_WORK_ITEM_NAMES = frozenset({
-    "TaskChannel", "TaskChannelCloseException", "WorkItem", "WorkItemBase",
-    "thread_pool_thread_loop",
+# Imported on first read of these names: the 17.x pieces in ._work_item
+# (WorkItemBase, WorkItem, TaskChannel, TaskChannelCloseException,
+# thread_pool_thread_loop: two frozen dataclasses cost ~3 ms of package
+# import and nothing on the package's own paths needs them), and the
+# iterator wrappers (also imported by the first threaded_iterable call).
+_compat.lazy_attributes(globals(), {
+    **dict.fromkeys((
+        "TaskChannel", "TaskChannelCloseException", "WorkItem", "WorkItemBase",
+        "thread_pool_thread_loop",
+    ), "aiomisc_c._work_item"),
+    **dict.fromkeys(
+        ("IteratorWrapper", "IteratorWrapperSeparate"),
+        "aiomisc_c.iterator_wrapper",
+    ),
 })
-
-
-# IteratorWrapper and IteratorWrapperSeparate live in .iterator_wrapper,
-# imported on the first threaded_iterable call or read of these names.
-_ITERATOR_WRAPPER_NAMES = frozenset({"IteratorWrapper", "IteratorWrapperSeparate"})
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WORK_ITEM_NAMES:
-        from . import _work_item
-        value = getattr(_work_item, name)
-        globals()[name] = value
-        return value
-    if name in _ITERATOR_WRAPPER_NAMES:
-        from .iterator_wrapper import IteratorWrapper, IteratorWrapperSeparate
-        value = {
-            "IteratorWrapper": IteratorWrapper,
-            "IteratorWrapperSeparate": IteratorWrapperSeparate,
-        }[name]
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- new threads ---------------------------------------------------------------
@@ -146,6 +134,8 @@ def run_in_new_thread(
 ) -> asyncio.Future:
     """Run ``func`` in a new thread (daemon when ``detach``), started on the
     next loop iteration, in a copy of the caller's context."""
+    from ._work_item import WorkItem
+
     loop = asyncio.events._get_running_loop()
     if loop is None:
         loop = asyncio.get_event_loop()
@@ -155,7 +145,7 @@ def run_in_new_thread(
     statistic.threads += 1
 
     thread = threading.Thread(
-        target=__getattr__("WorkItem")(
+        target=WorkItem(
             func=func,
             args=tuple(args),
             kwargs=dict(kwargs),

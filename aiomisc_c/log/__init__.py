@@ -12,9 +12,7 @@ asyncio, colorlog, logging-journald and rich are imported only when used.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from .. import _compat
 from .enum import DateFormat, LogFormat, LogLevel  # noqa: F401
 
 __all__ = ("LogFormat", "LogLevel", "ThreadedHandler", "basic_config")
@@ -36,19 +34,10 @@ _LAZY_NAMES = {
 _SUBMODULES = frozenset({"core", "formatter", "_configure", "_threaded_handler"})
 
 
-def __getattr__(name: str) -> Any:
-    if name in _SUBMODULES:
-        return importlib.import_module(f"{__name__}.{name}")
-    module_name = _LAZY_NAMES.get(name)
-    if module_name is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module = importlib.import_module(f"{__name__}.{module_name}")
-    value = getattr(module, name)
-    if not name.startswith("_"):
-        # cached: the next read is a plain dict lookup (the private state
-        # of _configure is read through every time, it is rebound there)
-        globals()[name] = value
-    return value
+_compat.lazy_attributes(globals(), {
+    **{name: f"{__name__}.{module}" for name, module in _LAZY_NAMES.items()},
+    **{module: f"{__name__}.{module}" for module in _SUBMODULES},
+})
 
 
 def __dir__() -> list[str]:
