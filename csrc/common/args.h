@@ -12,16 +12,12 @@
 
 #include <Python.h>
 
-/* Unpack up to `max_args` parameters named `names` (NULL-terminated is not
- * required; `max_args` entries) from a fastcall signature into `out` (borrowed
- * references; NULL for omitted optional parameters).  The first `min_args`
- * are required; the first `max_positional` may be passed positionally.
- * Returns 0, or -1 with TypeError set. */
+/* The steps shared by the two parsers below; each returns 0, or -1 with
+ * TypeError set. */
+
 static inline int
-aio_parse_fastcall(const char *fname, PyObject *const *args, Py_ssize_t nargs,
-                   PyObject *kwnames, const char *const *names,
-                   Py_ssize_t min_args, Py_ssize_t max_positional,
-                   Py_ssize_t max_args, PyObject **out)
+aio_args_check_positional_(const char *fname, Py_ssize_t nargs,
+                           Py_ssize_t max_positional)
 {
     if (nargs > max_positional) {
         PyErr_Format(
@@ -30,34 +26,43 @@ aio_parse_fastcall(const char *fname, PyObject *const *args, Py_ssize_t nargs,
             max_positional, max_positional == 1 ? "" : "s", nargs);
         return -1;
     }
-    for (Py_ssize_t i = 0; i < max_args; i++) {
-        out[i] = i < nargs ? args[i] : NULL;
+    return 0;
+}
+
+/* out[i] = value for the parameter named `key` */
+static inline int
+aio_args_bind_keyword_(const char *fname, const char *const *names,
+                       Py_ssize_t max_args, PyObject *key, PyObject *value,
+                       PyObject **out)
+{
+    const char *key_text = PyUnicode_AsUTF8(key);
+    if (key_text == NULL) {
+        return -1;
     }
-    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
-    for (Py_ssize_t k = 0; k < nkw; k++) {
-        PyObject *key = PyTuple_GET_ITEM(kwnames, k);
-        const char *key_text = PyUnicode_AsUTF8(key);
-        if (key_text == NULL) {
-            return -1;
-        }
-        Py_ssize_t i = 0;
-        while (i < max_args && strcmp(names[i], key_text) != 0) {
-            i++;
-        }
-        if (i == max_args) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got an unexpected keyword argument '%s'", fname,
-                         key_text);
-            return -1;
-        }
-        if (out[i] != NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() got multiple values for argument '%s'", fname,
-                         key_text);
-            return -1;
-        }
-        out[i] = args[nargs + k];
+    Py_ssize_t i = 0;
+    while (i < max_args && strcmp(names[i], key_text) != 0) {
+        i++;
     }
+    if (i == max_args) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() got an unexpected keyword argument '%s'", fname,
+                     key_text);
+        return -1;
+    }
+    if (out[i] != NULL) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s() got multiple values for argument '%s'", fname,
+                     key_text);
+        return -1;
+    }
+    out[i] = value;
+    return 0;
+}
+
+static inline int
+aio_args_check_required_(const char *fname, const char *const *names,
+                         Py_ssize_t min_args, PyObject **out)
+{
     for (Py_ssize_t i = 0; i < min_args; i++) {
         if (out[i] == NULL) {
             PyErr_Format(PyExc_TypeError,
@@ -69,6 +74,34 @@ aio_parse_fastcall(const char *fname, PyObject *const *args, Py_ssize_t nargs,
     return 0;
 }
 
+/* Unpack up to `max_args` parameters named `names` (NULL-terminated is not
+ * required; `max_args` entries) from a fastcall signature into `out` (borrowed
+ * references; NULL for omitted optional parameters).  The first `min_args`
+ * are required; the first `max_positional` may be passed positionally.
+ * Returns 0, or -1 with TypeError set. */
+static inline int
+aio_parse_fastcall(const char *fname, PyObject *const *args, Py_ssize_t nargs,
+                   PyObject *kwnames, const char *const *names,
+                   Py_ssize_t min_args, Py_ssize_t max_positional,
+                   Py_ssize_t max_args, PyObject **out)
+{
+    if (aio_args_check_positional_(fname, nargs, max_positional) < 0) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < max_args; i++) {
+        out[i] = i < nargs ? args[i] : NULL;
+    }
+    Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
+    for (Py_ssize_t k = 0; k < nkw; k++) {
+        if (aio_args_bind_keyword_(fname, names, max_args,
+                                   PyTuple_GET_ITEM(kwnames, k),
+                                   args[nargs + k], out) < 0) {
+            return -1;
+        }
+    }
+    return aio_args_check_required_(fname, names, min_args, out);
+}
+
 /* Same as aio_parse_fastcall for a (tuple, dict) signature (tp_init). */
 static inline int
 aio_parse_tuple_dict(const char *fname, PyObject *args, PyObject *kwargs,
@@ -77,11 +110,7 @@ aio_parse_tuple_dict(const char *fname, PyObject *args, PyObject *kwargs,
                      PyObject **out)
 {
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
-    if (nargs > max_positional) {
-        PyErr_Format(
-            PyExc_TypeError,
-            "%s() takes at most %zd positional argument%s (%zd given)", fname,
-            max_positional, max_positional == 1 ? "" : "s", nargs);
+    if (aio_args_check_positional_(fname, nargs, max_positional) < 0) {
         return -1;
     }
     for (Py_ssize_t i = 0; i < max_args; i++) {
@@ -91,38 +120,13 @@ aio_parse_tuple_dict(const char *fname, PyObject *args, PyObject *kwargs,
         PyObject *key, *value;
         Py_ssize_t pos = 0;
         while (PyDict_Next(kwargs, &pos, &key, &value)) {
-            const char *key_text = PyUnicode_AsUTF8(key);
-            if (key_text == NULL) {
+            if (aio_args_bind_keyword_(fname, names, max_args, key, value,
+                                       out) < 0) {
                 return -1;
             }
-            Py_ssize_t i = 0;
-            while (i < max_args && strcmp(names[i], key_text) != 0) {
-                i++;
-            }
-            if (i == max_args) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got an unexpected keyword argument '%s'",
-                             fname, key_text);
-                return -1;
-            }
-            if (out[i] != NULL) {
-                PyErr_Format(PyExc_TypeError,
-                             "%s() got multiple values for argument '%s'",
-                             fname, key_text);
-                return -1;
-            }
-            out[i] = value;
         }
     }
-    for (Py_ssize_t i = 0; i < min_args; i++) {
-        if (out[i] == NULL) {
-            PyErr_Format(PyExc_TypeError,
-                         "%s() missing required argument '%s' (pos %zd)",
-                         fname, names[i], i + 1);
-            return -1;
-        }
-    }
-    return 0;
+    return aio_args_check_required_(fname, names, min_args, out);
 }
 
 /* A new tuple (prefix, *args); `prefix` may be NULL. */
