@@ -88,23 +88,35 @@ def async_loop(call: Callable[[], Awaitable[Any]]) -> Callable[[int], Awaitable[
     return body
 
 
+def breaker_call_loop(call: Callable[..., Any]) -> Callable[[int], Awaitable[None]]:
+    """``call(noop)`` per iteration: ``call`` is a breaker's ``call``."""
+    async def body(iterations: int) -> None:
+        for _ in range(iterations):
+            call(noop)
+
+    return body
+
+
+def breaker_call_async_loop(
+    call_async: Callable[..., Awaitable[Any]],
+) -> Callable[[int], Awaitable[None]]:
+    """``await call_async(anoop)`` per iteration."""
+    async def body(iterations: int) -> None:
+        for _ in range(iterations):
+            await call_async(anoop)
+
+    return body
+
+
 def aiomisc_like(module: Any) -> Dict[str, Any]:
     breaker = module.CircuitBreaker(0.5, 10)
     call, call_async = breaker.call, breaker.call_async
     sync_guarded = module.cutout(0.5, 10, Exception)(noop)
     async_guarded = module.cutout(0.5, 10, Exception)(anoop)
 
-    async def call_body(iterations: int) -> None:
-        for _ in range(iterations):
-            call(noop)
-
-    async def call_async_body(iterations: int) -> None:
-        for _ in range(iterations):
-            await call_async(anoop)
-
     return {
-        "call": call_body,
-        "call_async": call_async_body,
+        "call": breaker_call_loop(call),
+        "call_async": breaker_call_async_loop(call_async),
         "cutout_sync": sync_loop(sync_guarded),
         "cutout_async": async_loop(async_guarded),
     }
@@ -151,11 +163,9 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         call = breaker.call
         guarded = pybreaker.CircuitBreaker()(noop)
 
-        async def call_body(iterations: int) -> None:
-            for _ in range(iterations):
-                call(noop)
-
-        bodies.update({"call": call_body, "cutout_sync": sync_loop(guarded)})
+        bodies.update({
+            "call": breaker_call_loop(call), "cutout_sync": sync_loop(guarded),
+        })
 
     elif subject == AIOBREAKER.name:
         try:
@@ -168,17 +178,9 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         sync_guarded = aiobreaker.CircuitBreaker()(noop)
         async_guarded = aiobreaker.CircuitBreaker()(anoop)
 
-        async def call_body(iterations: int) -> None:
-            for _ in range(iterations):
-                call(noop)
-
-        async def call_async_body(iterations: int) -> None:
-            for _ in range(iterations):
-                await call_async(anoop)
-
         bodies.update({
-            "call": call_body,
-            "call_async": call_async_body,
+            "call": breaker_call_loop(call),
+            "call_async": breaker_call_async_loop(call_async),
             "cutout_sync": sync_loop(sync_guarded),
             "cutout_async": async_loop(async_guarded),
         })
