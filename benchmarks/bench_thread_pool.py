@@ -12,7 +12,7 @@ import functools
 import gc
 import threading
 import tracemalloc
-from typing import Any, Awaitable, Callable, Dict
+from typing import Any, Awaitable, Callable, Dict, Tuple
 
 from ._harness import (
     AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, Unavailable,
@@ -187,6 +187,26 @@ def memory_body(
 
 # --- per-subject wiring -----------------------------------------------------
 
+def aiomisc_like(
+    threaded: Callable[..., Any], new_event_loop: Callable[..., Any],
+    executor_class: Callable[[int], Any], policy: Any,
+) -> Tuple[Any, ...]:
+    """(loop, call, pool, make_memory_loop, make_memory_wrap) of a library
+    with aiomisc's API: aiomisc itself or either twin of aiomisc_c."""
+    loop = new_event_loop(policy=policy)
+
+    def make_memory_loop() -> asyncio.AbstractEventLoop:
+        return new_event_loop(pool_size=1, policy=policy)
+
+    def make_memory_wrap(_: Any) -> Callable[..., Call]:
+        return threaded
+
+    return (
+        loop, threaded(noop), executor_class(POOL_SIZE),
+        make_memory_loop, make_memory_wrap,
+    )
+
+
 def setup(subject: str, loop_kind: str) -> Fixture:
     policy = loop_policy(loop_kind)
     facts: Dict[str, Any] = {"loop_kind": loop_kind}
@@ -196,16 +216,11 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         from aiomisc_c import thread_pool, utils
 
         facts.update(aiomisc_c_facts("thread_pool"))
-        loop = utils.new_event_loop(policy=policy)
-        call = thread_pool.threaded(noop)
+        loop, call, pool, make_memory_loop, make_memory_wrap = aiomisc_like(
+            thread_pool.threaded, utils.new_event_loop,
+            thread_pool.ThreadPoolExecutor, policy,
+        )
         start = call
-        pool = thread_pool.ThreadPoolExecutor(POOL_SIZE)
-
-        def make_memory_loop() -> asyncio.AbstractEventLoop:
-            return utils.new_event_loop(pool_size=1, policy=policy)
-
-        def make_memory_wrap(_: Any) -> Callable[..., Call]:
-            return thread_pool.threaded
 
     elif subject == AIOMISC.name:
         try:
@@ -214,16 +229,11 @@ def setup(subject: str, loop_kind: str) -> Fixture:
             raise Unavailable(f"aiomisc is not installed ({exc})")
         from importlib.metadata import version
         facts["version"] = version("aiomisc")
-        loop = aiomisc.new_event_loop(policy=policy)
-        call = aiomisc.threaded(noop)
+        loop, call, pool, make_memory_loop, make_memory_wrap = aiomisc_like(
+            aiomisc.threaded, aiomisc.new_event_loop,
+            aiomisc.ThreadPoolExecutor, policy,
+        )
         start = call
-        pool = aiomisc.ThreadPoolExecutor(POOL_SIZE)
-
-        def make_memory_loop() -> asyncio.AbstractEventLoop:
-            return aiomisc.new_event_loop(pool_size=1, policy=policy)
-
-        def make_memory_wrap(_: Any) -> Callable[..., Call]:
-            return aiomisc.threaded
 
     elif subject == STDLIB.name:
         import concurrent.futures
