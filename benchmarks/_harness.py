@@ -31,6 +31,7 @@ measured value itself (e.g. bytes per call) instead of being timed.
 import asyncio
 import dataclasses
 import gc
+import importlib
 import inspect
 import sys
 import time
@@ -93,14 +94,24 @@ AIOMISC_C_PY = Subject(
 AIOMISC = Subject("aiomisc", "aiomisc 17.x (PyPI)", "aiomisc")
 
 
+def import_peer(module: str) -> Tuple[Any, str]:
+    """``module`` of a library measured or used beside aiomisc_c, and the
+    installed version of its distribution (the first dotted component);
+    :class:`Unavailable` when it is not installed."""
+    distribution = module.split(".")[0]
+    try:
+        imported = importlib.import_module(module)
+    except ImportError as exc:
+        raise Unavailable(f"{distribution} is not installed ({exc})") from None
+    from importlib.metadata import version
+    return imported, version(distribution)
+
+
 def loop_policy(loop_kind: str) -> asyncio.AbstractEventLoopPolicy:
     if loop_kind == "asyncio":
         return asyncio.DefaultEventLoopPolicy()
     if loop_kind == "uvloop":
-        try:
-            import uvloop
-        except ImportError as exc:
-            raise Unavailable(f"uvloop is not installed ({exc})") from None
+        uvloop, _ = import_peer("uvloop")
         return uvloop.EventLoopPolicy()
     raise ValueError(f"unknown loop kind {loop_kind!r}")
 

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Dict
 
 from ._harness import (
     AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, Unavailable,
-    aiomisc_c_facts, loop_policy, require_aiomisc_c,
+    aiomisc_c_facts, import_peer, loop_policy, require_aiomisc_c,
 )
 
 TITLE = "Retry and timeout"
@@ -150,22 +150,12 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         bodies.update(aiomisc_like(backoff, timeout))
 
     elif subject == AIOMISC.name:
-        try:
-            import aiomisc.backoff
-            from aiomisc.timeout import timeout
-        except ImportError as exc:
-            raise Unavailable(f"aiomisc is not installed ({exc})")
-        from importlib.metadata import version
-        facts["version"] = version("aiomisc")
-        bodies.update(aiomisc_like(aiomisc.backoff, timeout))
+        aiomisc_backoff, facts["version"] = import_peer("aiomisc.backoff")
+        aiomisc_timeout, _ = import_peer("aiomisc.timeout")
+        bodies.update(aiomisc_like(aiomisc_backoff, aiomisc_timeout.timeout))
 
     elif subject == TENACITY.name:
-        try:
-            import tenacity
-        except ImportError as exc:
-            raise Unavailable(f"tenacity is not installed ({exc})")
-        facts["version"] = tenacity.__version__ if hasattr(
-            tenacity, "__version__") else _version("tenacity")
+        tenacity, facts["version"] = import_peer("tenacity")
 
         def retry(stop: Any) -> Any:
             return tenacity.retry(stop=stop, reraise=True)
@@ -180,11 +170,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         })
 
     elif subject == BACKOFF.name:
-        try:
-            import backoff
-        except ImportError as exc:
-            raise Unavailable(f"backoff is not installed ({exc})")
-        facts["version"] = _version("backoff")
+        backoff, facts["version"] = import_peer("backoff")
 
         def on_exception(**limits: Any) -> Any:
             return backoff.on_exception(
@@ -199,11 +185,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         })
 
     elif subject == STAMINA.name:
-        try:
-            import stamina
-        except ImportError as exc:
-            raise Unavailable(f"stamina is not installed ({exc})")
-        facts["version"] = _version("stamina")
+        stamina, facts["version"] = import_peer("stamina")
 
         def stamina_retry(**limits: Any) -> Any:
             return stamina.retry(
@@ -233,10 +215,6 @@ def setup(subject: str, loop_kind: str) -> Fixture:
 
     return Fixture(loop=loop, bodies=bodies, facts=facts)
 
-
-def _version(name: str) -> str:
-    from importlib.metadata import version
-    return version(name)
 
 
 if __name__ == "__main__":

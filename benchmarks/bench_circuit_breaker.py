@@ -13,8 +13,8 @@ import asyncio
 from typing import Any, Awaitable, Callable, Dict
 
 from ._harness import (
-    AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, Unavailable,
-    aiomisc_c_facts, loop_policy, require_aiomisc_c,
+    AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, aiomisc_c_facts,
+    import_peer, loop_policy, require_aiomisc_c,
 )
 
 TITLE = "Circuit breaker"
@@ -122,10 +122,6 @@ def aiomisc_like(module: Any) -> Dict[str, Any]:
     }
 
 
-def _version(name: str) -> str:
-    from importlib.metadata import version
-    return version(name)
-
 
 def setup(subject: str, loop_kind: str) -> Fixture:
     policy = loop_policy(loop_kind)
@@ -146,19 +142,11 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         bodies.update(aiomisc_like(circuit_breaker))
 
     elif subject == AIOMISC.name:
-        try:
-            import aiomisc.circuit_breaker
-        except ImportError as exc:
-            raise Unavailable(f"aiomisc is not installed ({exc})")
-        facts["version"] = _version("aiomisc")
-        bodies.update(aiomisc_like(aiomisc.circuit_breaker))
+        aiomisc_breaker, facts["version"] = import_peer("aiomisc.circuit_breaker")
+        bodies.update(aiomisc_like(aiomisc_breaker))
 
     elif subject == PYBREAKER.name:
-        try:
-            import pybreaker
-        except ImportError as exc:
-            raise Unavailable(f"pybreaker is not installed ({exc})")
-        facts["version"] = _version("pybreaker")
+        pybreaker, facts["version"] = import_peer("pybreaker")
         breaker = pybreaker.CircuitBreaker()
         call = breaker.call
         guarded = pybreaker.CircuitBreaker()(noop)
@@ -168,11 +156,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         })
 
     elif subject == AIOBREAKER.name:
-        try:
-            import aiobreaker
-        except ImportError as exc:
-            raise Unavailable(f"aiobreaker is not installed ({exc})")
-        facts["version"] = _version("aiobreaker")
+        aiobreaker, facts["version"] = import_peer("aiobreaker")
         breaker = aiobreaker.CircuitBreaker()
         call, call_async = breaker.call, breaker.call_async
         sync_guarded = aiobreaker.CircuitBreaker()(noop)
@@ -186,11 +170,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         })
 
     elif subject == PURGATORY.name:
-        try:
-            import purgatory
-        except ImportError as exc:
-            raise Unavailable(f"purgatory is not installed ({exc})")
-        facts["version"] = _version("purgatory")
+        purgatory, facts["version"] = import_peer("purgatory")
         sync_factory = purgatory.SyncCircuitBreakerFactory()
         async_factory = purgatory.AsyncCircuitBreakerFactory()
         sync_breaker = sync_factory.get_breaker("bench")

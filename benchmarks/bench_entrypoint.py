@@ -30,7 +30,8 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ._harness import (
     AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, Unavailable,
-    aiomisc_c_facts, describe_loop, loop_policy, median, require_aiomisc_c,
+    aiomisc_c_facts, describe_loop, import_peer, loop_policy, median,
+    require_aiomisc_c,
 )
 
 TITLE = "Entrypoint"
@@ -221,12 +222,7 @@ def _setup(subject: str, loop_kind: str, pycache: str) -> Fixture:
         )
 
     elif subject == AIOMISC.name:
-        try:
-            import aiomisc
-        except ImportError as exc:
-            raise Unavailable(f"aiomisc is not installed ({exc})")
-        from importlib.metadata import version
-        facts["version"] = version("aiomisc")
+        aiomisc, facts["version"] = import_peer("aiomisc")
         bodies, loop_class = entrypoint_bodies(aiomisc, policy)
         bodies["import_cold"] = import_body(
             "aiomisc", _import_env(None, pycache),

@@ -15,8 +15,8 @@ import tracemalloc
 from typing import Any, Awaitable, Callable, Dict, Tuple
 
 from ._harness import (
-    AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, Unavailable,
-    aiomisc_c_facts, loop_policy, require_aiomisc_c,
+    AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, aiomisc_c_facts,
+    import_peer, loop_policy, require_aiomisc_c,
 )
 
 TITLE = "Thread pool"
@@ -223,12 +223,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         start = call
 
     elif subject == AIOMISC.name:
-        try:
-            import aiomisc
-        except ImportError as exc:
-            raise Unavailable(f"aiomisc is not installed ({exc})")
-        from importlib.metadata import version
-        facts["version"] = version("aiomisc")
+        aiomisc, facts["version"] = import_peer("aiomisc")
         loop, call, pool, make_memory_loop, make_memory_wrap = aiomisc_like(
             aiomisc.threaded, aiomisc.new_event_loop,
             aiomisc.ThreadPoolExecutor, policy,
