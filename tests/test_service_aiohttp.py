@@ -8,9 +8,15 @@ import aiohttp
 import pytest
 from aiohttp import web
 from quiet_entrypoint import reset_loop_state  # noqa: F401 - autouse
-from webtools import free_port, import_without, port_of, refuses_connections, serve
+from tls_certs import certs  # noqa: F401 - fixture
+from webtools import (
+    client_ssl_context, free_port, import_without, port_of, refuses_connections,
+    serve,
+)
 
-from aiomisc_c.service.aiohttp import AIOHTTPService, RunnerKwargsType
+from aiomisc_c.service.aiohttp import (
+    AIOHTTPService, AIOHTTPSSLService, RunnerKwargsType,
+)
 from aiomisc_c.utils import bind_socket
 
 
@@ -27,6 +33,10 @@ class Hello(AIOHTTPService):
 @pytest.fixture
 def loop(plain_loop):
     return plain_loop
+
+
+class HelloTLS(AIOHTTPSSLService):
+    create_application = Hello.create_application
 
 
 def local_socket():
@@ -268,3 +278,65 @@ def test_import_error_names_the_extra():
     stderr = import_without("aiomisc_c.service.aiohttp", ["aiohttp"])
     assert "pip install 'aiomisc_c[aiohttp]'" in stderr
     assert "ImportError" in stderr
+
+
+# ------------------------------------------------------------------ TLS
+
+
+def https_service(certs, **kwargs):
+    sock = local_socket()
+    return port_of(sock), HelloTLS(
+        sock=sock, cert=certs.server_cert, key=certs.server_key, **kwargs,
+    )
+
+
+async def fetch_tls(url, context):
+    connector = aiohttp.TCPConnector(ssl=context)
+    return await fetch(url, connector=connector)
+
+
+def test_https(policy, certs):
+    port, service = https_service(certs)
+    context = client_ssl_context(certs)
+
+    async def client():
+        return await fetch_tls(f"https://localhost:{port}/hello/tls", context)
+
+    assert serve(policy, service, client=client) == (200, "hello tls")
+    assert service.site.name == f"https://127.0.0.1:{port}"
+
+
+def test_https_client_certificate_required(policy, certs):
+    port, service = https_service(
+        certs, ca=certs.ca, require_client_cert=True,
+    )
+    url = f"https://localhost:{port}/hello/client"
+
+    async def client():
+        answer = await fetch_tls(url, client_ssl_context(certs, "client"))
+        for refused in (None, "stranger"):
+            with pytest.raises(aiohttp.ClientError):
+                await fetch_tls(url, client_ssl_context(certs, refused))
+        return answer
+
+    assert serve(policy, service, client=client) == (200, "hello client")
+
+
+def test_https_arguments(certs):
+    with pytest.raises(RuntimeError, match="couple"):
+        # Unlike the plain service, the TLS one has no default address.
+        AIOHTTPSSLService(certs.server_cert, certs.server_key, port=443)
+    with pytest.raises(ValueError, match="^sock must be socket instance$"):
+        AIOHTTPSSLService(certs.server_cert, certs.server_key, sock=1)
+
+    sock = local_socket()
+    service = AIOHTTPSSLService(
+        str(certs.server_cert), str(certs.server_key), sock=sock,
+        shutdown_timeout=2, name="tls",
+    )
+    try:
+        assert isinstance(service, AIOHTTPService)
+        assert service.shutdown_timeout == 2
+        assert pickle.loads(pickle.dumps(service)).name == "tls"
+    finally:
+        sock.close()

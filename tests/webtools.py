@@ -1,8 +1,8 @@
 """Helpers shared by the web/RPC service tests (aiohttp, ASGI, uvicorn,
-gRPC): run a client against services inside a quiet entrypoint, and make
-test certificates."""
+gRPC): run a client against services inside a quiet entrypoint."""
 import asyncio
 import socket
+import ssl
 import subprocess
 import sys
 
@@ -55,36 +55,13 @@ def import_without(module, blocked):
     return done.stderr
 
 
-class Certificates:
-    """A test CA with a server certificate for localhost/127.0.0.1 and a
-    client certificate, written as PEM files under ``directory``."""
-
-    def __init__(self, directory):
-        import trustme
-
-        self.ca = trustme.CA()
-        server = self.ca.issue_cert("localhost", "127.0.0.1")
-        client = self.ca.issue_cert("client@example.com")
-        self.ca_path = directory / "ca.pem"
-        self.cert_path = directory / "server.pem"
-        self.key_path = directory / "server.key"
-        self.client_cert_path = directory / "client.pem"
-        self.client_key_path = directory / "client.key"
-        self.ca.cert_pem.write_to_path(str(self.ca_path))
-        server.cert_chain_pems[0].write_to_path(str(self.cert_path))
-        server.private_key_pem.write_to_path(str(self.key_path))
-        client.cert_chain_pems[0].write_to_path(str(self.client_cert_path))
-        client.private_key_pem.write_to_path(str(self.client_key_path))
-        self._client = client
-
-    def client_context(self, with_certificate=False):
-        """An SSL context trusting the test CA (and presenting the client
-        certificate when asked)."""
-        import ssl
-
-        context = ssl.create_default_context(cafile=str(self.ca_path))
-        if with_certificate:
-            context.load_cert_chain(
-                str(self.client_cert_path), str(self.client_key_path),
-            )
-        return context
+def client_ssl_context(certs, certificate=None):
+    """A client context trusting the test CA of ``certs`` (the tls_certs
+    fixture), presenting ``certificate`` ("client", "stranger") if given."""
+    context = ssl.create_default_context(cafile=str(certs.ca))
+    if certificate is not None:
+        context.load_cert_chain(
+            str(getattr(certs, f"{certificate}_cert")),
+            str(getattr(certs, f"{certificate}_key")),
+        )
+    return context

@@ -28,6 +28,7 @@ except ImportError:  # pragma: no cover - aiohttp before 3.8 kept it elsewhere
 
 from ..utils import bind_socket
 from .base import Service
+from .tls import PathOrStr, SSLOptions
 
 __all__ = ("AIOHTTPSSLService", "AIOHTTPService", "RunnerKwargsType")
 
@@ -131,9 +132,9 @@ class AIOHTTPSSLService(AIOHTTPService):
 
     def __init__(
         self,
-        cert: Any,
-        key: Any,
-        ca: Any = None,
+        cert: PathOrStr,
+        key: PathOrStr,
+        ca: Optional[PathOrStr] = None,
         address: Optional[str] = None,
         port: Optional[int] = None,
         verify: bool = True,
@@ -142,8 +143,6 @@ class AIOHTTPSSLService(AIOHTTPService):
         require_client_cert: bool = False,
         **kwds: Any,
     ):
-        from .tls import SSLOptions
-
         super().__init__(
             address=address, port=port, sock=sock,
             shutdown_timeout=shutdown_timeout, **kwds,
