@@ -155,4 +155,4 @@ def test_module_names():
 
 def test_import_error_names_the_extra():
     stderr = import_without("aiomisc_c.service.asgi", ["aiohttp_asgi"])
-    assert "pip install 'aiomisc_c[asgi" in stderr
+    assert "pip install 'aiomisc_c[asgi]'" in stderr

@@ -23,7 +23,7 @@ try:
 except ImportError as e:  # pragma: no cover - exercised in a subprocess
     raise ImportError(
         "aiomisc_c.service.asgi needs aiohttp-asgi: "
-        "pip install 'aiomisc_c[asgi,aiohttp]'",
+        "pip install 'aiomisc_c[asgi]'",
     ) from e
 
 from .aiohttp import AIOHTTPService, AIOHTTPSSLService

@@ -41,6 +41,8 @@ log = logging.getLogger(__name__)
 
 UvicornApplication = Union[ASGIApplication, Callable]
 
+_STARTUP_FAILED = "uvicorn could not start the application"
+
 # Attributes passed to uvicorn.Config under the same name.
 _CONFIG_ATTRIBUTES = (
     "host", "port", "uds", "fd", "http", "ws", "ws_max_size",
@@ -172,9 +174,10 @@ class UvicornService(Service, abc.ABC):
         self.serve_task = asyncio.create_task(self._serve(ready))
         await ready
         if not self.server.started:
-            # The serve task ended before uvicorn listened: say why.
+            # The serve task ended before uvicorn listened (older uvicorn
+            # returns instead of exiting when the lifespan startup fails).
             await self.serve_task
-            raise RuntimeError("uvicorn stopped before it started serving")
+            raise RuntimeError(_STARTUP_FAILED)
 
     async def _serve(self, ready: asyncio.Future) -> None:
         sock = self.sock
@@ -183,9 +186,7 @@ class UvicornService(Service, abc.ABC):
         except SystemExit as e:
             # uvicorn exits the process when the application fails to start;
             # here that fails start() instead.
-            error = RuntimeError(
-                "uvicorn could not start the application", e.code,
-            )
+            error = RuntimeError(_STARTUP_FAILED, e.code)
             error.__cause__ = e.__context__   # what uvicorn logged, if any
             if ready.done():
                 raise error from None
