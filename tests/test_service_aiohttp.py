@@ -1,13 +1,17 @@
 """``aiomisc_c.service.aiohttp``: AIOHTTPService served over real TCP and
 Unix sockets, queried with aiohttp's client, on both loops."""
 import asyncio
+import json
 import pickle
 import socket
+import subprocess
+import sys
 
 import aiohttp
 import pytest
 from aiohttp import web
-from quiet_entrypoint import reset_loop_state  # noqa: F401 - autouse
+from childproc import NEUTRAL_CWD, child_env
+from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 from tls_certs import certs  # noqa: F401 - fixture
 from webtools import (
     client_ssl_context, free_port, import_without, port_of, refuses_connections,
@@ -75,6 +79,19 @@ def test_address_and_port(policy):
     )
     assert (status, text) == (200, "hello you")
     assert refuses_connections(port)
+
+
+def test_ipv6(policy):
+    try:
+        sock = bind_socket(address="::1", port=0)
+    except OSError as e:
+        pytest.skip(f"IPv6 loopback unavailable: {e}")
+    port = port_of(sock)
+
+    async def client():
+        return await fetch(f"http://[::1]:{port}/hello/v6")
+
+    assert serve(policy, Hello(sock=sock), client=client) == (200, "hello v6")
 
 
 def test_unix_socket(policy, tmp_path):
@@ -340,3 +357,37 @@ def test_https_arguments(certs):
         assert pickle.loads(pickle.dumps(service)).name == "tls"
     finally:
         sock.close()
+
+
+def test_added_to_a_running_entrypoint(policy):
+    sock = local_socket()
+    port = port_of(sock)
+    instance = ep(policy=policy)
+
+    async def main():
+        service = Hello(sock=sock)
+        await instance.start_services(service)
+        answer = await fetch(f"http://127.0.0.1:{port}/hello/late")
+        await instance.stop_services(service)
+        return answer, refuses_connections(port)
+
+    with instance as loop:
+        answer, refused = loop.run_until_complete(asyncio.wait_for(main(), 30))
+    assert answer == (200, "hello late")
+    assert refused
+
+
+def test_service_package_needs_no_web_package():
+    code = (
+        "import json, sys\n"
+        "import aiomisc_c, aiomisc_c.service\n"
+        "aiomisc_c.service.__all__\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=NEUTRAL_CWD, env=child_env(),
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    web = {"aiohttp", "aiohttp_asgi", "uvicorn", "asgiref", "grpc", "grpc_reflection"}
+    assert not loaded & web, sorted(loaded & web)

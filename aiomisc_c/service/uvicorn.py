@@ -181,6 +181,7 @@ class UvicornService(Service, abc.ABC):
 
     async def _serve(self, ready: asyncio.Future) -> None:
         sock = self.sock
+        assert sock is not None  # bound by start()
         try:
             await self.server.serve(sockets=[sock])
         except SystemExit as e:
@@ -192,7 +193,7 @@ class UvicornService(Service, abc.ABC):
                 raise error from None
             ready.set_exception(error)
         finally:
-            if not self.server.started and sock is not None:
+            if not self.server.started:
                 sock.close()   # never served: uvicorn did not take it over
             if not ready.done():
                 ready.set_result(None)
