@@ -277,6 +277,35 @@ def test_stop_waits_for_in_flight_calls(policy):
         assert loop.run_until_complete(asyncio.wait_for(main(), 30)) == b"done"
 
 
+def test_interceptors_and_options_reach_the_server(policy, stubs):
+    seen = []
+
+    class Recorder(grpc.aio.ServerInterceptor):
+        async def intercept_service(self, continuation, details):
+            seen.append(details.method)
+            return await continuation(details)
+
+    def build():
+        service = greeter_service(
+            stubs, interceptors=[Recorder()],
+            options=[("grpc.max_receive_message_length", 64)],
+        )
+        service.port = service.add_insecure_port("127.0.0.1:0")
+        return service
+
+    async def client(service):
+        target = f"127.0.0.1:{await service.port}"
+        answer = await say_hello(stubs, target, "x")
+        with pytest.raises(grpc.aio.AioRpcError) as info:
+            await say_hello(stubs, target, "x" * 100)
+        return answer, info.value.code()
+
+    answer, code = serve_built(policy, build, client)
+    assert answer == "hello x"
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert seen[0] == "/aiomisc_c_test.Greeter/SayHello"
+
+
 # ----------------------------------------------------------------- the class
 
 

@@ -8,7 +8,10 @@ import ssl
 import aiohttp
 import pytest
 from quiet_entrypoint import reset_loop_state  # noqa: F401 - autouse
-from webtools import import_without, port_of, refuses_connections, serve
+from tls_certs import certs  # noqa: F401 - fixture
+from webtools import (
+    client_ssl_context, import_without, port_of, refuses_connections, serve,
+)
 
 from aiomisc_c.service.uvicorn import UvicornApplication, UvicornService
 from aiomisc_c.utils import bind_socket
@@ -202,3 +205,18 @@ def test_keywords_and_pickle():
 def test_import_error_names_the_extra():
     stderr = import_without("aiomisc_c.service.uvicorn", ["uvicorn"])
     assert "pip install 'aiomisc_c[uvicorn]'" in stderr
+
+
+def test_tls_settings_pass_through(policy, certs):
+    service = Echo(
+        port=0, host="127.0.0.1", events=[],
+        ssl_certfile=str(certs.server_cert), ssl_keyfile=str(certs.server_key),
+    )
+    context = client_ssl_context(certs)
+
+    async def client():
+        port = port_of(service.sock)
+        connector = aiohttp.TCPConnector(ssl=context)
+        return (await get(f"https://localhost:{port}/tls", connector=connector))[:2]
+
+    assert serve(policy, service, client=client) == (200, "|/tls")
