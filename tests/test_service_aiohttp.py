@@ -291,6 +291,15 @@ def test_failing_create_application_closes_the_socket(policy):
     assert sock.fileno() == -1
 
 
+def test_socket_the_server_refuses_is_closed(policy):
+    # A datagram socket: the site fails to start after the runner is set up.
+    sock = bind_socket(socket.AF_INET, socket.SOCK_DGRAM, address="127.0.0.1")
+
+    with pytest.raises(ValueError):
+        serve(policy, Hello(sock=sock), client=lambda: asyncio.sleep(0))
+    assert sock.fileno() == -1
+
+
 def test_import_error_names_the_extra():
     stderr = import_without("aiomisc_c.service.aiohttp", ["aiohttp"])
     assert "pip install 'aiomisc_c[aiohttp]'" in stderr

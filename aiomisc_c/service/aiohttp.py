@@ -120,10 +120,12 @@ class AIOHTTPService(Service):
             # Let handlers of connections accepted just now begin first.
             await asyncio.sleep(0)
             runner = getattr(self, "runner", None)
-            if runner is not None:
-                await runner.cleanup()
-            if site is None:
-                # Never served: nothing else owns the socket to close it.
+            try:
+                if runner is not None:
+                    await runner.cleanup()
+            finally:
+                # The server closed it already unless the start failed
+                # before it listened; closing twice is harmless.
                 self.socket.close()
 
 
