@@ -30,7 +30,7 @@ from ..utils import bind_socket
 from .base import Service
 from .tls import PathOrStr, SSLOptions
 
-__all__ = ("AIOHTTPSSLService", "AIOHTTPService", "RunnerKwargsType")
+# No __all__: a star import gives every public name, as aiomisc's module does.
 
 RunnerKwargsType = Union[Mapping[str, Any], Iterable[Tuple[str, Any]]]
 

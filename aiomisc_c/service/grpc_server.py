@@ -28,7 +28,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
 
 from .base import Service
 
-__all__ = ("GRPCService", "PortFuture")
+# No __all__: a star import gives every public name, as aiomisc's module does.
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ except ImportError as e:  # pragma: no cover - exercised in a subprocess
 
 from .base import Service
 
-__all__ = ("UvicornApplication", "UvicornService")
+# No __all__: a star import gives every public name, as aiomisc's module does.
 
 log = logging.getLogger(__name__)
 
