@@ -14,7 +14,8 @@ import logging
 import os
 import socket
 import ssl
-from typing import Any, Awaitable, Callable, List, Optional, Tuple, Type, Union
+from collections.abc import Awaitable, Callable
+from typing import Any, List, Optional, Tuple, Type, Union
 
 try:
     from asgiref.typing import ASGIApplication
