@@ -7,7 +7,7 @@ import ssl
 
 import aiohttp
 import pytest
-from quiet_entrypoint import reset_loop_state  # noqa: F401 - autouse
+from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 from tls_certs import certs  # noqa: F401 - fixture
 from webtools import (
     client_ssl_context, import_without, port_of, refuses_connections, serve,
@@ -220,3 +220,21 @@ def test_tls_settings_pass_through(policy, certs):
         return (await get(f"https://localhost:{port}/tls", connector=connector))[:2]
 
     assert serve(policy, service, client=client) == (200, "|/tls")
+
+
+def test_added_to_a_running_entrypoint(policy):
+    instance = ep(policy=policy)
+    events = []
+
+    async def main():
+        service = Echo(port=0, events=events)
+        await instance.start_services(service)
+        port = port_of(service.sock)
+        answer = (await get(f"http://127.0.0.1:{port}/late"))[:2]
+        await instance.stop_services(service)
+        return answer, refuses_connections(port)
+
+    with instance as loop:
+        answer, refused = loop.run_until_complete(asyncio.wait_for(main(), 30))
+    assert answer == (200, "|/late") and refused
+    assert events == ["lifespan.startup", "lifespan.shutdown"]
