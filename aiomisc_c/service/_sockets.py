@@ -54,10 +54,6 @@ def _given(sock: socket.socket) -> socket.socket:
     return sock
 
 
-def socket_given(make_socket: Callable[[], socket.socket]) -> bool:
-    return isinstance(make_socket, partial) and make_socket.func is _given
-
-
 def split_sockname(name: Any) -> tuple[Any, Any]:
     """``(address, port)`` of a ``getsockname()`` result; a Unix socket
     has its path as address and no port."""
@@ -127,8 +123,10 @@ class PickledArguments:
 
 
 class ConnectionTracker:
-    """The stream writers of the connections a server accepted, so that
-    stop() can close those its handlers left open."""
+    """The stream writers of the connections a service opened or accepted,
+    so that stop() can close those its handlers left open.  A server adds
+    a writer when it accepts the connection and drops it when the handler
+    ends with the connection closed."""
 
     __slots__ = ("writers", "closed")
 
@@ -136,24 +134,14 @@ class ConnectionTracker:
         self.writers: set[asyncio.StreamWriter] = set()
         self.closed = False
 
-    def add(
-        self, writer: asyncio.StreamWriter, task: asyncio.Task | None,
-    ) -> None:
-        if task is None:
-            # Nothing tells when such a writer is done with: forget the
-            # closed ones now (a client keeps one or two at a time).
-            self.writers = {
-                known for known in self.writers
-                if not known.transport.is_closing()
-            }
-        else:
-            task.add_done_callback(partial(self._handler_done, writer))
+    def add_client_writer(self, writer: asyncio.StreamWriter) -> None:
+        # Nothing tells when a client's writer is done with: forget the
+        # closed ones now (a client keeps one or two at a time).
+        self.writers = {
+            known for known in self.writers
+            if not known.transport.is_closing()
+        }
         self.writers.add(writer)
-
-    def _handler_done(self, writer: asyncio.StreamWriter, _: Any) -> None:
-        # A writer the handler closed needs nothing more from stop().
-        if writer.transport.is_closing():
-            self.writers.discard(writer)
 
     async def close_all(self, timeout: float = CONNECTION_CLOSE_TIMEOUT) -> None:
         self.closed = True

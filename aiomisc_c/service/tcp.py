@@ -68,6 +68,10 @@ class StreamServerBase(PickledArguments, SimpleServer):
             # Nobody awaits this task: say what went wrong here.
             log.exception("Error when handling a %s client", self.PROTO_NAME)
             return None
+        finally:
+            # A connection its handler closed needs nothing from stop().
+            if writer.transport.is_closing():
+                self._connections.writers.discard(writer)
 
     def make_client_handler(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -77,9 +81,8 @@ class StreamServerBase(PickledArguments, SimpleServer):
             # Accepted while the service was stopping.
             writer.transport.abort()
             return None
-        task = self.create_task(self.__client_handler(reader, writer))
-        connections.add(writer, task)
-        return task
+        connections.writers.add(writer)
+        return self.create_task(self.__client_handler(reader, writer))
 
     async def _serve(self, ssl_context: Any = None) -> None:
         self._connections = ConnectionTracker()
@@ -192,7 +195,7 @@ class TCPClient(PickledArguments, SimpleClient, ABC):
     def _track(self, writer: asyncio.StreamWriter) -> None:
         if self._connections.closed:
             self._connections = ConnectionTracker()
-        self._connections.add(writer, None)
+        self._connections.add_client_writer(writer)
 
     def _running_start(self) -> None:
         # stop() ends a start() still running (a robust client's reconnect
