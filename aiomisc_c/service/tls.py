@@ -7,15 +7,22 @@ files, so the services call ``create_context`` in the executor.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 import ssl
+from abc import ABC
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
+
+from ..utils import OptionsType, TimeoutType
+from .tcp import RobustTCPClient, StreamPair, StreamServerBase, TCPClient
 
 __all__ = (
     "DEFAULT_SSL_CIPHERS", "DEFAULT_SSL_MAX_VERSION", "DEFAULT_SSL_MIN_VERSION",
-    "PathOrStr", "SSLOptions", "SSLOptionsBase", "get_ssl_context",
+    "PathOrStr", "RobustTLSClient", "SSLOptions", "SSLOptionsBase",
+    "TLSClient", "TLSServer", "get_ssl_context",
 )
 
 PathOrStr = Union[Path, str]
@@ -130,3 +137,127 @@ def get_ssl_context(
     return SSLOptions(
         cert, key, ca, verify, require_client_cert, purpose,
     ).create_context()
+
+
+class TLSServer(StreamServerBase):
+    """A TCP server whose connections are TLS; ``handle_client`` gets the
+    decrypted streams.  The context is built at start, in the executor."""
+
+    PROTO_NAME = "tls"
+
+    def __init__(
+        self,
+        *,
+        address: str | None = None,
+        port: int | None = None,
+        cert: PathOrStr,
+        key: PathOrStr,
+        ca: PathOrStr | None = None,
+        require_client_cert: bool = False,
+        verify: bool = True,
+        minimum_version: ssl.TLSVersion = DEFAULT_SSL_MIN_VERSION,
+        maximum_version: ssl.TLSVersion = DEFAULT_SSL_MAX_VERSION,
+        ciphers: tuple[str, ...] = DEFAULT_SSL_CIPHERS,
+        options: OptionsType = (),
+        sock: socket.socket | None = None,
+        **kwargs: Any,
+    ):
+        self.__ssl_options = SSLOptions(
+            cert=cert,
+            key=key,
+            ca=ca,
+            verify=verify,
+            require_client_cert=require_client_cert,
+            purpose=ssl.Purpose.CLIENT_AUTH,
+            minimum_version=minimum_version,
+            maximum_version=maximum_version,
+            ciphers=ciphers,
+        )
+        super().__init__(
+            address=address, port=port, options=options, sock=sock, **kwargs,
+        )
+        self._pickled_arguments = {
+            **self._pickled_arguments,
+            "cert": cert, "key": key, "ca": ca,
+            "require_client_cert": require_client_cert, "verify": verify,
+            "minimum_version": minimum_version,
+            "maximum_version": maximum_version, "ciphers": ciphers,
+        }
+
+    async def start(self) -> None:
+        ssl_context = await self.loop.run_in_executor(
+            None, self.__ssl_options.create_context,
+        )
+        await self._serve(ssl_context)
+
+
+def _client_options(
+    cert: PathOrStr, key: PathOrStr, ca: PathOrStr | None, verify: bool,
+) -> SSLOptions:
+    return SSLOptions(cert, key, ca, verify, False, ssl.Purpose.SERVER_AUTH)
+
+
+class TLSClient(TCPClient, ABC):
+    """A ``TCPClient`` over TLS (a fresh context for every attempt)."""
+
+    connect_attempts: int = 5
+    connect_retry_timeout: TimeoutType = 3
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        *,
+        cert: PathOrStr,
+        key: PathOrStr,
+        ca: PathOrStr | None = None,
+        verify: bool = True,
+        **kwargs: Any,
+    ) -> None:
+        self.__ssl_options = _client_options(cert, key, ca, verify)
+        super().__init__(address, port, **kwargs)
+        self._pickled_arguments = {
+            **self._pickled_arguments,
+            "cert": cert, "key": key, "ca": ca, "verify": verify,
+        }
+
+    async def _open_connection(self) -> StreamPair:
+        context = await self.loop.run_in_executor(
+            None, self.__ssl_options.create_context,
+        )
+        return await asyncio.open_connection(
+            self.address, self.port, ssl=context,
+        )
+
+
+class RobustTLSClient(RobustTCPClient, ABC):
+    """A ``RobustTCPClient`` over TLS (a fresh context for every attempt)."""
+
+    connect_attempts: int = 5
+    connect_retry_timeout: TimeoutType = 3
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        *,
+        cert: PathOrStr,
+        key: PathOrStr,
+        ca: PathOrStr | None = None,
+        verify: bool = True,
+        **kwargs: Any,
+    ):
+        self.__ssl_options = _client_options(cert, key, ca, verify)
+        super().__init__(address, port, **kwargs)
+        self._pickled_arguments = {
+            **self._pickled_arguments,
+            "cert": cert, "key": key, "ca": ca, "verify": verify,
+        }
+
+    async def _open_connection(self) -> StreamPair:
+        context = await self.loop.run_in_executor(
+            None, self.__ssl_options.create_context,
+        )
+        return await asyncio.open_connection(
+            self.address, self.port, ssl=context,
+        )
