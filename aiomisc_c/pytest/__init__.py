@@ -5,6 +5,10 @@ installed (``-p no:aiomisc_c`` disables it; ``-p aiomisc_c.pytest`` loads
 it explicitly).  ``async def`` tests and async fixtures of any scope run on
 the ``event_loop`` fixture's loop; the autouse ``entrypoint`` fixture runs
 the ``services`` fixture's services around each test.
+
+PYTEST_DONT_REWRITE (no assertions to rewrite here; the marker lets pytest
+load the plugin silently when it was imported before, e.g. through the
+entry-point module or a conftest importing its helpers).
 """
 from __future__ import annotations
 
