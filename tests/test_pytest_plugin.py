@@ -5,6 +5,8 @@ policy, logging and ``asyncio.get_event_loop`` of the whole process).
 The inner runs parametrise ``event_loop_policy`` over asyncio's loop and
 uvloop (``conftest`` below), so each inner test runs on both.
 """
+import importlib.metadata
+
 import pytest
 from childproc import child_env
 
@@ -539,19 +541,26 @@ def test_usage_error_when_aiomisc_pytest_is_active(pytester):
         ])
 
 
+def entry_point_installed():
+    """Whether aiomisc_c is installed with its pytest11 entry point."""
+    return any(
+        entry_point.value == "aiomisc_c.pytest.plugin"
+        for entry_point in importlib.metadata.entry_points(group="pytest11")
+    )
+
+
 def test_entry_point_module_and_explicit_plugin_together(pytester):
     # The entry point names a module that loads the plugin: with
     # "-p aiomisc_c.pytest" also given, the plugin is registered once.
+    # (Without an installed aiomisc_c, "-p" loads the entry point's module.)
+    entry_point = () if entry_point_installed() else ("-p", "aiomisc_c.pytest.plugin")
     pytester.makepyfile("""
         async def test_runs(event_loop):
             pass
     """)
-    result = run(
-        pytester, "-p", "aiomisc_c.pytest.plugin", "-p", "aiomisc_c.pytest",
-        conftest=None,
-    )
+    result = run(pytester, *entry_point, conftest=None)
     result.assert_outcomes(passed=1)
-    result = run(pytester, plugin="aiomisc_c.pytest.plugin", conftest=None)
+    result = run(pytester, *entry_point, plugin=None, conftest=None)
     result.assert_outcomes(passed=1)
 
 
@@ -560,7 +569,8 @@ def test_disabled_plugin_leaves_async_tests_unhandled(pytester):
         async def test_async():
             pass
     """)
-    result = run(pytester, plugin=None, conftest=None)
+    # (no:aiomisc_c: the entry point of an installed aiomisc_c)
+    result = run(pytester, "-p", "no:aiomisc_c", plugin=None, conftest=None)
     assert result.ret == pytest.ExitCode.TESTS_FAILED
     result.stdout.fnmatch_lines(["*async def functions are not natively supported*"])
 
