@@ -129,7 +129,21 @@ def test_catch_loop_exceptions(pytester):
 def test_forbid_get_event_loop(pytester):
     pytester.makepyfile("""
         import asyncio
+        import aiomisc_c
         import pytest
+
+
+        class Sleeper(aiomisc_c.Service):
+            async def start(self):
+                self.start_event.set()
+                await asyncio.sleep(3600)
+
+
+        @pytest.fixture
+        def services():
+            # (the entrypoint starts and stops it inside every test)
+            return [Sleeper()]
+
 
         @pytest.mark.forbid_get_event_loop
         async def test_calls_it():
@@ -499,6 +513,14 @@ async def test_set_delay_releases_a_waiting_chunk(proxy):
     await writer.wait_closed()
 
 
+async def test_refused_target_closes_the_connection(tcp_proxy, localhost, aiomisc_unused_port):
+    async with tcp_proxy(localhost, aiomisc_unused_port) as proxy:
+        reader, writer = await proxy.create_client()
+        assert await asyncio.wait_for(reader.read(), 10) == b""
+        writer.close()
+        assert not proxy.clients
+
+
 async def test_processors(proxy):
     reader, writer = await proxy.create_client()
 
@@ -518,7 +540,7 @@ async def test_processors(proxy):
 def test_tcp_proxy(pytester):
     pytester.makepyfile(TCP_PROXY_TESTS)
     result = run(pytester)
-    result.assert_outcomes(passed=10)
+    result.assert_outcomes(passed=12)
 
 
 def test_usage_error_when_aiomisc_pytest_is_active(pytester):
