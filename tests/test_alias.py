@@ -195,6 +195,32 @@ def test_uninstall_restores_sys_modules(real_aiomisc):
     """, real_aiomisc)
 
 
+def test_aiomisc_pytest_name_gives_the_plugin_helpers():
+    run_code("""
+        import sys
+        import aiomisc_c.alias as alias
+        import aiomisc_pytest
+        import aiomisc_c.pytest
+        assert aiomisc_pytest.__name__ == "aiomisc_c.pytest.aiomisc_pytest"
+        assert aiomisc_pytest.TCPProxy is aiomisc_c.pytest.TCPProxy
+        assert aiomisc_pytest.pytest_plugins == ["aiomisc_c.pytest"]
+        # No hooks or fixtures of its own (pytest registers it as a plugin).
+        assert not [n for n in vars(aiomisc_pytest) if n.startswith("pytest_")
+                    and n != "pytest_plugins"]
+        alias.uninstall()
+        assert "aiomisc_pytest" not in sys.modules
+    """)
+
+
+def test_installed_aiomisc_pytest_is_not_aliased(tmp_path):
+    (tmp_path / "aiomisc_pytest.py").write_text("ORIGINAL = True\n")
+    run_code("""
+        import aiomisc_c.alias
+        import aiomisc_pytest
+        assert aiomisc_pytest.ORIGINAL
+    """, tmp_path)
+
+
 def test_install_twice_is_a_noop():
     run_code("""
         import sys

@@ -52,6 +52,7 @@ import asyncio
 import aiomisc
 import pytest
 from aiomisc.entrypoint import Entrypoint
+from aiomisc_pytest import TCPProxy
 
 from app import Greeter
 
@@ -78,6 +79,7 @@ async def test_tcp_proxy(tcp_proxy, localhost):
         writer.write(await reader.readexactly(3))
         writer.close()
 
+    assert tcp_proxy is TCPProxy
     server = await asyncio.start_server(handle, localhost, 0)
     async with tcp_proxy(localhost, server.sockets[0].getsockname()[1]) as proxy:
         reader, writer = await proxy.create_client()
@@ -125,7 +127,11 @@ def test_application_runs_through_alias(application):
 @pytest.mark.parametrize("command", [
     ["-m", "pytest", "-p", "aiomisc_c.alias", "-p", "aiomisc_c.pytest"],
     ["-m", "aiomisc_c.alias", "-m", "pytest", "-p", "aiomisc_c.pytest"],
-], ids=["pytest-p-alias", "alias-runs-pytest"])
+    # aiomisc-pytest's name loads the plugin too (once).
+    ["-m", "pytest", "-p", "aiomisc_c.alias", "-p", "aiomisc_pytest"],
+    ["-m", "pytest", "-p", "aiomisc_c.alias", "-p", "aiomisc_pytest",
+     "-p", "aiomisc_c.pytest"],
+], ids=["pytest-p-alias", "alias-runs-pytest", "p-aiomisc_pytest", "both-names"])
 def test_application_tests_run_through_alias_and_plugin(application, command):
     result = run_in(
         application, [*command, "-p", "no:cacheprovider", "-W", "error", "-q"],

@@ -5,7 +5,8 @@ aiomisc`` gives the ``aiomisc_c`` package itself, ``aiomisc.X.Y`` gives
 ``aiomisc_c.X.Y``, the top-level packages aiomisc 17 ships beside it map
 into aiomisc_c's namespace (``aiomisc_log`` is ``aiomisc_c.log.core``,
 ``aiomisc_log.X`` is ``aiomisc_c.log.X``, ``aiomisc_worker[.X]`` is
-``aiomisc_c.worker[.X]``), and plugins registered for aiomisc (entry-point
+``aiomisc_c.worker[.X]``, ``aiomisc_pytest`` gives the pytest plugin's
+helpers where aiomisc-pytest is not installed), and plugins registered for aiomisc (entry-point
 groups ``aiomisc.plugins`` and ``aiomisc``) are loaded too.  Each alias is
 the very module object of aiomisc_c, so ``aiomisc.Service is
 aiomisc_c.Service`` and patching one patches the other.
@@ -40,6 +41,11 @@ _PACKAGES: Tuple[Tuple[str, str, str], ...] = (
     ("aiomisc_worker", "aiomisc_c.worker", "aiomisc_c.worker"),
 )
 
+# aiomisc-pytest's module: aliased only where aiomisc-pytest itself is not
+# installed (installed, it runs on top of the alias and clashes with
+# aiomisc_c's plugin, which then says so).
+_PYTEST_ALIAS = ("aiomisc_pytest", "aiomisc_c.pytest.aiomisc_pytest")
+
 # Submodules aiomisc_log imports with itself: aliased together with it, so
 # that ``import aiomisc_log.formatter`` never needs ``aiomisc_log`` (a plain
 # module in aiomisc_c) to be a package.
@@ -49,6 +55,8 @@ _LOADED_WITH = {"aiomisc_log": ("aiomisc_log.enum", "aiomisc_log.formatter")}
 def target_name(name: str) -> Optional[str]:
     """The aiomisc_c module an aiomisc module name maps to (``None`` when
     ``name`` is not one of aiomisc's)."""
+    if name == _PYTEST_ALIAS[0]:
+        return _PYTEST_ALIAS[1]
     for top, module, prefix in _PACKAGES:
         if name == top:
             return module
@@ -85,6 +93,7 @@ class _AliasLoader(importlib.abc.Loader):
         return module
 
     def exec_module(self, module: types.ModuleType) -> None:
+        _registered[module.__spec__.name] = module  # (the alias' name)
         module.__spec__ = self._spec
         _register_loaded_modules()
 
@@ -98,6 +107,10 @@ class AliasFinder(importlib.abc.MetaPathFinder):
     ) -> Optional[importlib.machinery.ModuleSpec]:
         target_module = target_name(fullname)
         if target_module is None:
+            return None
+        if fullname == _PYTEST_ALIAS[0] and importlib.machinery.PathFinder.find_spec(
+            fullname,
+        ) is not None:
             return None
         loaded = sys.modules.get(target_module)
         if loaded is None:
@@ -129,7 +142,7 @@ def installed() -> bool:
 def _foreign_modules() -> Iterator[Tuple[str, Any]]:
     """Modules imported under an aiomisc name that are not aiomisc_c's."""
     for name, module in list(sys.modules.items()):
-        if target_name(name) is None or module is None:
+        if target_name(name) is None or module is None or name == _PYTEST_ALIAS[0]:
             continue
         # (a module of aiomisc_c put there by hand is fine)
         if not getattr(module, "__name__", "").startswith("aiomisc_c"):
