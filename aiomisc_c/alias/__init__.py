@@ -93,7 +93,9 @@ class _AliasLoader(importlib.abc.Loader):
         return module
 
     def exec_module(self, module: types.ModuleType) -> None:
-        _registered[module.__spec__.name] = module  # (the alias' name)
+        alias_spec = module.__spec__
+        assert alias_spec is not None
+        _registered[alias_spec.name] = module
         module.__spec__ = self._spec
         _register_loaded_modules()
 

@@ -197,7 +197,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
     if not iscoroutinefunction(func):
         return None
 
-    funcargs = pyfuncitem.funcargs
+    funcargs: Dict[str, Any] = pyfuncitem.funcargs
     event_loop = funcargs.get("event_loop")
     if event_loop is None:
         raise Exception("`event_loop` fixture required")
@@ -328,11 +328,26 @@ def _thread_pool_executor() -> Type[concurrent.futures.ThreadPoolExecutor]:
     return thread_pool.ThreadPoolExecutor
 
 
+@contextlib.contextmanager
+def _policies_deprecated_quietly() -> Iterator[None]:
+    # Python 3.14 deprecates event loop policies; the fixtures keep them
+    # (tests parametrise ``event_loop_policy``) without the noise.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
+
+
+def _default_policy() -> asyncio.AbstractEventLoopPolicy:
+    with _policies_deprecated_quietly():
+        return asyncio.DefaultEventLoopPolicy()
+
+
 @pytest.fixture(autouse=loop_autouse, name="event_loop_policy")
 def _event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
     if USE_UVLOOP and uvloop_module is not None:
-        return uvloop_module.EventLoopPolicy()
-    return asyncio.DefaultEventLoopPolicy()
+        with _policies_deprecated_quietly():
+            return uvloop_module.EventLoopPolicy()
+    return _default_policy()
 
 
 def _report_loop_exceptions(exceptions: List[Dict[str, Any]]) -> None:
@@ -364,7 +379,8 @@ def event_loop(
     exceptions: List[Dict[str, Any]] = []
 
     try:
-        asyncio.set_event_loop_policy(event_loop_policy)
+        with _policies_deprecated_quietly():
+            asyncio.set_event_loop_policy(event_loop_policy)
         loop = asyncio.new_event_loop()
         loop.set_debug(loop_debug)
         asyncio.set_event_loop(loop)
@@ -391,7 +407,8 @@ def event_loop(
                 with contextlib.suppress(Exception):
                     loop.close()
     finally:
-        asyncio.set_event_loop_policy(asyncio.DefaultEventLoopPolicy())
+        with _policies_deprecated_quietly():
+            asyncio.set_event_loop_policy(_default_policy())
 
 
 @pytest.fixture
