@@ -152,25 +152,32 @@ NETWORK_ERRORS = (
 )
 
 
-@pytest.fixture(scope="session")
-def aiomisc_dependency_path(tmp_path_factory):
-    pytest.importorskip("aiodine", reason="aiodine is part of the test extra")
-    target = tmp_path_factory.mktemp("aiomisc-dependency")
+def pip_install_target(target, requirement):
+    """``pip install --no-deps --target`` (skips the test when the package
+    index cannot be reached)."""
     result = subprocess.run(
         [
             sys.executable, "-m", "pip", "install", "--no-deps", "--no-input",
-            "--disable-pip-version-check", "--target", str(target),
-            "aiomisc-dependency==0.1.21",
+            "--disable-pip-version-check", "--target", str(target), requirement,
         ],
         capture_output=True, text=True, timeout=600,
     )
     if result.returncode != 0:
         if any(error in result.stderr for error in NETWORK_ERRORS):
             pytest.skip(
-                "the package index is unreachable, cannot install "
-                f"aiomisc-dependency: {result.stderr.strip().splitlines()[-1]}",
+                f"the package index is unreachable, cannot install {requirement}: "
+                f"{result.stderr.strip().splitlines()[-1]}",
             )
-        pytest.fail(f"pip install aiomisc-dependency failed:\n{result.stderr}")
+        pytest.fail(f"pip install {requirement} failed:\n{result.stderr}")
+    return target
+
+
+@pytest.fixture(scope="session")
+def aiomisc_dependency_path(tmp_path_factory):
+    pytest.importorskip("aiodine", reason="aiodine is part of the test extra")
+    target = pip_install_target(
+        tmp_path_factory.mktemp("aiomisc-dependency"), "aiomisc-dependency==0.1.21",
+    )
     assert (target / "aiomisc_dependency" / "plugin.py").exists()
     return target
 
@@ -267,6 +274,80 @@ def test_aiomisc_dependency_with_the_pytest_plugin(tmp_path, aiomisc_dependency_
         ["-m", "pytest", "-p", "aiomisc_c.alias", "-p", "aiomisc_c.pytest",
          "-p", "no:cacheprovider", "-W", "error", "-q"],
         [aiomisc_dependency_path],
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
+
+
+# --------------------------------------------------------------------------
+# aiomisc-pytest itself (from the registry, without aiomisc): it cannot be
+# active together with aiomisc_c's plugin; either one runs aiomisc tests.
+
+ASYNC_TEST = """
+import asyncio
+import aiomisc
+
+
+async def test_runs(event_loop):
+    assert asyncio.get_running_loop() is event_loop
+    import aiomisc_c
+    assert aiomisc is aiomisc_c
+"""
+
+
+@pytest.fixture(scope="session")
+def aiomisc_pytest_path(tmp_path_factory):
+    target = pip_install_target(
+        tmp_path_factory.mktemp("aiomisc-pytest"), "aiomisc-pytest==1.3.4",
+    )
+    assert (target / "aiomisc_pytest.py").exists()
+    return target
+
+
+def entry_point_args():
+    """Load aiomisc_c's plugin as its entry point would, when it is not
+    installed (from a source tree)."""
+    import importlib.metadata
+
+    installed = any(
+        entry_point.value == "aiomisc_c.pytest.plugin"
+        for entry_point in importlib.metadata.entry_points(group="pytest11")
+    )
+    return [] if installed else ["-p", "aiomisc_c.pytest.plugin"]
+
+
+@pytest.mark.parametrize("disable, outcome", [
+    ([], "usage error"),
+    (["-p", "no:aiomisc"], "1 passed"),
+])
+def test_aiomisc_pytest_and_the_plugin(tmp_path, aiomisc_pytest_path, disable, outcome):
+    (tmp_path / "test_async.py").write_text(ASYNC_TEST)
+    result = run_in(
+        tmp_path,
+        ["-m", "pytest", "-p", "aiomisc_c.alias", *entry_point_args(),
+         "-p", "no:cacheprovider", "-q", *disable],
+        [aiomisc_pytest_path],
+    )
+    if outcome == "usage error":
+        assert result.returncode == pytest.ExitCode.USAGE_ERROR, result.stderr
+        assert "aiomisc_c's pytest plugin and aiomisc-pytest are both active" in (
+            result.stderr
+        )
+        assert "`-p no:aiomisc` (aiomisc-pytest) or `-p no:aiomisc_c`" in result.stderr
+    else:
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert outcome in result.stdout
+
+
+def test_aiomisc_pytest_runs_on_aiomisc_c(tmp_path, aiomisc_pytest_path):
+    # With aiomisc_c's plugin off, aiomisc-pytest itself runs the test on
+    # aiomisc_c through the alias.
+    (tmp_path / "test_async.py").write_text(ASYNC_TEST)
+    result = run_in(
+        tmp_path,
+        ["-m", "pytest", "-p", "aiomisc_c.alias", "-p", "no:aiomisc_c",
+         "-p", "no:cacheprovider", "-q"],
+        [aiomisc_pytest_path],
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
