@@ -22,7 +22,6 @@ of aiomisc_c is reachable under its aiomisc name.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import importlib.util
 import sys
@@ -78,7 +77,11 @@ def _aliases_of(name: str) -> List[str]:
     return names
 
 
-class _AliasLoader(importlib.abc.Loader):
+# (Finder and loader are duck-typed: importlib.abc costs tens of
+# milliseconds to import.)
+
+
+class _AliasLoader:
     """Hands out the already imported aiomisc_c module as the alias."""
 
     def __init__(self, target: str):
@@ -100,7 +103,7 @@ class _AliasLoader(importlib.abc.Loader):
         _register_loaded_modules()
 
 
-class AliasFinder(importlib.abc.MetaPathFinder):
+class AliasFinder:
     """The ``sys.meta_path`` entry that maps aiomisc names to aiomisc_c."""
 
     def find_spec(
