@@ -116,6 +116,21 @@ def test_first_import_of_submodule_keeps_package_attribute(name, attribute):
     """)
 
 
+def test_lazily_loaded_submodule_through_alias():
+    # aiomisc_c imports iterator_wrapper on first use only.
+    run_code("""
+        import sys
+        import aiomisc_c.alias
+        assert "aiomisc_c.iterator_wrapper" not in sys.modules
+        from aiomisc.iterator_wrapper import IteratorWrapper
+        import aiomisc, aiomisc_c
+        module = sys.modules["aiomisc_c.iterator_wrapper"]
+        assert sys.modules["aiomisc.iterator_wrapper"] is module
+        assert IteratorWrapper is module.IteratorWrapper is aiomisc.IteratorWrapper
+        assert aiomisc.iterator_wrapper is module
+    """)
+
+
 def test_star_import_gives_aiomisc_names():
     run_code("""
         import aiomisc_c.alias
