@@ -56,6 +56,7 @@ def run(pytester, *args, conftest=BOTH_LOOPS_CONFTEST, plugin="aiomisc_c.pytest"
 def test_async_tests_pass_fail_and_time_out(pytester):
     pytester.makepyfile("""
         import asyncio
+        import pytest
 
         async def test_passes(event_loop):
             assert asyncio.get_running_loop() is event_loop
@@ -74,9 +75,13 @@ def test_async_tests_pass_fail_and_time_out(pytester):
 
         def test_sync_test_still_runs(event_loop):
             assert not event_loop.is_running()
+
+        @pytest.mark.parametrize("value", [1, 2])
+        async def test_parametrized(value, event_loop_policy):
+            assert value in (1, 2)
     """)
     result = run(pytester, "--aiomisc-test-timeout=0.3")
-    result.assert_outcomes(passed=6, failed=4)
+    result.assert_outcomes(passed=10, failed=4)
     result.stdout.fnmatch_lines(["*failed on purpose*"])
     assert result.stdout.str().count("TimeoutError") >= 2
 
@@ -363,6 +368,7 @@ def test_entrypoint_kwargs_and_thread_pool(pytester):
             return 3
 
         async def test_options(entrypoint, event_loop, thread_pool_executor):
+            assert event_loop.get_debug()
             assert entrypoint.shutdown_timeout == 7
             assert thread_pool_executor is aiomisc_c.ThreadPoolExecutor
             names = set(await asyncio.gather(*[
@@ -376,6 +382,36 @@ def test_entrypoint_kwargs_and_thread_pool(pytester):
             assert aiomisc_test_timeout == 9.5
     """)
     result = run(pytester, "--aiomisc-debug", "--aiomisc-test-timeout=9.5")
+    result.assert_outcomes(passed=4)
+
+
+def test_func_wrap_override(pytester):
+    pytester.makepyfile("""
+        import functools
+        import pytest
+
+        CALLS = []
+
+
+        @pytest.fixture
+        def aiomisc_func_wrap():
+            def wrap(func):
+                @functools.wraps(func)
+                async def wrapper(*args, **kwargs):
+                    CALLS.append(func.__name__)
+                    return await func(*args, **kwargs)
+                return wrapper
+            return wrap
+
+
+        async def test_wrapped():
+            pass
+
+
+        def test_wrapper_ran():
+            assert CALLS == ["test_wrapped", "test_wrapped"]
+    """)
+    result = run(pytester)
     result.assert_outcomes(passed=4)
 
 
