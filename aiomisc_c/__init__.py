@@ -2,6 +2,10 @@
 
 ``import aiomisc_c as aiomisc`` and code written for aiomisc 17.x runs
 unchanged.  ``aiomisc_c.implementation`` tells which primitives run in C.
+
+PYTEST_DONT_REWRITE (the package registers a pytest plugin; this marker lets
+pytest start quietly when aiomisc_c was imported first, e.g. by
+``python -m aiomisc_c.alias -m pytest``).
 """
 from . import (
     backoff, circuit_breaker, compat, context, counters, log, service, signal,
