@@ -302,7 +302,11 @@ def test_server_class_and_arguments(certs):
 
 
 @pytest.mark.parametrize("require_client_cert", [False, True])
-def test_server_with_trusted_client(policy, certs, require_client_cert):
+def test_server_with_trusted_client(
+    implementation, policy, certs, require_client_cert,
+):
+    # ``implementation``: the context is built in the entrypoint's thread
+    # pool, of either twin.
     server = LineServer(**server_keywords(
         certs, address="localhost", require_client_cert=require_client_cert,
     ))
@@ -489,7 +493,9 @@ def test_client_arguments(certs):
 
 
 @pytest.mark.parametrize("require_client_cert", [False, True])
-def test_client_delivers_payload(policy, certs, require_client_cert):
+def test_client_delivers_payload(
+    implementation, policy, certs, require_client_cert,
+):
     server = LineServer(**server_keywords(
         certs, require_client_cert=require_client_cert,
     ))
