@@ -6,6 +6,7 @@ import functools
 import logging
 import pickle
 import socket
+import struct
 
 import pytest
 from net_helpers import (
@@ -615,3 +616,66 @@ def test_robust_client_stop_while_reconnecting(policy):
         await asyncio.wait_for(entry.stop_services(client), 10)
 
     run_services(policy, server, body=body)
+
+
+def test_peer_reset_while_handler_writes(policy, caplog):
+    """A client that vanishes (RST) mid-stream: the handler's error is
+    logged by the service, the loop reports nothing, the server serves on."""
+    class Flood(LineServer):
+        async def handle_client(self, reader, writer):
+            line = await reader.readline()
+            if line == b"flood\n":
+                self.flooding.set()
+                while True:
+                    writer.write(b"x" * 65536)
+                    await writer.drain()
+            self.lines.append(line)
+            writer.write(b"ok\n")
+            await close_writer(writer)
+
+    server = Flood(address="127.0.0.1", port=0)
+
+    async def body():
+        server.flooding = asyncio.Event()
+        sock = socket.create_connection(("127.0.0.1", server.port))
+        sock.sendall(b"flood\n")
+        await server.flooding.wait()
+        # SO_LINGER 0: close() sends RST instead of FIN.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER,
+                        struct.pack("ii", 1, 0))
+        sock.close()
+        while server.tasks:
+            await asyncio.sleep(0.01)
+        return await exchange("127.0.0.1", server.port)
+
+    with caplog.at_level(logging.ERROR, logger="aiomisc_c.service.tcp"):
+        assert run_services(policy, server, body=body) == b"ok\n"
+    assert any(isinstance(r.exc_info[1], ConnectionError)
+               for r in caplog.records if r.exc_info)
+
+
+def test_stop_with_many_open_connections(policy):
+    class Idle(TCPServer):
+        async def handle_client(self, reader, writer):
+            await reader.read()
+
+    server = Idle(address="127.0.0.1", port=0)
+    loop = policy.new_event_loop()
+
+    async def outer():
+        async with ep(server, policy=policy, loop=loop):
+            clients = await asyncio.gather(*(
+                asyncio.open_connection("127.0.0.1", server.port)
+                for _ in range(50)
+            ))
+            while len(server.tasks) < 50:
+                await asyncio.sleep(0.01)
+        assert not server.tasks
+        for reader, writer in clients:
+            assert await asyncio.wait_for(reader.read(), 10) == b""
+            await close_writer(writer)
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(outer(), 60))
+    finally:
+        loop.close()

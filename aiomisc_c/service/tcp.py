@@ -22,6 +22,8 @@ from ._sockets import (
     server_arguments,
     socket_factory,
     split_sockname,
+    tls_protocol_factory,
+    wait_server_closed,
 )
 from .base import SimpleClient, SimpleServer
 
@@ -85,13 +87,24 @@ class StreamServerBase(PickledArguments, SimpleServer):
         return self.create_task(self.__client_handler(reader, writer))
 
     async def _serve(self, ssl_context: Any = None) -> None:
-        self._connections = ConnectionTracker()
+        self._connections = connections = ConnectionTracker()
         self.socket = sock = self.make_socket()
         try:
             self._bound_name = sock.getsockname()
-            self.server = await asyncio.start_server(
-                self.make_client_handler, sock=sock, ssl=ssl_context,
-            )
+            if ssl_context is None:
+                self.server = await asyncio.start_server(
+                    self.make_client_handler, sock=sock,
+                )
+            else:
+                # The TLS layer is set up here rather than by the loop, so
+                # that stop() can reach connections still in the handshake.
+                self.server = await self.loop.create_server(
+                    tls_protocol_factory(
+                        self.loop, ssl_context, self.make_client_handler,
+                        connections.handshaking,
+                    ),
+                    sock=sock,
+                )
         except BaseException:
             close_quietly(sock)
             raise
@@ -105,7 +118,7 @@ class StreamServerBase(PickledArguments, SimpleServer):
         await super().stop(exc)
         await self._connections.close_all()
         if self.server:
-            await self.server.wait_closed()
+            await wait_server_closed(self.server)
 
     @property
     def address(self) -> Any:
