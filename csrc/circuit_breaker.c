@@ -1522,6 +1522,7 @@ typedef struct {
     PyObject *inner;     /* iterator of the awaited object (RUNNING) */
     uint64_t serial;
     int stage;
+    int running;         /* a step (send/throw/close) is on the C stack */
 } CallAsync;
 
 /* A CallAsync of `func` with no arguments yet (untracked by the GC). */
@@ -1540,6 +1541,7 @@ call_async_alloc(Breaker *self, PyObject *func)
     ca->inner = NULL;
     ca->serial = 0;
     ca->stage = CA_NEW;
+    ca->running = 0;
     return ca;
 }
 
@@ -1686,8 +1688,20 @@ await_iterator(PyObject *value, int *awaitable)
     return iterator;
 }
 
+/* A step that the driven body re-enters (send/throw/close on the very
+ * awaitable that runs it) is refused, as a coroutine refuses it. */
+static int
+ca_refuse_reentry(CallAsync *self)
+{
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        return -1;
+    }
+    return 0;
+}
+
 static PySendResult
-CallAsync_am_send(CallAsync *self, PyObject *arg, PyObject **result)
+ca_step(CallAsync *self, PyObject *arg, PyObject **result)
 {
     if (self->stage == CA_DONE) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -1733,9 +1747,25 @@ CallAsync_am_send(CallAsync *self, PyObject *arg, PyObject **result)
         self->stage = CA_RUNNING;
         arg = Py_None;
     }
+    /* own the delegate across the step: ca_forward may drop self->inner */
+    PyObject *inner = Py_NewRef(self->inner);
     PyObject *value = NULL;
-    PySendResult sent = PyIter_Send(self->inner, arg, &value);
-    return ca_forward(self, sent, value, result);
+    PySendResult sent = PyIter_Send(inner, arg, &value);
+    sent = ca_forward(self, sent, value, result);
+    Py_DECREF(inner);
+    return sent;
+}
+
+static PySendResult
+CallAsync_am_send(CallAsync *self, PyObject *arg, PyObject **result)
+{
+    if (ca_refuse_reentry(self) < 0) {
+        return PYGEN_ERROR;
+    }
+    self->running = 1;
+    PySendResult sent = ca_step(self, arg, result);
+    self->running = 0;
+    return sent;
 }
 
 /* PYGEN_RETURN -> StopIteration(value) for the method-style API */
@@ -1830,9 +1860,14 @@ make_exception(PyObject *const *args, Py_ssize_t nargs)
     return exc;
 }
 
+static PyObject *ca_throw(CallAsync *self, PyObject *exc);
+
 static PyObject *
 CallAsync_throw(CallAsync *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (ca_refuse_reentry(self) < 0) {
+        return NULL;
+    }
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
         return NULL;
@@ -1841,6 +1876,16 @@ CallAsync_throw(CallAsync *self, PyObject *const *args, Py_ssize_t nargs)
     if (exc == NULL) {
         return NULL;
     }
+    self->running = 1;
+    PyObject *value = ca_throw(self, exc);
+    self->running = 0;
+    return value;
+}
+
+/* throw() of `exc` (stolen) into the call */
+static PyObject *
+ca_throw(CallAsync *self, PyObject *exc)
+{
     if (self->stage != CA_RUNNING) {
         /* not started (the guard never ran) or finished: just raise */
         self->stage = CA_DONE;
@@ -1901,8 +1946,22 @@ CallAsync_throw(CallAsync *self, PyObject *const *args, Py_ssize_t nargs)
     return ca_failed(self, raised), NULL;
 }
 
+static PyObject *ca_close(CallAsync *self);
+
 static PyObject *
 CallAsync_close(CallAsync *self, PyObject *Py_UNUSED(ignored))
+{
+    if (ca_refuse_reentry(self) < 0) {
+        return NULL;
+    }
+    self->running = 1;
+    PyObject *closed = ca_close(self);
+    self->running = 0;
+    return closed;
+}
+
+static PyObject *
+ca_close(CallAsync *self)
 {
     if (self->stage != CA_RUNNING) {
         self->stage = CA_DONE;

@@ -1233,3 +1233,40 @@ def test_breaker_in_a_cycle_is_collected(implementation):
     del breaker
     gc.collect()
     assert alive() == []
+
+
+@pytest.mark.parametrize("method", ["close", "send", "throw"])
+@pytest.mark.parametrize("driver", ["await", "task"])
+def test_call_async_reentered_by_its_body(implementation, loop, run, method, driver):
+    """The body calls send/throw/close on the awaitable that drives it: a
+    coroutine refuses that ("already executing") and so must call_async; the
+    body, the only other holder of the awaitable, then drops it mid-step."""
+    breaker = clocked()(0.5, 10)
+    holder = []
+    refused = []
+
+    async def body():
+        awaitable = holder.pop()
+        step = {
+            "close": awaitable.close,
+            "send": functools.partial(awaitable.send, None),
+            "throw": functools.partial(awaitable.throw, Boom()),
+        }[method]
+        del awaitable
+        try:
+            step()
+        except ValueError as error:
+            refused.append(str(error))
+        del step
+        await asyncio.sleep(0)
+        return "done"
+
+    async def main():
+        holder.append(breaker.call_async(body))
+        if driver == "task":
+            return await asyncio.ensure_future(holder[0])
+        return await holder[0]
+
+    assert run(main()) == "done"
+    assert refused == ["coroutine already executing"]
+    assert breaker.counter()[CounterKey.OK] == 1
