@@ -394,7 +394,8 @@ static PyType_Slot counters_slots[] = {
 static PyType_Spec counters_spec = {
     .name = "aiomisc_c._backoff._Counters",
     .basicsize = sizeof(CountersObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = counters_slots,
 };
 
@@ -1012,7 +1013,8 @@ static PyType_Slot queue_slots[] = {
 static PyType_Spec queue_spec = {
     .name = "aiomisc_c._backoff._TimerQueue",
     .basicsize = sizeof(QueueObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = queue_slots,
 };
 
@@ -2104,7 +2106,8 @@ static PyType_Slot call_slots[] = {
 static PyType_Spec call_spec = {
     .name = "aiomisc_c._backoff.Call",
     .basicsize = sizeof(CallObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = call_slots,
 };
 
@@ -2861,7 +2864,8 @@ static PyType_Spec backoff_function_spec = {
     .name = "aiomisc_c._backoff.BackoffFunction",
     .basicsize = sizeof(WrapperObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = backoff_function_slots,
 };
 

@@ -1503,7 +1503,8 @@ static PyType_Slot Context_slots[] = {
 static PyType_Spec Context_spec = {
     .name = "aiomisc_c._circuit_breaker._Context",
     .basicsize = sizeof(Context),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = Context_slots,
 };
 
@@ -2092,7 +2093,8 @@ static PyType_Slot CallAsync_slots[] = {
 static PyType_Spec CallAsync_spec = {
     .name = "aiomisc_c._circuit_breaker._CallAsync",
     .basicsize = sizeof(CallAsync),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = CallAsync_slots,
 };
 
@@ -2201,7 +2203,8 @@ static PyType_Spec Wrapper_spec = {
     .name = "aiomisc_c._circuit_breaker._CutoutWrapper",
     .basicsize = sizeof(Wrapper),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_HAVE_VECTORCALL,
+             Py_TPFLAGS_HAVE_VECTORCALL |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = Wrapper_slots,
 };
 
@@ -2298,7 +2301,8 @@ static PyType_Spec AsyncWrapper_spec = {
     .name = "aiomisc_c._circuit_breaker._CutoutAsyncWrapper",
     .basicsize = sizeof(Wrapper),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_HAVE_VECTORCALL,
+             Py_TPFLAGS_HAVE_VECTORCALL |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = AsyncWrapper_slots,
 };
 
