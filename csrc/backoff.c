@@ -330,58 +330,58 @@ counters_dealloc(CountersObject *self)
     aio_gc_dealloc((PyObject *)self, 0);
 }
 
-/* stat.<metric> += delta, without raising (errors are unraisable: counting
- * must never change what the caller sees). */
-static void
+/* stat.<metric> += delta: -1 with the error set when the statistic object
+ * refuses it (a statistic_class without that field raises AttributeError,
+ * as `stat.errors += 1` does).  Never called with an exception pending. */
+static int
 counters_add_slow(backoff_state *st, CountersObject *c, int metric,
                   PyObject *delta)
 {
     PyObject *name = st->metric_names[metric];
     PyObject *value = PyObject_GetAttr(c->statistic, name);
     PyObject *sum = value == NULL ? NULL : PyNumber_Add(value, delta);
-    if (sum == NULL || PyObject_SetAttr(c->statistic, name, sum) < 0) {
-        PyErr_WriteUnraisable(c->statistic);
-    }
+    int rc = sum == NULL ? -1 : PyObject_SetAttr(c->statistic, name, sum);
     Py_XDECREF(value);
     Py_XDECREF(sum);
+    return rc;
 }
 
-static inline void
+static inline int
 counters_inc(backoff_state *st, CountersObject *c, int metric)
 {
     if (c == NULL) {
-        return;
+        return 0;
     }
     if (c->fast) {
         *c->slots[metric] += 1;
-        return;
+        return 0;
     }
     PyObject *one = PyLong_FromLong(1);
     if (one == NULL) {
-        PyErr_WriteUnraisable(NULL);
-        return;
+        return -1;
     }
-    counters_add_slow(st, c, metric, one);
+    int rc = counters_add_slow(st, c, metric, one);
     Py_DECREF(one);
+    return rc;
 }
 
-static inline void
+static inline int
 counters_add_time(backoff_state *st, CountersObject *c, double seconds)
 {
     if (c == NULL) {
-        return;
+        return 0;
     }
     if (c->fast) {
         *c->sum_time += seconds;
-        return;
+        return 0;
     }
     PyObject *delta = PyFloat_FromDouble(seconds);
     if (delta == NULL) {
-        PyErr_WriteUnraisable(NULL);
-        return;
+        return -1;
     }
-    counters_add_slow(st, c, M_SUM_TIME, delta);
+    int rc = counters_add_slow(st, c, M_SUM_TIME, delta);
     Py_DECREF(delta);
+    return rc;
 }
 
 static PyType_Slot counters_slots[] = {
@@ -1248,13 +1248,27 @@ call_settle(CallObject *self, PyObject *error)
 
 /* --- attempt bookkeeping --------------------------------------------------- */
 
-/* The attempt (and its pause) is over, whatever the outcome. */
-static void
+/* The attempt (and its pause) is over, whatever the outcome: count its
+ * time, then that it is done.  Like a `finally:` block, a count that fails
+ * stops there and its error replaces the exception in flight (if any),
+ * which becomes its __context__; -1 then.  Otherwise the exception in
+ * flight, if any, is pending again and 0 is returned. */
+static int
 call_end_attempt(CallObject *self)
 {
-    counters_add_time(self->st, self->counters,
-                      monotonic_seconds() - self->started);
-    counters_inc(self->st, self->counters, M_DONE);
+    PyObject *in_flight = aio_err_take();
+    if (counters_add_time(self->st, self->counters,
+                          monotonic_seconds() - self->started) < 0 ||
+        counters_inc(self->st, self->counters, M_DONE) < 0) {
+        if (in_flight != NULL) {
+            PyObject *raised = aio_err_take();
+            PyException_SetContext(raised, in_flight); /* steals in_flight */
+            aio_err_restore(raised);
+        }
+        return -1;
+    }
+    aio_err_restore(in_flight);
+    return 0;
 }
 
 /* The call is over: drop everything that is not needed any more. */
@@ -1421,8 +1435,10 @@ call_begin_attempt(CallObject *self)
             return O_ERROR;
         }
     }
+    if (counters_inc(st, self->counters, M_ATTEMPTS) < 0) {
+        return O_ERROR;
+    }
     self->attempts_started++;
-    counters_inc(st, self->counters, M_ATTEMPTS);
     *self->tries += 1;
     self->started = now;
     self->state = S_ATTEMPT;
@@ -1549,7 +1565,10 @@ call_attempt_failed(CallObject *self, int immediate, PyObject **yielded)
     }
 
     if (fired == K_DEADLINE) {
-        counters_inc(st, self->counters, M_CANCELS);  /* the deadline's */
+        /* the deadline's */
+        if (counters_inc(st, self->counters, M_CANCELS) < 0) {
+            goto raise_current;
+        }
         call_raise_expired(self, error);
         goto raise_current;
     }
@@ -1565,8 +1584,9 @@ call_attempt_failed(CallObject *self, int immediate, PyObject **yielded)
         goto raise_current;
     }
     if (is_never_retried(st, error)) {
-        if (PyErr_GivenExceptionMatches(error, st->CancelledError)) {
-            counters_inc(st, self->counters, M_CANCELS);
+        if (PyErr_GivenExceptionMatches(error, st->CancelledError) &&
+            counters_inc(st, self->counters, M_CANCELS) < 0) {
+            goto raise_current;
         }
         goto raise_error;
     }
@@ -1577,7 +1597,9 @@ call_attempt_failed(CallObject *self, int immediate, PyObject **yielded)
         goto raise_error;
     }
 
-    counters_inc(st, self->counters, M_ERRORS);
+    if (counters_inc(st, self->counters, M_ERRORS) < 0) {
+        goto raise_current;
+    }
     Py_XSETREF(*self->last_exception, Py_NewRef(error));
     if (p->max_tries_n > 0 && *self->tries >= p->max_tries_n) {
         goto raise_error;
@@ -1602,7 +1624,10 @@ call_attempt_failed(CallObject *self, int immediate, PyObject **yielded)
     Py_CLEAR(self->inner);
     if (p->pause_s <= 0 && ++self->immediate_retries % YIELD_EVERY != 0) {
         /* retry at once (no loop iteration in between) */
-        call_end_attempt(self);
+        if (call_end_attempt(self) < 0) {
+            call_finish(self);
+            return PYGEN_ERROR;
+        }
         return call_run_attempt(self, yielded);
     }
     if (call_begin_pause(self, yielded) < 0) {
@@ -1615,7 +1640,7 @@ raise_error:
     error = NULL;
 raise_current:
     Py_XDECREF(error);
-    call_end_attempt(self);
+    (void)call_end_attempt(self); /* an error stays pending */
     call_finish(self);
     return PYGEN_ERROR;
 }
@@ -1625,7 +1650,9 @@ static PySendResult
 call_attempt_returned(CallObject *self, PyObject *value, PyObject **result)
 {
     int rc = call_settle(self, NULL);
-    call_end_attempt(self);
+    if (call_end_attempt(self) < 0) {
+        rc = -1;
+    }
     call_finish(self);
     if (rc < 0) {
         Py_DECREF(value);
@@ -1696,7 +1723,7 @@ call_run_attempt(CallObject *self, PyObject **result)
     case O_IMMEDIATE_TIMEOUT:
         return call_attempt_failed(self, 1, result);
     case O_FATAL:
-        call_end_attempt(self);
+        (void)call_end_attempt(self); /* an error stays pending */
         call_finish(self);
         return PYGEN_ERROR;
     default:
@@ -1737,11 +1764,14 @@ call_step(CallObject *self, PyObject *value, PyObject *exc, PyObject **result)
             /* thrown in during the pause (the caller was cancelled, ...):
              * never swallowed, never retried */
             aio_err_restore(Py_NewRef(exc));
-            call_end_attempt(self);
+            (void)call_end_attempt(self); /* an error stays pending */
             call_finish(self);
             return PYGEN_ERROR;
         }
-        call_end_attempt(self);
+        if (call_end_attempt(self) < 0) {
+            call_finish(self);
+            return PYGEN_ERROR;
+        }
         if (self->pause_hits_deadline) {
             call_raise_expired(self, NULL);
             call_finish(self);
@@ -1911,11 +1941,16 @@ call_close(PyObject *op, PyObject *Py_UNUSED(unused))
         if (call_settle(self, NULL) < 0 && error == NULL) {
             error = aio_err_take();
         }
-        call_end_attempt(self);
+        /* a failing count replaces the error, as in a `finally:` */
+        aio_err_restore(error);
+        (void)call_end_attempt(self);
+        error = aio_err_take();
     }
     else if (self->state == S_PAUSE) {
         call_end_pause(self);
-        call_end_attempt(self);
+        aio_err_restore(error);
+        (void)call_end_attempt(self);
+        error = aio_err_take();
     }
     call_finish(self);
     self->running = 0;

@@ -19,7 +19,7 @@ from aiomisc_c import backoff as bo
 # the package attribute "timeout" is the decorator (as in aiomisc); the
 # module is reached through importlib
 timeout_module = importlib.import_module("aiomisc_c.timeout")
-from aiomisc_c.counters import get_statistics
+from aiomisc_c.counters import Statistic, get_statistics
 
 HAS_UNCANCEL = sys.version_info >= (3, 11)
 
@@ -861,3 +861,42 @@ def test_zero_pause_forever_failing_can_be_cancelled(loop, run):
     run(main())
     s = stats(backoff)
     assert s["attempts"] == s["done"] > 16
+
+
+class _OnlyAttempts(Statistic):
+    """A Statistic that counts attempts and nothing else."""
+    attempts: int
+
+
+class _NoFields:
+    """Not a Statistic at all: every counter is missing."""
+
+    def __init__(self, name=None):
+        self.name = name
+
+
+@pytest.mark.parametrize(
+    "statistic_class, missing",
+    [(_OnlyAttempts, "sum_time"), (_NoFields, "attempts")],
+)
+@pytest.mark.parametrize("driver", ["await", "task"])
+def test_statistic_class_without_counters(loop, run, statistic_class, missing, driver):
+    """A failing attempt whose counting fails: the counter's AttributeError
+    is raised (as `stat.<field> += 1` raises it), never lost or crashing;
+    an attempt error in flight becomes its __context__."""
+    @bo.asyncbackoff(1, 2, max_tries=2, statistic_class=statistic_class)
+    async def fail():
+        raise FlakyError("attempt")
+
+    async def main():
+        if driver == "task":
+            return await asyncio.ensure_future(fail())
+        return await fail()
+
+    with pytest.raises(AttributeError) as info:
+        run(main())
+    assert str(info.value) == (
+        f"'{statistic_class.__name__}' object has no attribute '{missing}'"
+    )
+    if missing == "sum_time":
+        assert isinstance(info.value.__context__, FlakyError)
