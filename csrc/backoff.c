@@ -1803,6 +1803,9 @@ call_step_guarded(CallObject *self, PyObject *value, PyObject *exc,
     self->running = 1;
     Py_INCREF(self);   /* the timer callback may drop the last other ref */
     PySendResult status = call_step(self, value, exc, result);
+    if (status == PYGEN_ERROR) {
+        aio_coro_convert_stop_iteration();   /* as a coroutine's frame does */
+    }
     self->running = 0;
     Py_DECREF(self);
     return status;

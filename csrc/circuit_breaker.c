@@ -1631,6 +1631,8 @@ ca_failed(CallAsync *self, PyObject *exc)
     self->stage = CA_DONE;
     Py_CLEAR(self->inner);
     guard_fail(self->breaker, self->serial, exc);
+    /* recorded as it was raised; what leaves the coroutine is PEP 479's */
+    aio_coro_convert_stop_iteration();
     return PYGEN_ERROR;
 }
 

@@ -900,3 +900,28 @@ def test_statistic_class_without_counters(loop, run, statistic_class, missing, d
     )
     if missing == "sum_time":
         assert isinstance(info.value.__context__, FlakyError)
+
+
+def _raise_stop_iteration():
+    return next(iter([]))
+
+
+@pytest.mark.parametrize("timeouts", [(1, 2), (None, None)])
+@pytest.mark.parametrize("driver", ["await", "task"])
+def test_stop_iteration_becomes_runtime_error(loop, run, timeouts, driver):
+    """The function raises StopIteration instead of returning an awaitable:
+    it leaves the call as PEP 479's RuntimeError, so the task finishes."""
+    attempt_timeout, deadline = timeouts
+
+    async def main():
+        awaitable = bo.Backoff(
+            attempt_timeout=attempt_timeout, deadline=deadline,
+        ).execute(_raise_stop_iteration)
+        if driver == "task":
+            awaitable = asyncio.ensure_future(awaitable)
+        return await asyncio.wait_for(awaitable, 30)
+
+    with pytest.raises(RuntimeError) as info:
+        run(main())
+    assert str(info.value) == "coroutine raised StopIteration"
+    assert type(info.value.__cause__) is StopIteration

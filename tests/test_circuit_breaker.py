@@ -1270,3 +1270,26 @@ def test_call_async_reentered_by_its_body(implementation, loop, run, method, dri
     assert run(main()) == "done"
     assert refused == ["coroutine already executing"]
     assert breaker.counter()[CounterKey.OK] == 1
+
+
+@pytest.mark.parametrize("driver", ["await", "task"])
+def test_call_async_stop_iteration_becomes_runtime_error(
+    implementation, loop, run, driver,
+):
+    """A sync callable raising StopIteration: what leaves the awaitable is
+    PEP 479's RuntimeError (asyncio refuses a raw StopIteration and the task
+    would never finish); the breaker records the StopIteration itself."""
+    breaker = clocked()(0.5, 10, exceptions=(StopIteration,))
+
+    async def main():
+        awaitable = breaker.call_async(next, iter([]))
+        if driver == "task":
+            awaitable = asyncio.ensure_future(awaitable)
+        return await asyncio.wait_for(awaitable, 30)
+
+    with pytest.raises(RuntimeError) as info:
+        run(main())
+    assert str(info.value) == "coroutine raised StopIteration"
+    assert type(info.value.__cause__) is StopIteration
+    assert type(breaker._last_exception) is StopIteration
+    assert breaker.counter()[CounterKey.FAIL] == 1
