@@ -838,7 +838,9 @@ heap_sift_down(QueueObject *q, Py_ssize_t i)
     heap_place(q, i, c);
 }
 
-/* Queue `c` (the heap takes a new reference). */
+/* Queue `c`.  The heap borrows it: a call takes itself off the heap when it
+ * is finished, closed, finalized or cleared, so a dropped call never stays
+ * alive (or fires at its task) because its timer is armed. */
 static int
 queue_push(QueueObject *q, CallObject *c)
 {
@@ -853,7 +855,6 @@ queue_push(QueueObject *q, CallObject *c)
         q->heap = heap;
         q->capacity = capacity;
     }
-    Py_INCREF(c);
     q->heap[q->size] = c;
     c->heap_index = q->size;
     q->size++;
@@ -861,7 +862,7 @@ queue_push(QueueObject *q, CallObject *c)
     return 0;
 }
 
-/* Take `c` off the heap; the heap's reference passes to the caller. */
+/* Take `c` off the heap. */
 static void
 queue_remove(QueueObject *q, CallObject *c)
 {
@@ -944,8 +945,8 @@ queue_fire(PyObject *op, PyObject *Py_UNUSED(unused))
         due = q->armed_at;
     }
     while (q->size > 0 && q->heap[0]->timer_when <= due) {
-        CallObject *c = q->heap[0];
-        queue_remove(q, c);    /* we own the heap's reference now */
+        CallObject *c = (CallObject *)Py_NewRef(q->heap[0]);
+        queue_remove(q, c);
         if (call_fire(c) < 0) {
             PyErr_WriteUnraisable((PyObject *)c);
         }
@@ -965,19 +966,14 @@ queue_traverse(QueueObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->loop);
     Py_VISIT(self->handle);
-    for (Py_ssize_t i = 0; i < self->size; i++) {
-        Py_VISIT(self->heap[i]);
-    }
-    return 0;
+    return 0;   /* the heap's calls are borrowed */
 }
 
 static int
 queue_clear(QueueObject *self)
 {
     while (self->size > 0) {
-        CallObject *c = self->heap[self->size - 1];
-        queue_remove(self, c);
-        Py_DECREF(c);
+        queue_remove(self, self->heap[self->size - 1]);
     }
     Py_CLEAR(self->handle);
     Py_CLEAR(self->loop);
@@ -1149,7 +1145,6 @@ call_arm(CallObject *self, double when, int kind)
     QueueObject *q = self->queue;
     if (self->heap_index >= 0) {
         queue_remove(q, self);
-        Py_DECREF(self);   /* never the last reference: the caller has one */
     }
     self->timer_when = when;
     self->armed_kind = kind;
@@ -1160,7 +1155,6 @@ call_arm(CallObject *self, double when, int kind)
     if (q->handle == NULL || when < q->armed_at) {
         if (queue_arm(q, when) < 0) {
             queue_remove(q, self);
-            Py_DECREF(self);
             return -1;
         }
     }
@@ -1173,7 +1167,6 @@ call_disarm(CallObject *self)
 {
     if (self->heap_index >= 0) {
         queue_remove(self->queue, self);
-        Py_DECREF(self);   /* never the last reference: the caller has one */
     }
 }
 
@@ -2024,14 +2017,11 @@ call_clear(CallObject *self)
     self->tries = &self->own_tries;
     Py_CLEAR(self->owner);
     self->state = S_DONE;
-    /* last: taking the call off its queue may drop the last reference */
+    /* off the queue (which only borrows it) before letting go of it */
     QueueObject *queue = self->queue;
     self->queue = NULL;
     if (self->heap_index >= 0) {
         queue_remove(queue, self);
-        Py_DECREF(queue);
-        Py_DECREF(self);   /* `self` may be gone now */
-        return 0;
     }
     Py_XDECREF(queue);
     return 0;

@@ -275,3 +275,33 @@ def test_closed_loops_are_not_kept_alive(implementation):
         del event_loop
     gc.collect()
     assert [r for r in refs if r() is not None] == []
+
+
+@pytest.mark.parametrize("kind", ["timeout", "asyncbackoff"])
+def test_dropped_call_leaves_its_task_alone(loop, run, kind):
+    """A timed call stepped once by hand and dropped is gone: when its timer
+    would have fired, the task (now awaiting something else) is not
+    cancelled."""
+    import gc
+
+    from aiomisc_c import backoff as bo
+
+    async def body():
+        await asyncio.sleep(3600)
+
+    if kind == "timeout":
+        wrapped = timeout(0.01)(body)
+    else:
+        wrapped = bo.asyncbackoff(0.01, None)(body)
+
+    async def main():
+        call = wrapped()
+        call.send(None)     # the attempt runs, its timer armed for this task
+        del call
+        gc.collect()
+        # ordered after the dropped call's timer on the loop's clock
+        await asyncio.sleep(0.2)
+        task = asyncio.current_task()
+        return task.cancelling() if HAS_UNCANCEL else 0
+
+    assert run(main()) == 0
