@@ -503,28 +503,36 @@ always_true(PyTypeObject *type)
 }
 
 /* The `loop` property: `_loop`, filled with the running loop when unset
- * or falsy (borrowed reference). */
+ * or falsy (new reference: the truth test runs Python code that may
+ * replace `_loop`). */
 static PyObject *
 breaker_loop(Breaker *self)
 {
     PyObject *loop = self->loop;
     if (loop != NULL && loop != Py_None) {
         if (always_true(Py_TYPE(loop))) {
-            return loop;
+            return Py_NewRef(loop);
         }
+        Py_INCREF(loop);
         int truth = PyObject_IsTrue(loop);
+        Py_DECREF(loop);
         if (truth < 0) {
             return NULL;
         }
         if (truth) {
-            return loop;
+            /* `_loop` as it is now, as `return self._loop` reads it */
+            if (self->loop == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "_loop");
+                return NULL;
+            }
+            return Py_NewRef(self->loop);
         }
     }
     PyObject *running = PyObject_CallNoArgs(self->st->get_running_loop);
     if (running == NULL) {
         return NULL;
     }
-    Py_XSETREF(self->loop, running);
+    Py_XSETREF(self->loop, Py_NewRef(running));
     return running;
 }
 
@@ -646,7 +654,6 @@ read_clock_and_limits(Breaker *self, double *now, Limits *limits)
         if (loop == NULL) {
             return -1;
         }
-        Py_INCREF(loop); /* the call may replace self->loop */
         int native = loop_time(self, loop, now, &result);
         Py_DECREF(loop);
         if (native < 0) {
@@ -1307,8 +1314,7 @@ Breaker_get_response_time(Breaker *self, void *Py_UNUSED(closure))
 static PyObject *
 Breaker_get_loop_property(Breaker *self, void *Py_UNUSED(closure))
 {
-    PyObject *loop = breaker_loop(self);
-    return loop ? Py_NewRef(loop) : NULL;
+    return breaker_loop(self);
 }
 
 static PyObject *

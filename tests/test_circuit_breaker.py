@@ -1293,3 +1293,19 @@ def test_call_async_stop_iteration_becomes_runtime_error(
     assert type(info.value.__cause__) is StopIteration
     assert type(breaker._last_exception) is StopIteration
     assert breaker.counter()[CounterKey.FAIL] == 1
+
+
+def test_loop_replaced_by_its_own_truth_test(implementation, loop):
+    """`_loop`'s truth test runs Python code that may replace `_loop` (and
+    drop the old object): `loop` gives what `_loop` is afterwards."""
+    breaker = circuit_breaker.CircuitBreaker(0.5, 10)
+
+    class SwitchingLoop:
+        def __bool__(self):
+            breaker._loop = loop    # drops the last reference to self
+            return True
+
+    breaker._loop = SwitchingLoop()
+    assert breaker.loop is loop
+    breaker._loop = SwitchingLoop()
+    assert breaker._get_time() == pytest.approx(loop.time(), abs=60)
