@@ -692,12 +692,26 @@ typedef struct CallObject {
     int attempts_started;         /* in this call */
     int immediate_retries;        /* pause=0 retries in a row */
     int running;                  /* inside send/throw/close */
+    /* the twin's coroutine name in "was never awaited" (NULL: __qualname__
+     * of the function), for calls made by an execute()/__call__ method */
+    const char *unawaited_name;
 } CallObject;
 
 /* With pause=0 the next attempt starts at once, but every YIELD_EVERY-th
  * retry in a row yields to the loop first (a function failing synchronously
  * forever must not starve the loop). */
 #define YIELD_EVERY 16
+
+/* `call` (passed through, may be NULL or not a Call) as the coroutine of
+ * the twin's method `name` in its "was never awaited" warning. */
+static PyObject *
+call_named(backoff_state *st, PyObject *call, const char *name)
+{
+    if (call != NULL && Py_IS_TYPE(call, st->CallType)) {
+        ((CallObject *)call)->unawaited_name = name;
+    }
+    return call;
+}
 
 static PyObject *
 call_new(backoff_state *st, PyObject *owner, Policy *policy,
@@ -711,6 +725,7 @@ call_new(backoff_state *st, PyObject *owner, Policy *policy,
         return NULL;
     }
     self->st = st;
+    self->unawaited_name = NULL;
     self->owner = Py_NewRef(owner);
     self->policy = policy;
     self->counters = (CountersObject *)Py_XNewRef((PyObject *)counters);
@@ -1959,10 +1974,34 @@ call_close(PyObject *op, PyObject *Py_UNUSED(unused))
 }
 
 /* A call dropped mid-way is closed, as a coroutine would be. */
+static PyObject *call_get_qualname(PyObject *self, void *closure);
+
+/* A call that was never started is dropped: warn as a coroutine does. */
+static void
+call_warn_unawaited(CallObject *self)
+{
+    PyObject *saved = aio_err_take();
+    PyObject *name = self->unawaited_name != NULL
+        ? PyUnicode_FromString(self->unawaited_name)
+        : call_get_qualname((PyObject *)self, NULL);
+    if (name == NULL ||
+        PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                         "coroutine '%U' was never awaited", name) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    Py_XDECREF(name);
+    aio_err_restore(saved);
+}
+
 static void
 call_finalize(PyObject *op)
 {
     CallObject *self = (CallObject *)op;
+    if (self->state == S_INIT) {
+        self->state = S_DONE;
+        call_warn_unawaited(self);
+        return;
+    }
     if (self->state != S_ATTEMPT && self->state != S_PAUSE) {
         return;
     }
@@ -2030,7 +2069,8 @@ call_clear(CallObject *self)
 static void
 call_dealloc(CallObject *self)
 {
-    if (self->state == S_ATTEMPT || self->state == S_PAUSE) {
+    if (self->state == S_INIT || self->state == S_ATTEMPT ||
+        self->state == S_PAUSE) {
         if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
             return;   /* resurrected */
         }
@@ -2298,7 +2338,7 @@ backoff_execute(PyObject *self, PyObject *const *args, size_t nargsf,
     PyObject *call = PyObject_Vectorcall(execution, args + 1, nargs - 1,
                                          kwnames);
     Py_DECREF(execution);
-    return call;
+    return call_named(st, call, "Backoff.execute");
 }
 
 typedef struct {
@@ -2482,10 +2522,11 @@ execution_dealloc(ExecutionObject *self)
     aio_gc_dealloc((PyObject *)self, 0);
 }
 
-/* execute(*args, **kwargs) and __call__: one call of the function. */
+/* execute(*args, **kwargs) and __call__: one call of the function, named
+ * `name` in its "was never awaited" warning. */
 static PyObject *
-execution_execute(PyObject *op, PyObject *const *args, size_t nargsf,
-                  PyObject *kwnames)
+execution_start(PyObject *op, PyObject *const *args, size_t nargsf,
+                PyObject *kwnames, const char *name)
 {
     ExecutionObject *self = (ExecutionObject *)op;
     backoff_state *st = backoff_state_from_object(op);
@@ -2497,8 +2538,17 @@ execution_execute(PyObject *op, PyObject *const *args, size_t nargsf,
                         "BackoffExecution.__init__ was not called");
         return NULL;
     }
-    return call_new(st, op, &self->policy, self->counters, self,
-                    self->function, args, nargsf, kwnames);
+    return call_named(st, call_new(st, op, &self->policy, self->counters, self,
+                               self->function, args, nargsf, kwnames),
+                      name);
+}
+
+static PyObject *
+execution_execute(PyObject *op, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
+{
+    return execution_start(op, args, nargsf, kwnames,
+                           "BackoffExecution.execute");
 }
 
 static PyObject *
@@ -2507,7 +2557,8 @@ execution_call(PyObject *op, PyObject *args, PyObject *kwargs)
     PyObject *const *argv = &PyTuple_GET_ITEM(args, 0);
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
     if (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) {
-        return execution_execute(op, argv, (size_t)nargs, NULL);
+        return execution_start(op, argv, (size_t)nargs, NULL,
+                               "BackoffExecution.__call__");
     }
     /* rare: flatten the keywords for the vectorcall convention */
     Py_ssize_t nkw = PyDict_GET_SIZE(kwargs);
@@ -2530,7 +2581,8 @@ execution_call(PyObject *op, PyObject *args, PyObject *kwargs)
         stack[nargs + k] = value;
         k++;
     }
-    result = execution_execute(op, stack, (size_t)nargs, kwnames);
+    result = execution_start(op, stack, (size_t)nargs, kwnames,
+                             "BackoffExecution.__call__");
 done:
     PyMem_Free(stack);
     Py_XDECREF(kwnames);

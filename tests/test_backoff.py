@@ -925,3 +925,42 @@ def test_stop_iteration_becomes_runtime_error(loop, run, timeouts, driver):
         run(main())
     assert str(info.value) == "coroutine raised StopIteration"
     assert type(info.value.__cause__) is StopIteration
+
+
+@pytest.mark.parametrize("kind, name", [
+    ("decorated", "{qualname}"),
+    ("timeout", "{qualname}"),
+    ("execute", "Backoff.execute"),
+    ("execution", "BackoffExecution.execute"),
+    ("execution-call", "BackoffExecution.__call__"),
+])
+def test_never_awaited_call_warns(implementation, kind, name):
+    """A call that is made and dropped unawaited warns like the coroutine it
+    stands for (the twin's coroutine has the same name)."""
+    import warnings
+
+    async def work():
+        return 1
+
+    backoff = bo.Backoff(attempt_timeout=1, deadline=2)
+    start = {
+        "decorated": lambda: bo.asyncbackoff(1, 2)(work)(),
+        "timeout": lambda: timeout_module.timeout(1)(work)(),
+        "execute": lambda: backoff.execute(work),
+        "execution": lambda: backoff.prepare(work).execute(),
+        "execution-call": lambda: backoff.prepare(work)(),
+    }[kind]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start()
+        gc.collect()
+        # awaited, closed or started ones never warn
+        call = start()
+        call.close()
+        del call
+        gc.collect()
+    messages = [
+        str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)
+    ]
+    expected = name.format(qualname=work.__qualname__)
+    assert messages == [f"coroutine '{expected}' was never awaited"]
