@@ -68,6 +68,7 @@ typedef struct {
     PyObject *str_uncancel;
     PyObject *str_time;
     PyObject *str_call_at;
+    PyObject *str_call_soon;
     PyObject *str_create_future;
     PyObject *str_set_result;
     PyObject *str_done;
@@ -807,6 +808,7 @@ struct QueueObject {
     Py_ssize_t size;
     Py_ssize_t capacity;
     PyObject *weakreflist;
+    int idle_check;               /* queue_idle is scheduled (call_soon) */
 };
 
 static inline void
@@ -894,9 +896,14 @@ queue_remove(QueueObject *q, CallObject *c)
 
 static int call_fire(CallObject *self);
 static PyObject *queue_fire(PyObject *op, PyObject *unused);
+static PyObject *queue_idle(PyObject *op, PyObject *unused);
 
 static PyMethodDef queue_fire_def = {
     "_fire", queue_fire, METH_NOARGS, NULL,
+};
+
+static PyMethodDef queue_idle_def = {
+    "_idle", queue_idle, METH_NOARGS, NULL,
 };
 
 static void
@@ -909,17 +916,68 @@ cancel_handle(backoff_state *st, PyObject *handle)
     Py_XDECREF(r);
 }
 
+static void
+queue_drop_handle(QueueObject *q)
+{
+    PyObject *old = q->handle;
+    if (old != NULL) {
+        q->handle = NULL;
+        cancel_handle(q->st, old);
+        Py_DECREF(old);
+    }
+}
+
+/* Scheduled by queue_went_idle: still no call armed after what the loop
+ * ran meanwhile, so the real timer goes. */
+static PyObject *
+queue_idle(PyObject *op, PyObject *Py_UNUSED(unused))
+{
+    QueueObject *q = (QueueObject *)op;
+    q->idle_check = 0;
+    if (q->size == 0) {
+        queue_drop_handle(q);
+    }
+    Py_RETURN_NONE;
+}
+
+/* The last call armed on the queue is over.  Its real timer would wake the
+ * loop at a stale time: drop it, but on the loop's next turn, so that calls
+ * following one another in the same turn (the common case) share one timer
+ * instead of each cancelling and re-creating it.  Keeps the pending
+ * exception, if any. */
+static void
+queue_went_idle(QueueObject *q)
+{
+    if (q->size != 0 || q->handle == NULL || q->idle_check) {
+        return;
+    }
+    PyObject *saved = aio_err_take();
+    PyObject *callback = PyCFunction_New(&queue_idle_def, (PyObject *)q);
+    PyObject *handle = NULL;
+    if (callback != NULL) {
+        PyObject *args[2] = {q->loop, callback};
+        handle = PyObject_VectorcallMethod(
+            q->st->str_call_soon, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+            NULL);
+        Py_DECREF(callback);
+    }
+    if (handle != NULL) {
+        q->idle_check = 1;
+        Py_DECREF(handle);
+    }
+    else {
+        PyErr_Clear();          /* a closed loop: drop the timer at once */
+        queue_drop_handle(q);
+    }
+    aio_err_restore(saved);
+}
+
 /* Arm the real loop timer for `when` (monotonic), replacing the old one. */
 static int
 queue_arm(QueueObject *q, double when)
 {
     backoff_state *st = q->st;
-    PyObject *old = q->handle;
-    if (old != NULL) {
-        q->handle = NULL;
-        cancel_handle(st, old);
-        Py_DECREF(old);
-    }
+    queue_drop_handle(q);
     double loop_now;
     if (loop_time(st, q->loop, &loop_now) < 0) {
         return -1;
@@ -1124,6 +1182,7 @@ get_queue(backoff_state *st, PyObject *loop)
     q->heap = NULL;
     q->size = q->capacity = 0;
     q->weakreflist = NULL;
+    q->idle_check = 0;
     PyObject_GC_Track(q);
     PyObject *ref = PyWeakref_NewRef((PyObject *)q, NULL);
     if (ref == NULL || PyDict_SetItem(st->queues, key, ref) < 0) {
@@ -1285,6 +1344,9 @@ call_finish(CallObject *self)
 {
     self->state = S_DONE;
     call_disarm(self);
+    if (self->queue != NULL) {
+        queue_went_idle(self->queue);
+    }
     Py_CLEAR(self->queue);
     Py_CLEAR(self->inner);
     Py_CLEAR(self->waiter);
@@ -3018,6 +3080,7 @@ backoff_exec(PyObject *module)
     INTERN(str_uncancel, "uncancel")
     INTERN(str_time, "time")
     INTERN(str_call_at, "call_at")
+    INTERN(str_call_soon, "call_soon")
     INTERN(str_create_future, "create_future")
     INTERN(str_set_result, "set_result")
     INTERN(str_done, "done")
@@ -3159,7 +3222,7 @@ done:
     X(current_task) X(CancelledError) X(TimeoutError) X(BackoffStatistic)      \
     X(check_policy) X(iscoroutinefunction) X(update_wrapper)                   \
     X(coroutine_code) X(orig_execute) X(orig_prepare) X(str_cancel)            \
-    X(str_cancelling) X(str_uncancel) X(str_time) X(str_call_at)               \
+    X(str_cancelling) X(str_uncancel) X(str_time) X(str_call_at) X(str_call_soon) \
     X(str_create_future) X(str_set_result) X(str_done) X(str_throw)            \
     X(str_close) X(str_future_blocking) X(str_counter_slot) X(str_execute)     \
     X(str_prepare) X(str_code) X(str_defaults) X(str_kwdefaults)               \
@@ -3218,7 +3281,27 @@ pending_timers(PyObject *module, PyObject *loop)
     return PyLong_FromSsize_t(n);
 }
 
+/* _loop_timer_armed(loop) -> whether the timer queue of loop has its real
+ * loop timer armed (for tests) */
+static PyObject *
+loop_timer_armed(PyObject *module, PyObject *loop)
+{
+    backoff_state *st = backoff_state_from_module(module);
+    QueueObject *q = find_queue(st, loop, NULL);
+    if (q == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_FALSE;
+    }
+    int armed = q->handle != NULL;
+    Py_DECREF(q);
+    return PyBool_FromLong(armed);
+}
+
 static PyMethodDef backoff_module_methods[] = {
+    {"_loop_timer_armed", loop_timer_armed, METH_O,
+     "_loop_timer_armed(loop) -> whether a real timer of ours is armed"},
     {"_pending_timers", pending_timers, METH_O,
      "_pending_timers(loop) -> number of calls with a timer armed on loop"},
     {NULL, NULL, 0, NULL},

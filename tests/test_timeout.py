@@ -305,3 +305,69 @@ def test_dropped_call_leaves_its_task_alone(loop, run, kind):
         return task.cancelling() if HAS_UNCANCEL else 0
 
     assert run(main()) == 0
+
+
+def _armed_loop_timers(loop):
+    """How many real loop timers are armed (our calls' and anything else)."""
+    scheduled = getattr(loop, "_scheduled", None)
+    if scheduled is not None:
+        return len([h for h in scheduled if not h.cancelled()])
+    from aiomisc_c import _compat
+    if _compat.implementation["backoff"] == "c":
+        from aiomisc_c import _backoff
+        return int(_backoff._loop_timer_armed(loop))
+    pytest.skip("uvloop's timers cannot be listed")
+
+
+@pytest.mark.parametrize("kind", ["timeout", "asyncbackoff"])
+def test_finished_calls_leave_no_loop_timer(loop, kind):
+    """Once the last timed call is over, no timer of ours stays armed on the
+    loop (it would wake the loop at a stale time)."""
+    from aiomisc_c import backoff as bo
+
+    async def quick():
+        return 1
+
+    if kind == "timeout":
+        wrapped = timeout(3600)(quick)
+    else:
+        wrapped = bo.asyncbackoff(3600, 7200)(quick)
+
+    async def main():
+        for _ in range(3):
+            assert await wrapped() == 1
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return _armed_loop_timers(asyncio.get_running_loop())
+
+    assert loop.run_until_complete(main()) == 0
+
+
+@pytest.mark.parametrize("kind", ["timeout", "asyncbackoff", "asyncretry"])
+def test_wrapped_function_runs_in_the_callers_task(loop, run, kind):
+    """The wrapped function runs in the caller's task and context: a
+    ContextVar it sets is seen by the caller afterwards (aiomisc 17 does the
+    same on Python 3.12+, but isolates it on 3.10-3.11, where its
+    asyncio.wait_for runs the coroutine in a task of its own)."""
+    import contextvars
+
+    from aiomisc_c import backoff as bo
+
+    var = contextvars.ContextVar("var", default="unset")
+    tasks = []
+
+    async def setter():
+        tasks.append(asyncio.current_task())
+        var.set("set by the call")
+
+    wrapped = {
+        "timeout": lambda: timeout(10)(setter),
+        "asyncbackoff": lambda: bo.asyncbackoff(10, 20)(setter),
+        "asyncretry": lambda: bo.asyncretry(2)(setter),
+    }[kind]()
+
+    async def main():
+        await wrapped()
+        return var.get(), tasks == [asyncio.current_task()]
+
+    assert run(main()) == ("set by the call", True)
