@@ -793,11 +793,13 @@ call_get_loop(CallObject *self)
  * binary heap ordered by due time (monotonic clock), and the queue keeps one
  * real loop timer armed for the earliest of them.  Disarming a call only
  * takes it off the heap: the real timer stays armed and, when it fires with
- * nothing due, re-arms for the new earliest entry (or goes idle).
+ * nothing due, re-arms for the new earliest entry; once the heap is empty it
+ * is dropped on the loop's next turn (queue_went_idle).
  *
- * The heap holds a strong reference to each queued call (like the handle a
- * call_at() would keep); a call holds one to its queue.  Queues are found by
- * loop through weak references kept in the module state. */
+ * The heap borrows its calls (a call leaves it whenever it is finished,
+ * closed, finalized or cleared: a dropped call must not fire at its task);
+ * a call holds a reference to its queue.  Queues are found by loop through
+ * weak references kept in the module state. */
 struct QueueObject {
     PyObject_HEAD
     backoff_state *st;
