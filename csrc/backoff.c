@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "common/running_loop.h"
 
 #if PY_VERSION_HEX >= 0x030C0000
 #define AIO_T_PYSSIZET Py_T_PYSSIZET
@@ -53,6 +54,7 @@ typedef struct {
 
     PyObject *get_running_loop;   /* asyncio.get_running_loop */
     PyObject *current_task;       /* asyncio.current_task */
+    PyObject *current_tasks;      /* its dict {loop: task} (3.10, 3.11) */
     PyObject *CancelledError;
     PyObject *TimeoutError;       /* asyncio.TimeoutError */
     PyObject *BackoffStatistic;
@@ -778,7 +780,7 @@ static int
 call_get_loop(CallObject *self)
 {
     if (self->loop == NULL) {
-        self->loop = PyObject_CallNoArgs(self->st->get_running_loop);
+        self->loop = aio_running_loop(self->st->get_running_loop);
         if (self->loop == NULL) {
             return -1;
         }
@@ -1385,9 +1387,19 @@ call_start(CallObject *self)
     if (call_get_loop(self) < 0) {
         return -1;
     }
-    self->task = PyObject_CallOneArg(st->current_task, self->loop);
-    if (self->task == NULL) {
-        return -1;
+    if (st->current_tasks != NULL) {
+        /* what asyncio.current_task(loop) does there, minus its frame */
+        self->task = PyDict_GetItemWithError(st->current_tasks, self->loop);
+        if (self->task == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        self->task = Py_NewRef(self->task != NULL ? self->task : Py_None);
+    }
+    else {
+        self->task = PyObject_CallOneArg(st->current_task, self->loop);
+        if (self->task == NULL) {
+            return -1;
+        }
     }
     if (self->task == Py_None) {
         Py_CLEAR(self->task);
@@ -3118,6 +3130,20 @@ backoff_exec(PyObject *module)
         goto done;
     }
     st->has_uncancel = PyObject_HasAttrString(task_type, "uncancel");
+#if PY_VERSION_HEX < 0x030C0000
+    /* asyncio.current_task is Python code reading this dict (3.12 has it
+     * in C); use the dict when it is the C accelerator's */
+    {
+        PyObject *tasks = aio_import_attr("asyncio.tasks", "_current_tasks");
+        PyObject *c_tasks = aio_import_attr("_asyncio", "_current_tasks");
+        PyErr_Clear();
+        if (tasks != NULL && tasks == c_tasks && PyDict_CheckExact(tasks)) {
+            st->current_tasks = Py_NewRef(tasks);
+        }
+        Py_XDECREF(tasks);
+        Py_XDECREF(c_tasks);
+    }
+#endif
     st->queues = PyDict_New();
     if (st->queues == NULL) {
         goto done;
@@ -3221,10 +3247,12 @@ done:
     X(BackoffType) X(ExecutionType) X(BackoffFunctionType)                     \
     X(TimeoutFunctionType) X(CallType) X(CountersType) X(QueueType)           \
     X(queues) X(last_queue) X(get_running_loop)                                \
-    X(current_task) X(CancelledError) X(TimeoutError) X(BackoffStatistic)      \
+    X(current_task) X(current_tasks) X(CancelledError) X(TimeoutError)         \
+    X(BackoffStatistic)                                                        \
     X(check_policy) X(iscoroutinefunction) X(update_wrapper)                   \
     X(coroutine_code) X(orig_execute) X(orig_prepare) X(str_cancel)            \
-    X(str_cancelling) X(str_uncancel) X(str_time) X(str_call_at) X(str_call_soon) \
+    X(str_cancelling) X(str_uncancel) X(str_time) X(str_call_at)               \
+    X(str_call_soon)                                                           \
     X(str_create_future) X(str_set_result) X(str_done) X(str_throw)            \
     X(str_close) X(str_future_blocking) X(str_counter_slot) X(str_execute)     \
     X(str_prepare) X(str_code) X(str_defaults) X(str_kwdefaults)               \

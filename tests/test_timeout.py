@@ -3,6 +3,7 @@ import asyncio
 import importlib
 import functools
 import inspect
+import os
 import sys
 import time
 from unittest import mock
@@ -371,3 +372,71 @@ def test_wrapped_function_runs_in_the_callers_task(loop, run, kind):
         return var.get(), tasks == [asyncio.current_task()]
 
     assert run(main()) == ("set by the call", True)
+
+
+def test_running_loop_is_the_callers_one(loop, run):
+    """A timed call finds the running loop as asyncio.get_running_loop()
+    does (the C twin reads it without a system call on 3.10/3.11): the
+    current one in a thread running another loop, none once it stopped."""
+    import threading
+
+    @timeout(5)
+    async def which_loop():
+        return asyncio.get_running_loop()
+
+    assert run(which_loop()) is loop
+    seen = []
+
+    def other_thread():
+        other = asyncio.new_event_loop()
+        try:
+            seen.append((other.run_until_complete(which_loop()), other))
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen[0][0] is seen[0][1]
+    assert run(which_loop()) is loop
+    # no running loop: refused as asyncio refuses it
+    call = which_loop()
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        call.send(None)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_sees_what_get_running_loop_sees(loop, run):
+    """In a child fork()ed from a running loop, a timed call sees a running
+    loop exactly when asyncio.get_running_loop() does (3.10/3.11 refuse the
+    parent's loop there)."""
+    import warnings
+
+    @timeout(5)
+    async def quick():
+        return 1
+
+    def outcome(step):
+        try:
+            step()
+        except RuntimeError:
+            return "refused"
+        except StopIteration:
+            return "ran"
+        return "loop"
+
+    async def main():
+        assert await quick() == 1
+        with warnings.catch_warnings():
+            # 3.12+: forking a process that has threads is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            expected = outcome(asyncio.get_running_loop)
+            got = outcome(lambda: quick().send(None))
+            same = (expected, got) in (("refused", "refused"), ("loop", "ran"))
+            os._exit(0 if same else 1)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    assert run(main()) == 0
