@@ -14,6 +14,10 @@ the cost of ``import`` in a fresh interpreter.
   installed: a loop, no thread pool (asyncio makes its default executor on
   first use), no signal handlers. The stdlib has no services: it is absent from
   that case.
+* New loop: ``utils.new_event_loop(policy=...)`` then ``loop.close()``: a
+  loop of the policy made the thread's current one, with the package's
+  thread pool as its default executor (closed with the loop). The peer is
+  ``policy.new_event_loop()`` then ``close()``: a bare loop, no pool.
 * Import: ``python -X importtime -c "import X"`` in a new process per
   iteration; the value is the cumulative import time of ``X`` reported there.
   The loop kind plays no part in it (measured on both for the record).
@@ -58,6 +62,9 @@ CASES = (
          iterations=40, short=f"enter+exit, {SERVICES} services"),
     # one new interpreter per iteration (~0.2 s each); the sample is the
     # median of its iterations
+    Case("new_loop_close", "new_event_loop() then close() (peer: "
+         "policy.new_event_loop() then close())", iterations=100,
+         short="new_event_loop + close"),
     Case("import_cold", "import in a new process (import aiomisc_c / "
          "import aiomisc / import asyncio)", iterations=3, kind="value",
          unit="ns/op", short="cold import"),
@@ -174,6 +181,11 @@ def entrypoint_bodies(
             with entrypoint(policy=policy, log_config=False):
                 pass
 
+    def new_loop_close(iterations: int) -> None:
+        new_event_loop = lib.utils.new_event_loop
+        for _ in range(iterations):
+            new_event_loop(policy=policy).close()
+
     def enter_exit_services(iterations: int) -> None:
         for _ in range(iterations):
             services = [Trivial() for _ in range(SERVICES)]
@@ -186,6 +198,7 @@ def entrypoint_bodies(
     return {
         "enter_exit": enter_exit,
         "enter_exit_services": enter_exit_services,
+        "new_loop_close": new_loop_close,
     }, loop_class
 
 
@@ -241,12 +254,17 @@ def _setup(subject: str, loop_kind: str, pycache: str) -> Fixture:
             for _ in range(iterations):
                 run(empty())
 
+        def new_loop_close(iterations: int) -> None:
+            for _ in range(iterations):
+                policy.new_event_loop().close()
+
         async def running_loop() -> str:
             return describe_loop(asyncio.get_running_loop())
 
         loop_class = run(running_loop())
         bodies = {
             "enter_exit": enter_exit,
+            "new_loop_close": new_loop_close,
             "import_cold": import_body("asyncio", _import_env(None, pycache)),
         }
 

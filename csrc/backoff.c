@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "common/running_loop.h"
 
 #if PY_VERSION_HEX >= 0x030C0000
 #define AIO_T_PYSSIZET Py_T_PYSSIZET
@@ -53,6 +54,7 @@ typedef struct {
 
     PyObject *get_running_loop;   /* asyncio.get_running_loop */
     PyObject *current_task;       /* asyncio.current_task */
+    PyObject *current_tasks;      /* its dict {loop: task} (3.10, 3.11) */
     PyObject *CancelledError;
     PyObject *TimeoutError;       /* asyncio.TimeoutError */
     PyObject *BackoffStatistic;
@@ -68,6 +70,7 @@ typedef struct {
     PyObject *str_uncancel;
     PyObject *str_time;
     PyObject *str_call_at;
+    PyObject *str_call_soon;
     PyObject *str_create_future;
     PyObject *str_set_result;
     PyObject *str_done;
@@ -330,58 +333,58 @@ counters_dealloc(CountersObject *self)
     aio_gc_dealloc((PyObject *)self, 0);
 }
 
-/* stat.<metric> += delta, without raising (errors are unraisable: counting
- * must never change what the caller sees). */
-static void
+/* stat.<metric> += delta: -1 with the error set when the statistic object
+ * refuses it (a statistic_class without that field raises AttributeError,
+ * as `stat.errors += 1` does).  Never called with an exception pending. */
+static int
 counters_add_slow(backoff_state *st, CountersObject *c, int metric,
                   PyObject *delta)
 {
     PyObject *name = st->metric_names[metric];
     PyObject *value = PyObject_GetAttr(c->statistic, name);
     PyObject *sum = value == NULL ? NULL : PyNumber_Add(value, delta);
-    if (sum == NULL || PyObject_SetAttr(c->statistic, name, sum) < 0) {
-        PyErr_WriteUnraisable(c->statistic);
-    }
+    int rc = sum == NULL ? -1 : PyObject_SetAttr(c->statistic, name, sum);
     Py_XDECREF(value);
     Py_XDECREF(sum);
+    return rc;
 }
 
-static inline void
+static inline int
 counters_inc(backoff_state *st, CountersObject *c, int metric)
 {
     if (c == NULL) {
-        return;
+        return 0;
     }
     if (c->fast) {
         *c->slots[metric] += 1;
-        return;
+        return 0;
     }
     PyObject *one = PyLong_FromLong(1);
     if (one == NULL) {
-        PyErr_WriteUnraisable(NULL);
-        return;
+        return -1;
     }
-    counters_add_slow(st, c, metric, one);
+    int rc = counters_add_slow(st, c, metric, one);
     Py_DECREF(one);
+    return rc;
 }
 
-static inline void
+static inline int
 counters_add_time(backoff_state *st, CountersObject *c, double seconds)
 {
     if (c == NULL) {
-        return;
+        return 0;
     }
     if (c->fast) {
         *c->sum_time += seconds;
-        return;
+        return 0;
     }
     PyObject *delta = PyFloat_FromDouble(seconds);
     if (delta == NULL) {
-        PyErr_WriteUnraisable(NULL);
-        return;
+        return -1;
     }
-    counters_add_slow(st, c, M_SUM_TIME, delta);
+    int rc = counters_add_slow(st, c, M_SUM_TIME, delta);
     Py_DECREF(delta);
+    return rc;
 }
 
 static PyType_Slot counters_slots[] = {
@@ -394,7 +397,8 @@ static PyType_Slot counters_slots[] = {
 static PyType_Spec counters_spec = {
     .name = "aiomisc_c._backoff._Counters",
     .basicsize = sizeof(CountersObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = counters_slots,
 };
 
@@ -691,12 +695,26 @@ typedef struct CallObject {
     int attempts_started;         /* in this call */
     int immediate_retries;        /* pause=0 retries in a row */
     int running;                  /* inside send/throw/close */
+    /* the twin's coroutine name in "was never awaited" (NULL: __qualname__
+     * of the function), for calls made by an execute()/__call__ method */
+    const char *unawaited_name;
 } CallObject;
 
 /* With pause=0 the next attempt starts at once, but every YIELD_EVERY-th
  * retry in a row yields to the loop first (a function failing synchronously
  * forever must not starve the loop). */
 #define YIELD_EVERY 16
+
+/* `call` (passed through, may be NULL or not a Call) as the coroutine of
+ * the twin's method `name` in its "was never awaited" warning. */
+static PyObject *
+call_named(backoff_state *st, PyObject *call, const char *name)
+{
+    if (call != NULL && Py_IS_TYPE(call, st->CallType)) {
+        ((CallObject *)call)->unawaited_name = name;
+    }
+    return call;
+}
 
 static PyObject *
 call_new(backoff_state *st, PyObject *owner, Policy *policy,
@@ -710,6 +728,7 @@ call_new(backoff_state *st, PyObject *owner, Policy *policy,
         return NULL;
     }
     self->st = st;
+    self->unawaited_name = NULL;
     self->owner = Py_NewRef(owner);
     self->policy = policy;
     self->counters = (CountersObject *)Py_XNewRef((PyObject *)counters);
@@ -761,7 +780,7 @@ static int
 call_get_loop(CallObject *self)
 {
     if (self->loop == NULL) {
-        self->loop = PyObject_CallNoArgs(self->st->get_running_loop);
+        self->loop = aio_running_loop(self->st->get_running_loop);
         if (self->loop == NULL) {
             return -1;
         }
@@ -776,11 +795,13 @@ call_get_loop(CallObject *self)
  * binary heap ordered by due time (monotonic clock), and the queue keeps one
  * real loop timer armed for the earliest of them.  Disarming a call only
  * takes it off the heap: the real timer stays armed and, when it fires with
- * nothing due, re-arms for the new earliest entry (or goes idle).
+ * nothing due, re-arms for the new earliest entry; once the heap is empty it
+ * is dropped on the loop's next turn (queue_went_idle).
  *
- * The heap holds a strong reference to each queued call (like the handle a
- * call_at() would keep); a call holds one to its queue.  Queues are found by
- * loop through weak references kept in the module state. */
+ * The heap borrows its calls (a call leaves it whenever it is finished,
+ * closed, finalized or cleared: a dropped call must not fire at its task);
+ * a call holds a reference to its queue.  Queues are found by loop through
+ * weak references kept in the module state. */
 struct QueueObject {
     PyObject_HEAD
     backoff_state *st;
@@ -791,6 +812,7 @@ struct QueueObject {
     Py_ssize_t size;
     Py_ssize_t capacity;
     PyObject *weakreflist;
+    int idle_check;               /* queue_idle is scheduled (call_soon) */
 };
 
 static inline void
@@ -837,7 +859,9 @@ heap_sift_down(QueueObject *q, Py_ssize_t i)
     heap_place(q, i, c);
 }
 
-/* Queue `c` (the heap takes a new reference). */
+/* Queue `c`.  The heap borrows it: a call takes itself off the heap when it
+ * is finished, closed, finalized or cleared, so a dropped call never stays
+ * alive (or fires at its task) because its timer is armed. */
 static int
 queue_push(QueueObject *q, CallObject *c)
 {
@@ -852,7 +876,6 @@ queue_push(QueueObject *q, CallObject *c)
         q->heap = heap;
         q->capacity = capacity;
     }
-    Py_INCREF(c);
     q->heap[q->size] = c;
     c->heap_index = q->size;
     q->size++;
@@ -860,7 +883,7 @@ queue_push(QueueObject *q, CallObject *c)
     return 0;
 }
 
-/* Take `c` off the heap; the heap's reference passes to the caller. */
+/* Take `c` off the heap. */
 static void
 queue_remove(QueueObject *q, CallObject *c)
 {
@@ -877,9 +900,14 @@ queue_remove(QueueObject *q, CallObject *c)
 
 static int call_fire(CallObject *self);
 static PyObject *queue_fire(PyObject *op, PyObject *unused);
+static PyObject *queue_idle(PyObject *op, PyObject *unused);
 
 static PyMethodDef queue_fire_def = {
     "_fire", queue_fire, METH_NOARGS, NULL,
+};
+
+static PyMethodDef queue_idle_def = {
+    "_idle", queue_idle, METH_NOARGS, NULL,
 };
 
 static void
@@ -892,17 +920,68 @@ cancel_handle(backoff_state *st, PyObject *handle)
     Py_XDECREF(r);
 }
 
+static void
+queue_drop_handle(QueueObject *q)
+{
+    PyObject *old = q->handle;
+    if (old != NULL) {
+        q->handle = NULL;
+        cancel_handle(q->st, old);
+        Py_DECREF(old);
+    }
+}
+
+/* Scheduled by queue_went_idle: still no call armed after what the loop
+ * ran meanwhile, so the real timer goes. */
+static PyObject *
+queue_idle(PyObject *op, PyObject *Py_UNUSED(unused))
+{
+    QueueObject *q = (QueueObject *)op;
+    q->idle_check = 0;
+    if (q->size == 0) {
+        queue_drop_handle(q);
+    }
+    Py_RETURN_NONE;
+}
+
+/* The last call armed on the queue is over.  Its real timer would wake the
+ * loop at a stale time: drop it, but on the loop's next turn, so that calls
+ * following one another in the same turn (the common case) share one timer
+ * instead of each cancelling and re-creating it.  Keeps the pending
+ * exception, if any. */
+static void
+queue_went_idle(QueueObject *q)
+{
+    if (q->size != 0 || q->handle == NULL || q->idle_check) {
+        return;
+    }
+    PyObject *saved = aio_err_take();
+    PyObject *callback = PyCFunction_New(&queue_idle_def, (PyObject *)q);
+    PyObject *handle = NULL;
+    if (callback != NULL) {
+        PyObject *args[2] = {q->loop, callback};
+        handle = PyObject_VectorcallMethod(
+            q->st->str_call_soon, args, 2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+            NULL);
+        Py_DECREF(callback);
+    }
+    if (handle != NULL) {
+        q->idle_check = 1;
+        Py_DECREF(handle);
+    }
+    else {
+        PyErr_Clear();          /* a closed loop: drop the timer at once */
+        queue_drop_handle(q);
+    }
+    aio_err_restore(saved);
+}
+
 /* Arm the real loop timer for `when` (monotonic), replacing the old one. */
 static int
 queue_arm(QueueObject *q, double when)
 {
     backoff_state *st = q->st;
-    PyObject *old = q->handle;
-    if (old != NULL) {
-        q->handle = NULL;
-        cancel_handle(st, old);
-        Py_DECREF(old);
-    }
+    queue_drop_handle(q);
     double loop_now;
     if (loop_time(st, q->loop, &loop_now) < 0) {
         return -1;
@@ -943,8 +1022,8 @@ queue_fire(PyObject *op, PyObject *Py_UNUSED(unused))
         due = q->armed_at;
     }
     while (q->size > 0 && q->heap[0]->timer_when <= due) {
-        CallObject *c = q->heap[0];
-        queue_remove(q, c);    /* we own the heap's reference now */
+        CallObject *c = (CallObject *)Py_NewRef(q->heap[0]);
+        queue_remove(q, c);
         if (call_fire(c) < 0) {
             PyErr_WriteUnraisable((PyObject *)c);
         }
@@ -964,19 +1043,14 @@ queue_traverse(QueueObject *self, visitproc visit, void *arg)
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->loop);
     Py_VISIT(self->handle);
-    for (Py_ssize_t i = 0; i < self->size; i++) {
-        Py_VISIT(self->heap[i]);
-    }
-    return 0;
+    return 0;   /* the heap's calls are borrowed */
 }
 
 static int
 queue_clear(QueueObject *self)
 {
     while (self->size > 0) {
-        CallObject *c = self->heap[self->size - 1];
-        queue_remove(self, c);
-        Py_DECREF(c);
+        queue_remove(self, self->heap[self->size - 1]);
     }
     Py_CLEAR(self->handle);
     Py_CLEAR(self->loop);
@@ -1012,7 +1086,8 @@ static PyType_Slot queue_slots[] = {
 static PyType_Spec queue_spec = {
     .name = "aiomisc_c._backoff._TimerQueue",
     .basicsize = sizeof(QueueObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = queue_slots,
 };
 
@@ -1111,6 +1186,7 @@ get_queue(backoff_state *st, PyObject *loop)
     q->heap = NULL;
     q->size = q->capacity = 0;
     q->weakreflist = NULL;
+    q->idle_check = 0;
     PyObject_GC_Track(q);
     PyObject *ref = PyWeakref_NewRef((PyObject *)q, NULL);
     if (ref == NULL || PyDict_SetItem(st->queues, key, ref) < 0) {
@@ -1147,7 +1223,6 @@ call_arm(CallObject *self, double when, int kind)
     QueueObject *q = self->queue;
     if (self->heap_index >= 0) {
         queue_remove(q, self);
-        Py_DECREF(self);   /* never the last reference: the caller has one */
     }
     self->timer_when = when;
     self->armed_kind = kind;
@@ -1158,7 +1233,6 @@ call_arm(CallObject *self, double when, int kind)
     if (q->handle == NULL || when < q->armed_at) {
         if (queue_arm(q, when) < 0) {
             queue_remove(q, self);
-            Py_DECREF(self);
             return -1;
         }
     }
@@ -1171,7 +1245,6 @@ call_disarm(CallObject *self)
 {
     if (self->heap_index >= 0) {
         queue_remove(self->queue, self);
-        Py_DECREF(self);   /* never the last reference: the caller has one */
     }
 }
 
@@ -1246,13 +1319,27 @@ call_settle(CallObject *self, PyObject *error)
 
 /* --- attempt bookkeeping --------------------------------------------------- */
 
-/* The attempt (and its pause) is over, whatever the outcome. */
-static void
+/* The attempt (and its pause) is over, whatever the outcome: count its
+ * time, then that it is done.  Like a `finally:` block, a count that fails
+ * stops there and its error replaces the exception in flight (if any),
+ * which becomes its __context__; -1 then.  Otherwise the exception in
+ * flight, if any, is pending again and 0 is returned. */
+static int
 call_end_attempt(CallObject *self)
 {
-    counters_add_time(self->st, self->counters,
-                      monotonic_seconds() - self->started);
-    counters_inc(self->st, self->counters, M_DONE);
+    PyObject *in_flight = aio_err_take();
+    if (counters_add_time(self->st, self->counters,
+                          monotonic_seconds() - self->started) < 0 ||
+        counters_inc(self->st, self->counters, M_DONE) < 0) {
+        if (in_flight != NULL) {
+            PyObject *raised = aio_err_take();
+            PyException_SetContext(raised, in_flight); /* steals in_flight */
+            aio_err_restore(raised);
+        }
+        return -1;
+    }
+    aio_err_restore(in_flight);
+    return 0;
 }
 
 /* The call is over: drop everything that is not needed any more. */
@@ -1261,6 +1348,9 @@ call_finish(CallObject *self)
 {
     self->state = S_DONE;
     call_disarm(self);
+    if (self->queue != NULL) {
+        queue_went_idle(self->queue);
+    }
     Py_CLEAR(self->queue);
     Py_CLEAR(self->inner);
     Py_CLEAR(self->waiter);
@@ -1297,9 +1387,19 @@ call_start(CallObject *self)
     if (call_get_loop(self) < 0) {
         return -1;
     }
-    self->task = PyObject_CallOneArg(st->current_task, self->loop);
-    if (self->task == NULL) {
-        return -1;
+    if (st->current_tasks != NULL) {
+        /* what asyncio.current_task(loop) does there, minus its frame */
+        self->task = PyDict_GetItemWithError(st->current_tasks, self->loop);
+        if (self->task == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        self->task = Py_NewRef(self->task != NULL ? self->task : Py_None);
+    }
+    else {
+        self->task = PyObject_CallOneArg(st->current_task, self->loop);
+        if (self->task == NULL) {
+            return -1;
+        }
     }
     if (self->task == Py_None) {
         Py_CLEAR(self->task);
@@ -1419,8 +1519,10 @@ call_begin_attempt(CallObject *self)
             return O_ERROR;
         }
     }
+    if (counters_inc(st, self->counters, M_ATTEMPTS) < 0) {
+        return O_ERROR;
+    }
     self->attempts_started++;
-    counters_inc(st, self->counters, M_ATTEMPTS);
     *self->tries += 1;
     self->started = now;
     self->state = S_ATTEMPT;
@@ -1547,7 +1649,10 @@ call_attempt_failed(CallObject *self, int immediate, PyObject **yielded)
     }
 
     if (fired == K_DEADLINE) {
-        counters_inc(st, self->counters, M_CANCELS);  /* the deadline's */
+        /* the deadline's */
+        if (counters_inc(st, self->counters, M_CANCELS) < 0) {
+            goto raise_current;
+        }
         call_raise_expired(self, error);
         goto raise_current;
     }
@@ -1563,8 +1668,9 @@ call_attempt_failed(CallObject *self, int immediate, PyObject **yielded)
         goto raise_current;
     }
     if (is_never_retried(st, error)) {
-        if (PyErr_GivenExceptionMatches(error, st->CancelledError)) {
-            counters_inc(st, self->counters, M_CANCELS);
+        if (PyErr_GivenExceptionMatches(error, st->CancelledError) &&
+            counters_inc(st, self->counters, M_CANCELS) < 0) {
+            goto raise_current;
         }
         goto raise_error;
     }
@@ -1575,7 +1681,9 @@ call_attempt_failed(CallObject *self, int immediate, PyObject **yielded)
         goto raise_error;
     }
 
-    counters_inc(st, self->counters, M_ERRORS);
+    if (counters_inc(st, self->counters, M_ERRORS) < 0) {
+        goto raise_current;
+    }
     Py_XSETREF(*self->last_exception, Py_NewRef(error));
     if (p->max_tries_n > 0 && *self->tries >= p->max_tries_n) {
         goto raise_error;
@@ -1600,7 +1708,10 @@ call_attempt_failed(CallObject *self, int immediate, PyObject **yielded)
     Py_CLEAR(self->inner);
     if (p->pause_s <= 0 && ++self->immediate_retries % YIELD_EVERY != 0) {
         /* retry at once (no loop iteration in between) */
-        call_end_attempt(self);
+        if (call_end_attempt(self) < 0) {
+            call_finish(self);
+            return PYGEN_ERROR;
+        }
         return call_run_attempt(self, yielded);
     }
     if (call_begin_pause(self, yielded) < 0) {
@@ -1613,7 +1724,7 @@ raise_error:
     error = NULL;
 raise_current:
     Py_XDECREF(error);
-    call_end_attempt(self);
+    (void)call_end_attempt(self); /* an error stays pending */
     call_finish(self);
     return PYGEN_ERROR;
 }
@@ -1623,7 +1734,9 @@ static PySendResult
 call_attempt_returned(CallObject *self, PyObject *value, PyObject **result)
 {
     int rc = call_settle(self, NULL);
-    call_end_attempt(self);
+    if (call_end_attempt(self) < 0) {
+        rc = -1;
+    }
     call_finish(self);
     if (rc < 0) {
         Py_DECREF(value);
@@ -1694,7 +1807,7 @@ call_run_attempt(CallObject *self, PyObject **result)
     case O_IMMEDIATE_TIMEOUT:
         return call_attempt_failed(self, 1, result);
     case O_FATAL:
-        call_end_attempt(self);
+        (void)call_end_attempt(self); /* an error stays pending */
         call_finish(self);
         return PYGEN_ERROR;
     default:
@@ -1735,11 +1848,14 @@ call_step(CallObject *self, PyObject *value, PyObject *exc, PyObject **result)
             /* thrown in during the pause (the caller was cancelled, ...):
              * never swallowed, never retried */
             aio_err_restore(Py_NewRef(exc));
-            call_end_attempt(self);
+            (void)call_end_attempt(self); /* an error stays pending */
             call_finish(self);
             return PYGEN_ERROR;
         }
-        call_end_attempt(self);
+        if (call_end_attempt(self) < 0) {
+            call_finish(self);
+            return PYGEN_ERROR;
+        }
         if (self->pause_hits_deadline) {
             call_raise_expired(self, NULL);
             call_finish(self);
@@ -1771,6 +1887,9 @@ call_step_guarded(CallObject *self, PyObject *value, PyObject *exc,
     self->running = 1;
     Py_INCREF(self);   /* the timer callback may drop the last other ref */
     PySendResult status = call_step(self, value, exc, result);
+    if (status == PYGEN_ERROR) {
+        aio_coro_convert_stop_iteration();   /* as a coroutine's frame does */
+    }
     self->running = 0;
     Py_DECREF(self);
     return status;
@@ -1909,11 +2028,16 @@ call_close(PyObject *op, PyObject *Py_UNUSED(unused))
         if (call_settle(self, NULL) < 0 && error == NULL) {
             error = aio_err_take();
         }
-        call_end_attempt(self);
+        /* a failing count replaces the error, as in a `finally:` */
+        aio_err_restore(error);
+        (void)call_end_attempt(self);
+        error = aio_err_take();
     }
     else if (self->state == S_PAUSE) {
         call_end_pause(self);
-        call_end_attempt(self);
+        aio_err_restore(error);
+        (void)call_end_attempt(self);
+        error = aio_err_take();
     }
     call_finish(self);
     self->running = 0;
@@ -1926,10 +2050,34 @@ call_close(PyObject *op, PyObject *Py_UNUSED(unused))
 }
 
 /* A call dropped mid-way is closed, as a coroutine would be. */
+static PyObject *call_get_qualname(PyObject *self, void *closure);
+
+/* A call that was never started is dropped: warn as a coroutine does. */
+static void
+call_warn_unawaited(CallObject *self)
+{
+    PyObject *saved = aio_err_take();
+    PyObject *name = self->unawaited_name != NULL
+        ? PyUnicode_FromString(self->unawaited_name)
+        : call_get_qualname((PyObject *)self, NULL);
+    if (name == NULL ||
+        PyErr_WarnFormat(PyExc_RuntimeWarning, 1,
+                         "coroutine '%U' was never awaited", name) < 0) {
+        PyErr_WriteUnraisable((PyObject *)self);
+    }
+    Py_XDECREF(name);
+    aio_err_restore(saved);
+}
+
 static void
 call_finalize(PyObject *op)
 {
     CallObject *self = (CallObject *)op;
+    if (self->state == S_INIT) {
+        self->state = S_DONE;
+        call_warn_unawaited(self);
+        return;
+    }
     if (self->state != S_ATTEMPT && self->state != S_PAUSE) {
         return;
     }
@@ -1984,14 +2132,11 @@ call_clear(CallObject *self)
     self->tries = &self->own_tries;
     Py_CLEAR(self->owner);
     self->state = S_DONE;
-    /* last: taking the call off its queue may drop the last reference */
+    /* off the queue (which only borrows it) before letting go of it */
     QueueObject *queue = self->queue;
     self->queue = NULL;
     if (self->heap_index >= 0) {
         queue_remove(queue, self);
-        Py_DECREF(queue);
-        Py_DECREF(self);   /* `self` may be gone now */
-        return 0;
     }
     Py_XDECREF(queue);
     return 0;
@@ -2000,7 +2145,8 @@ call_clear(CallObject *self)
 static void
 call_dealloc(CallObject *self)
 {
-    if (self->state == S_ATTEMPT || self->state == S_PAUSE) {
+    if (self->state == S_INIT || self->state == S_ATTEMPT ||
+        self->state == S_PAUSE) {
         if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
             return;   /* resurrected */
         }
@@ -2104,7 +2250,8 @@ static PyType_Slot call_slots[] = {
 static PyType_Spec call_spec = {
     .name = "aiomisc_c._backoff.Call",
     .basicsize = sizeof(CallObject),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = call_slots,
 };
 
@@ -2267,7 +2414,7 @@ backoff_execute(PyObject *self, PyObject *const *args, size_t nargsf,
     PyObject *call = PyObject_Vectorcall(execution, args + 1, nargs - 1,
                                          kwnames);
     Py_DECREF(execution);
-    return call;
+    return call_named(st, call, "Backoff.execute");
 }
 
 typedef struct {
@@ -2451,10 +2598,11 @@ execution_dealloc(ExecutionObject *self)
     aio_gc_dealloc((PyObject *)self, 0);
 }
 
-/* execute(*args, **kwargs) and __call__: one call of the function. */
+/* execute(*args, **kwargs) and __call__: one call of the function, named
+ * `name` in its "was never awaited" warning. */
 static PyObject *
-execution_execute(PyObject *op, PyObject *const *args, size_t nargsf,
-                  PyObject *kwnames)
+execution_start(PyObject *op, PyObject *const *args, size_t nargsf,
+                PyObject *kwnames, const char *name)
 {
     ExecutionObject *self = (ExecutionObject *)op;
     backoff_state *st = backoff_state_from_object(op);
@@ -2466,8 +2614,17 @@ execution_execute(PyObject *op, PyObject *const *args, size_t nargsf,
                         "BackoffExecution.__init__ was not called");
         return NULL;
     }
-    return call_new(st, op, &self->policy, self->counters, self,
-                    self->function, args, nargsf, kwnames);
+    return call_named(st, call_new(st, op, &self->policy, self->counters, self,
+                               self->function, args, nargsf, kwnames),
+                      name);
+}
+
+static PyObject *
+execution_execute(PyObject *op, PyObject *const *args, size_t nargsf,
+                  PyObject *kwnames)
+{
+    return execution_start(op, args, nargsf, kwnames,
+                           "BackoffExecution.execute");
 }
 
 static PyObject *
@@ -2476,7 +2633,8 @@ execution_call(PyObject *op, PyObject *args, PyObject *kwargs)
     PyObject *const *argv = &PyTuple_GET_ITEM(args, 0);
     Py_ssize_t nargs = PyTuple_GET_SIZE(args);
     if (kwargs == NULL || PyDict_GET_SIZE(kwargs) == 0) {
-        return execution_execute(op, argv, (size_t)nargs, NULL);
+        return execution_start(op, argv, (size_t)nargs, NULL,
+                               "BackoffExecution.__call__");
     }
     /* rare: flatten the keywords for the vectorcall convention */
     Py_ssize_t nkw = PyDict_GET_SIZE(kwargs);
@@ -2499,7 +2657,8 @@ execution_call(PyObject *op, PyObject *args, PyObject *kwargs)
         stack[nargs + k] = value;
         k++;
     }
-    result = execution_execute(op, stack, (size_t)nargs, kwnames);
+    result = execution_start(op, stack, (size_t)nargs, kwnames,
+                             "BackoffExecution.__call__");
 done:
     PyMem_Free(stack);
     Py_XDECREF(kwnames);
@@ -2861,7 +3020,8 @@ static PyType_Spec backoff_function_spec = {
     .name = "aiomisc_c._backoff.BackoffFunction",
     .basicsize = sizeof(WrapperObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR,
+             Py_TPFLAGS_HAVE_VECTORCALL | Py_TPFLAGS_METHOD_DESCRIPTOR |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = backoff_function_slots,
 };
 
@@ -2934,6 +3094,7 @@ backoff_exec(PyObject *module)
     INTERN(str_uncancel, "uncancel")
     INTERN(str_time, "time")
     INTERN(str_call_at, "call_at")
+    INTERN(str_call_soon, "call_soon")
     INTERN(str_create_future, "create_future")
     INTERN(str_set_result, "set_result")
     INTERN(str_done, "done")
@@ -2969,6 +3130,20 @@ backoff_exec(PyObject *module)
         goto done;
     }
     st->has_uncancel = PyObject_HasAttrString(task_type, "uncancel");
+#if PY_VERSION_HEX < 0x030C0000
+    /* asyncio.current_task is Python code reading this dict (3.12 has it
+     * in C); use the dict when it is the C accelerator's */
+    {
+        PyObject *tasks = aio_import_attr("asyncio.tasks", "_current_tasks");
+        PyObject *c_tasks = aio_import_attr("_asyncio", "_current_tasks");
+        PyErr_Clear();
+        if (tasks != NULL && tasks == c_tasks && PyDict_CheckExact(tasks)) {
+            st->current_tasks = Py_NewRef(tasks);
+        }
+        Py_XDECREF(tasks);
+        Py_XDECREF(c_tasks);
+    }
+#endif
     st->queues = PyDict_New();
     if (st->queues == NULL) {
         goto done;
@@ -3072,10 +3247,12 @@ done:
     X(BackoffType) X(ExecutionType) X(BackoffFunctionType)                     \
     X(TimeoutFunctionType) X(CallType) X(CountersType) X(QueueType)           \
     X(queues) X(last_queue) X(get_running_loop)                                \
-    X(current_task) X(CancelledError) X(TimeoutError) X(BackoffStatistic)      \
+    X(current_task) X(current_tasks) X(CancelledError) X(TimeoutError)         \
+    X(BackoffStatistic)                                                        \
     X(check_policy) X(iscoroutinefunction) X(update_wrapper)                   \
     X(coroutine_code) X(orig_execute) X(orig_prepare) X(str_cancel)            \
     X(str_cancelling) X(str_uncancel) X(str_time) X(str_call_at)               \
+    X(str_call_soon)                                                           \
     X(str_create_future) X(str_set_result) X(str_done) X(str_throw)            \
     X(str_close) X(str_future_blocking) X(str_counter_slot) X(str_execute)     \
     X(str_prepare) X(str_code) X(str_defaults) X(str_kwdefaults)               \
@@ -3134,7 +3311,27 @@ pending_timers(PyObject *module, PyObject *loop)
     return PyLong_FromSsize_t(n);
 }
 
+/* _loop_timer_armed(loop) -> whether the timer queue of loop has its real
+ * loop timer armed (for tests) */
+static PyObject *
+loop_timer_armed(PyObject *module, PyObject *loop)
+{
+    backoff_state *st = backoff_state_from_module(module);
+    QueueObject *q = find_queue(st, loop, NULL);
+    if (q == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        Py_RETURN_FALSE;
+    }
+    int armed = q->handle != NULL;
+    Py_DECREF(q);
+    return PyBool_FromLong(armed);
+}
+
 static PyMethodDef backoff_module_methods[] = {
+    {"_loop_timer_armed", loop_timer_armed, METH_O,
+     "_loop_timer_armed(loop) -> whether a real timer of ours is armed"},
     {"_pending_timers", pending_timers, METH_O,
      "_pending_timers(loop) -> number of calls with a timer armed on loop"},
     {NULL, NULL, 0, NULL},

@@ -503,28 +503,36 @@ always_true(PyTypeObject *type)
 }
 
 /* The `loop` property: `_loop`, filled with the running loop when unset
- * or falsy (borrowed reference). */
+ * or falsy (new reference: the truth test runs Python code that may
+ * replace `_loop`). */
 static PyObject *
 breaker_loop(Breaker *self)
 {
     PyObject *loop = self->loop;
     if (loop != NULL && loop != Py_None) {
         if (always_true(Py_TYPE(loop))) {
-            return loop;
+            return Py_NewRef(loop);
         }
+        Py_INCREF(loop);
         int truth = PyObject_IsTrue(loop);
+        Py_DECREF(loop);
         if (truth < 0) {
             return NULL;
         }
         if (truth) {
-            return loop;
+            /* `_loop` as it is now, as `return self._loop` reads it */
+            if (self->loop == NULL) {
+                PyErr_SetString(PyExc_AttributeError, "_loop");
+                return NULL;
+            }
+            return Py_NewRef(self->loop);
         }
     }
     PyObject *running = PyObject_CallNoArgs(self->st->get_running_loop);
     if (running == NULL) {
         return NULL;
     }
-    Py_XSETREF(self->loop, running);
+    Py_XSETREF(self->loop, Py_NewRef(running));
     return running;
 }
 
@@ -646,7 +654,6 @@ read_clock_and_limits(Breaker *self, double *now, Limits *limits)
         if (loop == NULL) {
             return -1;
         }
-        Py_INCREF(loop); /* the call may replace self->loop */
         int native = loop_time(self, loop, now, &result);
         Py_DECREF(loop);
         if (native < 0) {
@@ -1307,8 +1314,7 @@ Breaker_get_response_time(Breaker *self, void *Py_UNUSED(closure))
 static PyObject *
 Breaker_get_loop_property(Breaker *self, void *Py_UNUSED(closure))
 {
-    PyObject *loop = breaker_loop(self);
-    return loop ? Py_NewRef(loop) : NULL;
+    return breaker_loop(self);
 }
 
 static PyObject *
@@ -1503,7 +1509,8 @@ static PyType_Slot Context_slots[] = {
 static PyType_Spec Context_spec = {
     .name = "aiomisc_c._circuit_breaker._Context",
     .basicsize = sizeof(Context),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = Context_slots,
 };
 
@@ -1522,6 +1529,7 @@ typedef struct {
     PyObject *inner;     /* iterator of the awaited object (RUNNING) */
     uint64_t serial;
     int stage;
+    int running;         /* a step (send/throw/close) is on the C stack */
 } CallAsync;
 
 /* A CallAsync of `func` with no arguments yet (untracked by the GC). */
@@ -1540,6 +1548,7 @@ call_async_alloc(Breaker *self, PyObject *func)
     ca->inner = NULL;
     ca->serial = 0;
     ca->stage = CA_NEW;
+    ca->running = 0;
     return ca;
 }
 
@@ -1628,6 +1637,8 @@ ca_failed(CallAsync *self, PyObject *exc)
     self->stage = CA_DONE;
     Py_CLEAR(self->inner);
     guard_fail(self->breaker, self->serial, exc);
+    /* recorded as it was raised; what leaves the coroutine is PEP 479's */
+    aio_coro_convert_stop_iteration();
     return PYGEN_ERROR;
 }
 
@@ -1686,8 +1697,20 @@ await_iterator(PyObject *value, int *awaitable)
     return iterator;
 }
 
+/* A step that the driven body re-enters (send/throw/close on the very
+ * awaitable that runs it) is refused, as a coroutine refuses it. */
+static int
+ca_refuse_reentry(CallAsync *self)
+{
+    if (self->running) {
+        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        return -1;
+    }
+    return 0;
+}
+
 static PySendResult
-CallAsync_am_send(CallAsync *self, PyObject *arg, PyObject **result)
+ca_step(CallAsync *self, PyObject *arg, PyObject **result)
 {
     if (self->stage == CA_DONE) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -1733,9 +1756,25 @@ CallAsync_am_send(CallAsync *self, PyObject *arg, PyObject **result)
         self->stage = CA_RUNNING;
         arg = Py_None;
     }
+    /* own the delegate across the step: ca_forward may drop self->inner */
+    PyObject *inner = Py_NewRef(self->inner);
     PyObject *value = NULL;
-    PySendResult sent = PyIter_Send(self->inner, arg, &value);
-    return ca_forward(self, sent, value, result);
+    PySendResult sent = PyIter_Send(inner, arg, &value);
+    sent = ca_forward(self, sent, value, result);
+    Py_DECREF(inner);
+    return sent;
+}
+
+static PySendResult
+CallAsync_am_send(CallAsync *self, PyObject *arg, PyObject **result)
+{
+    if (ca_refuse_reentry(self) < 0) {
+        return PYGEN_ERROR;
+    }
+    self->running = 1;
+    PySendResult sent = ca_step(self, arg, result);
+    self->running = 0;
+    return sent;
 }
 
 /* PYGEN_RETURN -> StopIteration(value) for the method-style API */
@@ -1830,9 +1869,14 @@ make_exception(PyObject *const *args, Py_ssize_t nargs)
     return exc;
 }
 
+static PyObject *ca_throw(CallAsync *self, PyObject *exc);
+
 static PyObject *
 CallAsync_throw(CallAsync *self, PyObject *const *args, Py_ssize_t nargs)
 {
+    if (ca_refuse_reentry(self) < 0) {
+        return NULL;
+    }
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
         return NULL;
@@ -1841,6 +1885,16 @@ CallAsync_throw(CallAsync *self, PyObject *const *args, Py_ssize_t nargs)
     if (exc == NULL) {
         return NULL;
     }
+    self->running = 1;
+    PyObject *value = ca_throw(self, exc);
+    self->running = 0;
+    return value;
+}
+
+/* throw() of `exc` (stolen) into the call */
+static PyObject *
+ca_throw(CallAsync *self, PyObject *exc)
+{
     if (self->stage != CA_RUNNING) {
         /* not started (the guard never ran) or finished: just raise */
         self->stage = CA_DONE;
@@ -1901,8 +1955,22 @@ CallAsync_throw(CallAsync *self, PyObject *const *args, Py_ssize_t nargs)
     return ca_failed(self, raised), NULL;
 }
 
+static PyObject *ca_close(CallAsync *self);
+
 static PyObject *
 CallAsync_close(CallAsync *self, PyObject *Py_UNUSED(ignored))
+{
+    if (ca_refuse_reentry(self) < 0) {
+        return NULL;
+    }
+    self->running = 1;
+    PyObject *closed = ca_close(self);
+    self->running = 0;
+    return closed;
+}
+
+static PyObject *
+ca_close(CallAsync *self)
 {
     if (self->stage != CA_RUNNING) {
         self->stage = CA_DONE;
@@ -2033,7 +2101,8 @@ static PyType_Slot CallAsync_slots[] = {
 static PyType_Spec CallAsync_spec = {
     .name = "aiomisc_c._circuit_breaker._CallAsync",
     .basicsize = sizeof(CallAsync),
-    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = CallAsync_slots,
 };
 
@@ -2142,7 +2211,8 @@ static PyType_Spec Wrapper_spec = {
     .name = "aiomisc_c._circuit_breaker._CutoutWrapper",
     .basicsize = sizeof(Wrapper),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_HAVE_VECTORCALL,
+             Py_TPFLAGS_HAVE_VECTORCALL |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = Wrapper_slots,
 };
 
@@ -2239,7 +2309,8 @@ static PyType_Spec AsyncWrapper_spec = {
     .name = "aiomisc_c._circuit_breaker._CutoutAsyncWrapper",
     .basicsize = sizeof(Wrapper),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
-             Py_TPFLAGS_HAVE_VECTORCALL,
+             Py_TPFLAGS_HAVE_VECTORCALL |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = AsyncWrapper_slots,
 };
 

@@ -19,7 +19,7 @@ from aiomisc_c import backoff as bo
 # the package attribute "timeout" is the decorator (as in aiomisc); the
 # module is reached through importlib
 timeout_module = importlib.import_module("aiomisc_c.timeout")
-from aiomisc_c.counters import get_statistics
+from aiomisc_c.counters import Statistic, get_statistics
 
 HAS_UNCANCEL = sys.version_info >= (3, 11)
 
@@ -861,3 +861,106 @@ def test_zero_pause_forever_failing_can_be_cancelled(loop, run):
     run(main())
     s = stats(backoff)
     assert s["attempts"] == s["done"] > 16
+
+
+class _OnlyAttempts(Statistic):
+    """A Statistic that counts attempts and nothing else."""
+    attempts: int
+
+
+class _NoFields:
+    """Not a Statistic at all: every counter is missing."""
+
+    def __init__(self, name=None):
+        self.name = name
+
+
+@pytest.mark.parametrize(
+    "statistic_class, missing",
+    [(_OnlyAttempts, "sum_time"), (_NoFields, "attempts")],
+)
+@pytest.mark.parametrize("driver", ["await", "task"])
+def test_statistic_class_without_counters(loop, run, statistic_class, missing, driver):
+    """A failing attempt whose counting fails: the counter's AttributeError
+    is raised (as `stat.<field> += 1` raises it), never lost or crashing;
+    an attempt error in flight becomes its __context__."""
+    @bo.asyncbackoff(1, 2, max_tries=2, statistic_class=statistic_class)
+    async def fail():
+        raise FlakyError("attempt")
+
+    async def main():
+        if driver == "task":
+            return await asyncio.ensure_future(fail())
+        return await fail()
+
+    with pytest.raises(AttributeError) as info:
+        run(main())
+    assert str(info.value) == (
+        f"'{statistic_class.__name__}' object has no attribute '{missing}'"
+    )
+    if missing == "sum_time":
+        assert isinstance(info.value.__context__, FlakyError)
+
+
+def _raise_stop_iteration():
+    return next(iter([]))
+
+
+@pytest.mark.parametrize("timeouts", [(1, 2), (None, None)])
+@pytest.mark.parametrize("driver", ["await", "task"])
+def test_stop_iteration_becomes_runtime_error(loop, run, timeouts, driver):
+    """The function raises StopIteration instead of returning an awaitable:
+    it leaves the call as PEP 479's RuntimeError, so the task finishes."""
+    attempt_timeout, deadline = timeouts
+
+    async def main():
+        awaitable = bo.Backoff(
+            attempt_timeout=attempt_timeout, deadline=deadline,
+        ).execute(_raise_stop_iteration)
+        if driver == "task":
+            awaitable = asyncio.ensure_future(awaitable)
+        return await asyncio.wait_for(awaitable, 30)
+
+    with pytest.raises(RuntimeError) as info:
+        run(main())
+    assert str(info.value) == "coroutine raised StopIteration"
+    assert type(info.value.__cause__) is StopIteration
+
+
+@pytest.mark.parametrize("kind, name", [
+    ("decorated", "{qualname}"),
+    ("timeout", "{qualname}"),
+    ("execute", "Backoff.execute"),
+    ("execution", "BackoffExecution.execute"),
+    ("execution-call", "BackoffExecution.__call__"),
+])
+def test_never_awaited_call_warns(implementation, kind, name):
+    """A call that is made and dropped unawaited warns like the coroutine it
+    stands for (the twin's coroutine has the same name)."""
+    import warnings
+
+    async def work():
+        return 1
+
+    backoff = bo.Backoff(attempt_timeout=1, deadline=2)
+    start = {
+        "decorated": lambda: bo.asyncbackoff(1, 2)(work)(),
+        "timeout": lambda: timeout_module.timeout(1)(work)(),
+        "execute": lambda: backoff.execute(work),
+        "execution": lambda: backoff.prepare(work).execute(),
+        "execution-call": lambda: backoff.prepare(work)(),
+    }[kind]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start()
+        gc.collect()
+        # awaited, closed or started ones never warn
+        call = start()
+        call.close()
+        del call
+        gc.collect()
+    messages = [
+        str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)
+    ]
+    expected = name.format(qualname=work.__qualname__)
+    assert messages == [f"coroutine '{expected}' was never awaited"]

@@ -1233,3 +1233,79 @@ def test_breaker_in_a_cycle_is_collected(implementation):
     del breaker
     gc.collect()
     assert alive() == []
+
+
+@pytest.mark.parametrize("method", ["close", "send", "throw"])
+@pytest.mark.parametrize("driver", ["await", "task"])
+def test_call_async_reentered_by_its_body(implementation, loop, run, method, driver):
+    """The body calls send/throw/close on the awaitable that drives it: a
+    coroutine refuses that ("already executing") and so must call_async; the
+    body, the only other holder of the awaitable, then drops it mid-step."""
+    breaker = clocked()(0.5, 10)
+    holder = []
+    refused = []
+
+    async def body():
+        awaitable = holder.pop()
+        step = {
+            "close": awaitable.close,
+            "send": functools.partial(awaitable.send, None),
+            "throw": functools.partial(awaitable.throw, Boom()),
+        }[method]
+        del awaitable
+        try:
+            step()
+        except ValueError as error:
+            refused.append(str(error))
+        del step
+        await asyncio.sleep(0)
+        return "done"
+
+    async def main():
+        holder.append(breaker.call_async(body))
+        if driver == "task":
+            return await asyncio.ensure_future(holder[0])
+        return await holder[0]
+
+    assert run(main()) == "done"
+    assert refused == ["coroutine already executing"]
+    assert breaker.counter()[CounterKey.OK] == 1
+
+
+@pytest.mark.parametrize("driver", ["await", "task"])
+def test_call_async_stop_iteration_becomes_runtime_error(
+    implementation, loop, run, driver,
+):
+    """A sync callable raising StopIteration: what leaves the awaitable is
+    PEP 479's RuntimeError (asyncio refuses a raw StopIteration and the task
+    would never finish); the breaker records the StopIteration itself."""
+    breaker = clocked()(0.5, 10, exceptions=(StopIteration,))
+
+    async def main():
+        awaitable = breaker.call_async(next, iter([]))
+        if driver == "task":
+            awaitable = asyncio.ensure_future(awaitable)
+        return await asyncio.wait_for(awaitable, 30)
+
+    with pytest.raises(RuntimeError) as info:
+        run(main())
+    assert str(info.value) == "coroutine raised StopIteration"
+    assert type(info.value.__cause__) is StopIteration
+    assert type(breaker._last_exception) is StopIteration
+    assert breaker.counter()[CounterKey.FAIL] == 1
+
+
+def test_loop_replaced_by_its_own_truth_test(implementation, loop):
+    """`_loop`'s truth test runs Python code that may replace `_loop` (and
+    drop the old object): `loop` gives what `_loop` is afterwards."""
+    breaker = circuit_breaker.CircuitBreaker(0.5, 10)
+
+    class SwitchingLoop:
+        def __bool__(self):
+            breaker._loop = loop    # drops the last reference to self
+            return True
+
+    breaker._loop = SwitchingLoop()
+    assert breaker.loop is loop
+    breaker._loop = SwitchingLoop()
+    assert breaker._get_time() == pytest.approx(loop.time(), abs=60)

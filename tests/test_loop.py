@@ -508,15 +508,24 @@ LEAK_CHECK = """
         settle()
         tracemalloc.start()
         refs_before = sentinels(policy)
-        mem_before = tracemalloc.get_traced_memory()[0]
+        before = tracemalloc.take_snapshot()
         cycles(policy, 2000)
         settle()
-        mem_after = tracemalloc.get_traced_memory()[0]
+        after = tracemalloc.take_snapshot()
         refs_after = sentinels(policy)
         tracemalloc.stop()
-        growth = mem_after - mem_before
-        print(kind, growth, refs_before, refs_after)
+        # What a cycle leaves behind shows as blocks allocated again and
+        # again on the same line.  A line that grew by one or two blocks is
+        # a table that was resized once, not a leak: CPython 3.10 does that
+        # on asyncio's loop (one ~576 KiB block allocated on
+        # BaseEventLoop.__init__'s get_clock_info line after a few thousand
+        # loops, then flat), with asyncio.new_event_loop() alone as well.
+        diff = after.compare_to(before, "lineno")
+        growth = sum(s.size_diff for s in diff if s.count_diff > 2)
+        one_off = sum(s.size_diff for s in diff if s.count_diff <= 2)
+        print(kind, growth, one_off, refs_before, refs_after)
         assert growth < 256 * 1024, (kind, growth)
+        assert one_off < 1024 * 1024, (kind, one_off)
         assert refs_before == refs_after, (kind, refs_before, refs_after)
     asyncio.set_event_loop_policy(None)
 """

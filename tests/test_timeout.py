@@ -3,6 +3,7 @@ import asyncio
 import importlib
 import functools
 import inspect
+import os
 import sys
 import time
 from unittest import mock
@@ -275,3 +276,167 @@ def test_closed_loops_are_not_kept_alive(implementation):
         del event_loop
     gc.collect()
     assert [r for r in refs if r() is not None] == []
+
+
+@pytest.mark.parametrize("kind", ["timeout", "asyncbackoff"])
+def test_dropped_call_leaves_its_task_alone(loop, run, kind):
+    """A timed call stepped once by hand and dropped is gone: when its timer
+    would have fired, the task (now awaiting something else) is not
+    cancelled."""
+    import gc
+
+    from aiomisc_c import backoff as bo
+
+    async def body():
+        await asyncio.sleep(3600)
+
+    if kind == "timeout":
+        wrapped = timeout(0.01)(body)
+    else:
+        wrapped = bo.asyncbackoff(0.01, None)(body)
+
+    async def main():
+        call = wrapped()
+        call.send(None)     # the attempt runs, its timer armed for this task
+        del call
+        gc.collect()
+        # ordered after the dropped call's timer on the loop's clock
+        await asyncio.sleep(0.2)
+        task = asyncio.current_task()
+        return task.cancelling() if HAS_UNCANCEL else 0
+
+    assert run(main()) == 0
+
+
+def _armed_loop_timers(loop):
+    """How many real loop timers are armed (our calls' and anything else)."""
+    scheduled = getattr(loop, "_scheduled", None)
+    if scheduled is not None:
+        return len([h for h in scheduled if not h.cancelled()])
+    from aiomisc_c import _compat
+    if _compat.implementation["backoff"] == "c":
+        from aiomisc_c import _backoff
+        return int(_backoff._loop_timer_armed(loop))
+    pytest.skip("uvloop's timers cannot be listed")
+
+
+@pytest.mark.parametrize("kind", ["timeout", "asyncbackoff"])
+def test_finished_calls_leave_no_loop_timer(loop, kind):
+    """Once the last timed call is over, no timer of ours stays armed on the
+    loop (it would wake the loop at a stale time)."""
+    from aiomisc_c import backoff as bo
+
+    async def quick():
+        return 1
+
+    if kind == "timeout":
+        wrapped = timeout(3600)(quick)
+    else:
+        wrapped = bo.asyncbackoff(3600, 7200)(quick)
+
+    async def main():
+        for _ in range(3):
+            assert await wrapped() == 1
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        return _armed_loop_timers(asyncio.get_running_loop())
+
+    assert loop.run_until_complete(main()) == 0
+
+
+@pytest.mark.parametrize("kind", ["timeout", "asyncbackoff", "asyncretry"])
+def test_wrapped_function_runs_in_the_callers_task(loop, run, kind):
+    """The wrapped function runs in the caller's task and context: a
+    ContextVar it sets is seen by the caller afterwards (aiomisc 17 does the
+    same on Python 3.12+, but isolates it on 3.10-3.11, where its
+    asyncio.wait_for runs the coroutine in a task of its own)."""
+    import contextvars
+
+    from aiomisc_c import backoff as bo
+
+    var = contextvars.ContextVar("var", default="unset")
+    tasks = []
+
+    async def setter():
+        tasks.append(asyncio.current_task())
+        var.set("set by the call")
+
+    wrapped = {
+        "timeout": lambda: timeout(10)(setter),
+        "asyncbackoff": lambda: bo.asyncbackoff(10, 20)(setter),
+        "asyncretry": lambda: bo.asyncretry(2)(setter),
+    }[kind]()
+
+    async def main():
+        await wrapped()
+        return var.get(), tasks == [asyncio.current_task()]
+
+    assert run(main()) == ("set by the call", True)
+
+
+def test_running_loop_is_the_callers_one(loop, run):
+    """A timed call finds the running loop as asyncio.get_running_loop()
+    does (the C twin reads it without a system call on 3.10/3.11): the
+    current one in a thread running another loop, none once it stopped."""
+    import threading
+
+    @timeout(5)
+    async def which_loop():
+        return asyncio.get_running_loop()
+
+    assert run(which_loop()) is loop
+    seen = []
+
+    def other_thread():
+        other = asyncio.new_event_loop()
+        try:
+            seen.append((other.run_until_complete(which_loop()), other))
+        finally:
+            other.close()
+
+    thread = threading.Thread(target=other_thread)
+    thread.start()
+    thread.join()
+    assert seen[0][0] is seen[0][1]
+    assert run(which_loop()) is loop
+    # no running loop: refused as asyncio refuses it
+    call = which_loop()
+    with pytest.raises(RuntimeError, match="no running event loop"):
+        call.send(None)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+def test_forked_child_sees_what_get_running_loop_sees(loop, run):
+    """In a child fork()ed from a running loop, a timed call sees a running
+    loop exactly when asyncio.get_running_loop() does (3.10/3.11 refuse the
+    parent's loop there)."""
+    import warnings
+
+    @timeout(5)
+    async def quick():
+        return 1
+
+    def outcome(step):
+        try:
+            step()
+        except RuntimeError:
+            return "refused"
+        except StopIteration:
+            return "ran"
+        return "loop"
+
+    async def main():
+        assert await quick() == 1
+        with warnings.catch_warnings():
+            # 3.12+: forking a process that has threads is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            expected = outcome(asyncio.get_running_loop)
+            got = outcome(lambda: quick().send(None))
+            same = (expected, got) in (("refused", "refused"), ("loop", "ran"))
+            os._exit(0 if same else 1)
+        _, status = os.waitpid(pid, 0)
+        return os.waitstatus_to_exitcode(status)
+
+    assert run(main()) == 0

@@ -8,5 +8,6 @@
 #include "common/module_state.h"
 #include "common/args.h"
 #include "common/function_like.h"
+#include "common/coro.h"
 
 #endif /* AIOMISC_C_COMMON_COMMON_H */
