@@ -36,7 +36,7 @@ def test_defaults():
     assert sender.name == "carbon-sender" and tuple(sender.namespace) == ("",)
 
 
-def test_plaintext_over_tcp(policy):
+def test_plaintext_over_tcp(plain_loop, policy):
     lines = []
 
     async def handle(reader, writer):
@@ -60,14 +60,14 @@ def test_plaintext_over_tcp(policy):
             server.close()
             await server.wait_closed()
 
-    asyncio.run(body())
+    plain_loop.run_until_complete(body())
     name, value, timestamp = lines[0].split(" ")
     assert name == "my_app.test.requests.ok"
     assert value == "3"
     assert int(timestamp) > 1_600_000_000
 
 
-def test_udp(policy):
+def test_udp(plain_loop, policy):
     received = []
 
     class Receiver(asyncio.DatagramProtocol):
@@ -90,11 +90,11 @@ def test_udp(policy):
         finally:
             transport.close()
 
-    asyncio.run(body())
+    plain_loop.run_until_complete(body())
     assert received[0].startswith("udp.gauge 42 ")
 
 
-def test_pickle(policy):
+def test_pickle(plain_loop, policy):
     batches = []
 
     async def handle(reader, writer):
@@ -116,12 +116,12 @@ def test_pickle(policy):
             server.close()
             await server.wait_closed()
 
-    asyncio.run(body())
+    plain_loop.run_until_complete(body())
     ((name, (timestamp, value)),) = batches[0]
     assert (name, value) == ("p.value", 7)
 
 
-def test_unreachable_carbon_does_not_stop_the_sender(policy, caplog):
+def test_unreachable_carbon_does_not_stop_the_sender(plain_loop, policy, caplog):
     async def body():
         # A port nobody listens on: every send fails and is logged.
         probe = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
@@ -141,4 +141,4 @@ def test_unreachable_carbon_does_not_stop_the_sender(policy, caplog):
             r.exc_info[0], OSError,
         )]
 
-    asyncio.run(body())
+    plain_loop.run_until_complete(body())
