@@ -143,7 +143,16 @@ def bind_socket(
         for level, option, value in options:
             sock.setsockopt(level, option, value)
 
-        sock.bind(address if is_unix else (address, port))
+        bind_to = address if is_unix else (address, port)
+        try:
+            sock.bind(bind_to)
+        except OSError as error:
+            # The bare error does not say which address was taken.
+            raise OSError(
+                error.errno,
+                f"error while attempting to bind on address {bind_to!r}: "
+                f"{error.strerror}",
+            ) from error
     except BaseException:
         sock.close()
         raise

@@ -345,9 +345,13 @@ def test_service_submodule_names_are_imported_on_first_access(monkeypatch):
     fake.TCPServer = type("TCPServer", (), {})
     namespace = vars(service)
     saved_all = namespace.pop("__all__", None)
+    saved_server = namespace.pop("TCPServer", None)
+    present = service._present
     try:
+        monkeypatch.setattr(service, "_present", lambda name: False)
         with pytest.raises(AttributeError, match="TCPServer"):
             service.TCPServer       # the submodule is absent: no attribute
+        monkeypatch.setattr(service, "_present", present)
         monkeypatch.setitem(sys.modules, "aiomisc_c.service.tcp", fake)
         assert service.TCPServer is fake.TCPServer
         assert "TCPServer" in service.__all__
@@ -358,3 +362,5 @@ def test_service_submodule_names_are_imported_on_first_access(monkeypatch):
         namespace.pop("__all__", None)
         if saved_all is not None:
             namespace["__all__"] = saved_all
+        if saved_server is not None:
+            namespace["TCPServer"] = saved_server

@@ -5,6 +5,7 @@ Nothing here is twinned, so the local ``loop`` fixture below overrides the
 conftest one: a fresh loop of each kind (asyncio, uvloop) only.
 """
 import asyncio
+import errno
 import itertools
 import logging
 import socket
@@ -119,6 +120,18 @@ def test_bind_socket_given_port():
         port = first.getsockname()[1]
     with utils.bind_socket(address="127.0.0.1", port=port) as sock:
         assert sock.getsockname() == ("127.0.0.1", port)
+
+
+def test_bind_socket_address_in_use_names_it():
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(OSError) as info:
+            utils.bind_socket(address="127.0.0.1", port=port)
+    assert info.value.errno == errno.EADDRINUSE
+    assert f"('127.0.0.1', {port})" in str(info.value)
+    assert isinstance(info.value.__cause__, OSError)
 
 
 def test_bind_socket_no_reuse():
