@@ -19,6 +19,7 @@ from typing import Optional, Tuple
 from ..tcp import TCPServer
 from ..udp import UDPServer
 from ._dnslib import dnslib
+from ._wire import fast_reply
 from .records import RecordType
 from .store import DNSStore
 
@@ -57,6 +58,24 @@ class DNSServer:
         The reply is ``b""`` when there is nothing to answer (a packet too
         short to hold a DNS header, or a malformed response).
         """
+        if not log.isEnabledFor(logging.DEBUG):
+            # Plain queries skip dnslib's objects (same bytes; the debug log
+            # lines need the objects).
+            try:
+                fast = fast_reply(self.store, data)
+            except Exception:
+                fast = None         # dnslib's path answers (or SERVFAILs)
+            if fast is not None:
+                reply_body, edns_max_size = fast
+                if should_truncate:
+                    reply_body = reply_body[:edns_max_size]
+                return reply_body, addr
+        return self.reply_with_dnslib(addr, data, should_truncate)
+
+    def reply_with_dnslib(
+        self, addr: tuple, data: bytes, should_truncate: bool = False,
+    ) -> Tuple[bytes, tuple]:
+        """:meth:`handle_request` through dnslib's objects, for any query."""
         try:
             record = dnslib.DNSRecord.parse(data)
         except Exception as exc:
