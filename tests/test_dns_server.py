@@ -534,3 +534,48 @@ def test_fuzz_tcp(servers, caplog):
 
     loop.run_until_complete(settle())
     assert not server_tasks(tcp)
+
+
+def test_subclass_handle_datagram_is_still_called(store, policy):
+    seen = []
+
+    class Logged(UDPDNSServer):
+        async def handle_datagram(self, data, addr):
+            seen.append(len(data))
+            await super().handle_datagram(data, addr)
+
+    server = Logged(address="127.0.0.1", port=0, store=store)
+    with ep(server, policy=policy) as loop:
+        raw = loop.run_until_complete(
+            ask_udp(server.port, query("www.example.com").pack()),
+        )
+    assert len(dnslib.DNSRecord.parse(raw).rr) == 1
+    assert len(seen) == 1
+
+
+def test_sendto_failure_is_logged_and_serving_goes_on(servers, caplog):
+    loop, udp, _ = servers
+    original = udp.sendto
+    calls = []
+
+    def failing_sendto(data, addr):
+        calls.append(addr)
+        if len(calls) == 1:
+            raise OSError("simulated send failure")
+        return original(data, addr)
+
+    udp.sendto = failing_sendto
+    packet = query("www.example.com").pack()
+
+    async def go():
+        client = UDPClient(udp.port)
+        try:
+            client.send(packet)                 # its answer is lost
+            return await client.ask(packet)
+        finally:
+            client.close()
+
+    with caplog.at_level(logging.ERROR, logger=dns_service.__name__):
+        raw = loop.run_until_complete(go())
+    assert len(dnslib.DNSRecord.parse(raw).rr) == 1
+    assert any("Error when answering a datagram" in m for m in caplog.messages)

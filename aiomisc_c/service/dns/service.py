@@ -178,6 +178,49 @@ class UDPDNSServer(DNSServer, UDPServer):
         if reply:
             self.sendto(reply, addr)
 
+    async def start(self) -> None:
+        await super().start()
+        transport = getattr(self, "_transport", None)
+        protocol = getattr(self, "_protocol", None)
+        # Unless a subclass handles datagrams its own way, answer each one
+        # as it arrives: handle_request() never waits, so a task per query
+        # would only add a trip through the loop.
+        if (
+            type(self).handle_datagram is UDPDNSServer.handle_datagram
+            and transport is not None and protocol is not None
+        ):
+            transport.set_protocol(_AnsweringProtocol(self, protocol))
+
+
+class _AnsweringProtocol(asyncio.DatagramProtocol):
+    """Answers each datagram synchronously; everything else goes to the
+    server's own protocol."""
+
+    def __init__(
+        self, server: UDPDNSServer, inner: asyncio.DatagramProtocol,
+    ) -> None:
+        self.server = server
+        self.inner = inner
+
+    def datagram_received(self, data: bytes, addr: tuple) -> None:
+        try:
+            reply, addr = self.server.handle_request(
+                data=data, addr=addr, should_truncate=True,
+            )
+            if reply:
+                self.server.sendto(reply, addr)
+        except Exception:
+            log.exception("Error when answering a datagram from %r", addr)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.inner.connection_made(transport)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.inner.connection_lost(exc)
+
+    def error_received(self, exc: Exception) -> None:
+        self.inner.error_received(exc)
+
 
 class TCPDNSServer(DNSServer, TCPServer):
     """DNS over TCP: every message is preceded by its length (two bytes,
