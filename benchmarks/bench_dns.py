@@ -20,7 +20,10 @@ import asyncio
 import importlib
 from typing import Any, Callable, Dict, List
 
-from ._harness import AIOMISC, AIOMISC_C, Case, Fixture, Subject, import_peer, loop_policy
+from ._harness import (
+    AIOMISC, AIOMISC_C, Case, Fixture, Subject, Unavailable, import_peer,
+    loop_policy,
+)
 
 TITLE = "DNS server"
 
@@ -121,7 +124,6 @@ def setup(subject: str, loop_kind: str) -> Fixture:
     try:
         importlib.import_module(f"{package}.service.dns")
     except ImportError as exc:
-        from ._harness import Unavailable
         raise Unavailable(f"{package}.service.dns: {exc}") from None
     dns = importlib.import_module(f"{package}.service.dns")
 

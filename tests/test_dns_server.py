@@ -579,3 +579,20 @@ def test_sendto_failure_is_logged_and_serving_goes_on(servers, caplog):
         raw = loop.run_until_complete(go())
     assert len(dnslib.DNSRecord.parse(raw).rr) == 1
     assert any("Error when answering a datagram" in m for m in caplog.messages)
+
+
+def test_tcp_answer_too_big_for_a_message_is_servfail(policy, caplog):
+    store = DNSStore()
+    store.add_zone(DNSZone("big.test", *(
+        records.A.create("huge.big.test.", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
+        for i in range(4200)
+    )))
+    server = TCPDNSServer(address="127.0.0.1", port=0, store=store)
+    packet = query("huge.big.test").pack()
+    with caplog.at_level(logging.ERROR, logger=dns_service.__name__):
+        with ep(server, policy=policy) as loop:
+            (raw,) = loop.run_until_complete(ask_tcp(server.port, packet))
+    reply = dnslib.DNSRecord.parse(raw)
+    assert reply.header.rcode == dnslib.RCODE.SERVFAIL
+    assert reply.header.id == dnslib.DNSRecord.parse(packet).header.id
+    assert any("more than a DNS message may hold" in m for m in caplog.messages)

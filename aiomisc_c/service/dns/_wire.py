@@ -52,7 +52,11 @@ POSITION_FREE = tuple(
 )
 
 
-def read_query(data: bytes) -> Optional[Tuple[int, int, bytes, str, int, Optional[int], tuple]]:
+# id, flags, question bytes, name, type, EDNS0 size, labels
+Query = Tuple[int, int, bytes, str, int, Optional[int], tuple]
+
+
+def read_query(data: bytes) -> Optional[Query]:
     """``(id, flags, question bytes, name, type, EDNS0 size, labels)`` of a
     plain query, or ``None``."""
     if type(data) is not bytes:

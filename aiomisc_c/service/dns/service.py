@@ -213,7 +213,7 @@ class _AnsweringProtocol(asyncio.DatagramProtocol):
             log.exception("Error when answering a datagram from %r", addr)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.inner.connection_made(transport)
+        self.inner.connection_made(transport)  # type: ignore[arg-type]
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         self.inner.connection_lost(exc)
