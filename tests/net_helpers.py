@@ -32,10 +32,15 @@ needs_unix = pytest.mark.skipif(
 def run_services(policy, *services, body, timeout=30, **kwargs):
     """Start ``services`` in an entrypoint on a loop of ``policy``, await
     ``body()`` (with a timeout), shut down; then collect garbage so that an
-    unclosed transport or socket shows up in this test."""
+    unclosed transport or socket shows up in this test, and check that the
+    loop reported no error meanwhile."""
+    errors = []
     with ep(*services, policy=policy, **kwargs) as loop:
+        # "exception was never retrieved", errors in callbacks, ...
+        loop.set_exception_handler(lambda _, context: errors.append(context))
         result = loop.run_until_complete(asyncio.wait_for(body(), timeout))
     gc.collect()
+    assert errors == [], errors
     return result
 
 

@@ -302,7 +302,11 @@ def test_server_class_and_arguments(certs):
 
 
 @pytest.mark.parametrize("require_client_cert", [False, True])
-def test_server_with_trusted_client(policy, certs, require_client_cert):
+def test_server_with_trusted_client(
+    implementation, policy, certs, require_client_cert,
+):
+    # ``implementation``: the context is built in the entrypoint's thread
+    # pool, of either twin.
     server = LineServer(**server_keywords(
         certs, address="localhost", require_client_cert=require_client_cert,
     ))
@@ -489,7 +493,9 @@ def test_client_arguments(certs):
 
 
 @pytest.mark.parametrize("require_client_cert", [False, True])
-def test_client_delivers_payload(policy, certs, require_client_cert):
+def test_client_delivers_payload(
+    implementation, policy, certs, require_client_cert,
+):
     server = LineServer(**server_keywords(
         certs, require_client_cert=require_client_cert,
     ))
@@ -550,3 +556,26 @@ def test_robust_client_reconnects(policy, certs, caplog):
     with caplog.at_level(logging.ERROR, logger="aiomisc_c.service.tcp"):
         run_services(policy, server, body=body)
     assert server.lines[:3] == [b"payload\n"] * 3
+
+
+def test_stop_with_a_client_stuck_before_the_handshake(policy, certs):
+    """A peer that connects and never says hello must not hold up stop()
+    nor leave a transport behind."""
+    server = LineServer(**server_keywords(certs))
+    loop = policy.new_event_loop()
+
+    async def outer():
+        async with ep(server, policy=policy, loop=loop):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", server.port,
+            )
+            await asyncio.sleep(0.1)      # accepted, handshake pending
+        await asyncio.wait_for(reader.read(), 10)
+        await close_writer(writer)
+
+    try:
+        loop.run_until_complete(asyncio.wait_for(outer(), 30))
+    finally:
+        loop.close()
+    import gc
+    gc.collect()

@@ -7,6 +7,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
+from asyncio import sslproto
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -52,10 +54,6 @@ def socket_factory(
 
 def _given(sock: socket.socket) -> socket.socket:
     return sock
-
-
-def socket_given(make_socket: Callable[[], socket.socket]) -> bool:
-    return isinstance(make_socket, partial) and make_socket.func is _given
 
 
 def split_sockname(name: Any) -> tuple[Any, Any]:
@@ -126,37 +124,103 @@ class PickledArguments:
             self._pickled_arguments = {**arguments, _SOCKET_GIVEN: True}
 
 
-class ConnectionTracker:
-    """The stream writers of the connections a server accepted, so that
-    stop() can close those its handlers left open."""
+async def wait_server_closed(
+    server: asyncio.AbstractServer,
+    timeout: float = CONNECTION_CLOSE_TIMEOUT,
+) -> None:
+    """``server.wait_closed()``, bounded: from Python 3.12 on it also waits
+    for every connection, and one this module does not know of (or one
+    that ignores close) must not hold up a stop."""
+    waiting = asyncio.ensure_future(server.wait_closed())
+    done, _ = await asyncio.wait((waiting,), timeout=timeout)
+    if done:
+        waiting.result()
+        return
+    abort_clients = getattr(server, "abort_clients", None)   # Python 3.13
+    if abort_clients is not None:
+        abort_clients()
+        done, _ = await asyncio.wait((waiting,), timeout=timeout)
+    if not done:
+        waiting.cancel()
+        log.warning("%r still has connections after stop", server)
 
-    __slots__ = ("writers", "closed")
+
+class HandshakingTLS(sslproto.SSLProtocol):
+    """The TLS layer of one accepted connection, known to the server from
+    accept on: until the handshake is over, the connection has no stream
+    writer, and stop() aborts it through this."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, app_protocol: Any,
+        context: ssl.SSLContext, handshaking: set[HandshakingTLS],
+    ):
+        super().__init__(loop, app_protocol, context, None, server_side=True)
+        self.handshaking = handshaking
+        self.raw_transport: asyncio.BaseTransport | None = None
+        self.lost: asyncio.Future[None] = loop.create_future()
+
+    def connection_made(self, transport: Any) -> None:
+        self.raw_transport = transport
+        self.handshaking.add(self)
+        super().connection_made(transport)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.handshaking.discard(self)
+        if not self.lost.done():
+            self.lost.set_result(None)
+        super().connection_lost(exc)
+
+
+def tls_protocol_factory(
+    loop: asyncio.AbstractEventLoop,
+    context: ssl.SSLContext,
+    client_connected: Callable[..., Any],
+    handshaking: set[HandshakingTLS],
+) -> Callable[[], HandshakingTLS]:
+    """What ``asyncio.start_server(..., ssl=context)`` builds for every
+    connection (a stream protocol under a TLS layer), with the TLS layer
+    tracked in ``handshaking`` until the streams are handed over."""
+
+    def factory() -> HandshakingTLS:
+        def connected(
+            reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        ) -> Any:
+            handshaking.discard(tls)
+            return client_connected(reader, writer)
+
+        reader = asyncio.StreamReader(loop=loop)
+        streams = asyncio.StreamReaderProtocol(reader, connected, loop=loop)
+        tls = HandshakingTLS(loop, streams, context, handshaking)
+        return tls
+
+    return factory
+
+
+class ConnectionTracker:
+    """The stream writers of the connections a service opened or accepted,
+    so that stop() can close those its handlers left open.  A server adds
+    a writer when it accepts the connection and drops it when the handler
+    ends with the connection closed."""
+
+    __slots__ = ("writers", "handshaking", "closed")
 
     def __init__(self) -> None:
         self.writers: set[asyncio.StreamWriter] = set()
+        self.handshaking: set[HandshakingTLS] = set()
         self.closed = False
 
-    def add(
-        self, writer: asyncio.StreamWriter, task: asyncio.Task | None,
-    ) -> None:
-        if task is None:
-            # Nothing tells when such a writer is done with: forget the
-            # closed ones now (a client keeps one or two at a time).
-            self.writers = {
-                known for known in self.writers
-                if not known.transport.is_closing()
-            }
-        else:
-            task.add_done_callback(partial(self._handler_done, writer))
+    def add_client_writer(self, writer: asyncio.StreamWriter) -> None:
+        # Nothing tells when a client's writer is done with: forget the
+        # closed ones now (a client keeps one or two at a time).
+        self.writers = {
+            known for known in self.writers
+            if not known.transport.is_closing()
+        }
         self.writers.add(writer)
-
-    def _handler_done(self, writer: asyncio.StreamWriter, _: Any) -> None:
-        # A writer the handler closed needs nothing more from stop().
-        if writer.transport.is_closing():
-            self.writers.discard(writer)
 
     async def close_all(self, timeout: float = CONNECTION_CLOSE_TIMEOUT) -> None:
         self.closed = True
+        await self._abort_handshakes(timeout)
         writers = list(self.writers)
         self.writers.clear()
         if not writers:
@@ -177,3 +241,13 @@ class ConnectionTracker:
         if not done:  # pragma: no cover - a transport that ignores abort()
             closing.cancel()
             log.warning("%d connection(s) did not close", len(writers))
+
+    async def _abort_handshakes(self, timeout: float) -> None:
+        # Nothing to say to a peer that is still shaking hands.
+        pending = list(self.handshaking)
+        self.handshaking.clear()
+        for tls in pending:
+            if tls.raw_transport is not None:
+                tls.raw_transport.abort()
+        if pending:
+            await asyncio.wait([tls.lost for tls in pending], timeout=timeout)

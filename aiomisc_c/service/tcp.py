@@ -22,6 +22,8 @@ from ._sockets import (
     server_arguments,
     socket_factory,
     split_sockname,
+    tls_protocol_factory,
+    wait_server_closed,
 )
 from .base import SimpleClient, SimpleServer
 
@@ -68,6 +70,10 @@ class StreamServerBase(PickledArguments, SimpleServer):
             # Nobody awaits this task: say what went wrong here.
             log.exception("Error when handling a %s client", self.PROTO_NAME)
             return None
+        finally:
+            # A connection its handler closed needs nothing from stop().
+            if writer.transport.is_closing():
+                self._connections.writers.discard(writer)
 
     def make_client_handler(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -77,18 +83,28 @@ class StreamServerBase(PickledArguments, SimpleServer):
             # Accepted while the service was stopping.
             writer.transport.abort()
             return None
-        task = self.create_task(self.__client_handler(reader, writer))
-        connections.add(writer, task)
-        return task
+        connections.writers.add(writer)
+        return self.create_task(self.__client_handler(reader, writer))
 
     async def _serve(self, ssl_context: Any = None) -> None:
-        self._connections = ConnectionTracker()
+        self._connections = connections = ConnectionTracker()
         self.socket = sock = self.make_socket()
         try:
             self._bound_name = sock.getsockname()
-            self.server = await asyncio.start_server(
-                self.make_client_handler, sock=sock, ssl=ssl_context,
-            )
+            if ssl_context is None:
+                self.server = await asyncio.start_server(
+                    self.make_client_handler, sock=sock,
+                )
+            else:
+                # The TLS layer is set up here rather than by the loop, so
+                # that stop() can reach connections still in the handshake.
+                self.server = await self.loop.create_server(
+                    tls_protocol_factory(
+                        self.loop, ssl_context, self.make_client_handler,
+                        connections.handshaking,
+                    ),
+                    sock=sock,
+                )
         except BaseException:
             close_quietly(sock)
             raise
@@ -102,7 +118,7 @@ class StreamServerBase(PickledArguments, SimpleServer):
         await super().stop(exc)
         await self._connections.close_all()
         if self.server:
-            await self.server.wait_closed()
+            await wait_server_closed(self.server)
 
     @property
     def address(self) -> Any:
@@ -192,7 +208,7 @@ class TCPClient(PickledArguments, SimpleClient, ABC):
     def _track(self, writer: asyncio.StreamWriter) -> None:
         if self._connections.closed:
             self._connections = ConnectionTracker()
-        self._connections.add(writer, None)
+        self._connections.add_client_writer(writer)
 
     def _running_start(self) -> None:
         # stop() ends a start() still running (a robust client's reconnect

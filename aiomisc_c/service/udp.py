@@ -33,13 +33,6 @@ TransportType = Optional[asyncio.DatagramTransport]
 HandleDatagramType = Callable[[bytes, tuple], Union[Awaitable[None], None]]
 
 
-def _log_failure(task: asyncio.Task) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error(
-            "Error when handling a datagram", exc_info=task.exception(),
-        )
-
-
 class UDPServer(PickledArguments, SimpleServer):
     class UDPSimpleProtocol(asyncio.DatagramProtocol):
         def __init__(
@@ -70,8 +63,7 @@ class UDPServer(PickledArguments, SimpleServer):
             except Exception:
                 log.exception("Error when handling a datagram")
                 return
-            task = self.task_factory(handling)
-            task.add_done_callback(_log_failure)
+            self.task_factory(handling)
 
     def __init__(
         self,
@@ -92,6 +84,21 @@ class UDPServer(PickledArguments, SimpleServer):
         self._bound_name: Any = None
         self.socket: socket.socket | None = None
         super().__init__(**kwargs)
+
+    def create_task(self, coro: Any) -> asyncio.Task:
+        task: asyncio.Task = self.loop.create_task(coro)
+        self.tasks.add(task)
+        # One callback per datagram task: forget it, and report a failure
+        # nobody else would see.
+        task.add_done_callback(self.__task_done)
+        return task
+
+    def __task_done(self, task: asyncio.Task) -> None:
+        self.tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "Error when handling a datagram", exc_info=task.exception(),
+            )
 
     def sendto(self, data: bytes, addr: tuple) -> Any:
         if self._transport is None:
