@@ -271,7 +271,14 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
         if len(batch.args) == self._max_count:
             self._close(batch)
         else:
-            await self._wait(batch, future)
+            # Inlined _wait: this is the path of every caller but one.
+            waiter = loop.create_future()
+            batch.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                future.add_done_callback(_retrieve)
+                raise
 
         while not future.done():
             if batch.running:

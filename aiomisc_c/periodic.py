@@ -1,17 +1,18 @@
 """Calls a function every ``interval`` seconds (mirror of
 ``aiomisc.periodic``).
 
-The schedule is a chain of loop timers rather than a task looping over
-``asyncio.sleep``: a tick calls the function directly; only a call that
-returns an awaitable gets a task, and the next timer is set once that task
-is done.  Calls therefore never overlap, and the period is ``interval`` plus
-the duration of the call, as with aiomisc's ``RecurringCallback`` engine.
-The statistics are those of the underlying :class:`RecurringCallback`.
+One task runs the whole schedule and calls the function itself, instead of
+starting a task per call as aiomisc's ``RecurringCallback`` engine does
+(with ``shield=True`` each call still gets a task, which ``stop()`` leaves
+running).  Calls therefore never overlap, and the period is ``interval``
+plus the duration of the call.  The statistics are those of the underlying
+:class:`RecurringCallback`.  One difference: the calls share the schedule's
+task, so ``asyncio.current_task()`` and context variables set by one call
+are seen by the next.
 """
 from __future__ import annotations
 
 import asyncio
-import contextvars
 import logging
 from typing import Any, Callable, Optional
 
@@ -21,6 +22,7 @@ from .recurring import (
     checked_delay, current_loop,
 )
 from .recurring import log as recurring_log
+from .utils import shield as shield_decorator
 
 __all__ = ("PeriodicCallback",)
 
@@ -36,111 +38,65 @@ def check_interval(interval: Any) -> None:
         raise AssertionError(f"interval must be positive, not {interval!r}")
 
 
-class _Run:
-    """One run of a :class:`PeriodicCallback`, from ``start`` to ``stop``.
+def _cancel_requested(task: Optional[asyncio.Task], raised: bool) -> bool:
+    """Whether ``task`` itself is being cancelled (``raised``: a call just
+    raised ``CancelledError``, which may be the callback's own doing).
+    Python 3.10 cannot tell: there, a ``CancelledError`` raised by a call
+    always counts as a cancellation, and a call that swallows one does
+    not."""
+    cancelling = getattr(task, "cancelling", None)
+    if cancelling is None:
+        return raised
+    return cancelling() > 0
 
-    ``finished`` is cancelled when the run ends: at once by :meth:`stop`, or
-    once the call in progress has been cancelled and has finished.
-    """
 
-    __slots__ = (
-        "loop", "func", "args", "kwargs", "statistic", "interval", "shield",
-        "suppress", "context", "finished", "timer", "call", "started",
-        "stopping",
-    )
+async def _schedule(
+    recurring: RecurringCallback,
+    func: Callable[..., Any],
+    loop: asyncio.AbstractEventLoop,
+    interval: float,
+    delay: float,
+    shield: bool,
+    suppress: ExceptionsType,
+) -> None:
+    """The task of one run: wait ``delay``, then call, wait ``interval``,
+    call, ... until cancelled."""
+    args, kwargs = recurring.args, recurring.kwargs
+    statistic = recurring._statistic
+    task = asyncio.current_task()
+    sleep = asyncio.sleep
+    await sleep(delay)
+    while not loop.is_closed():
+        if shield:
+            # The call runs in a task of its own that stop() does not cancel.
+            await shield_decorator(recurring._exec)(
+                loop=loop, suppress_exceptions=suppress,
+            )
+            await sleep(interval)
+            continue
 
-    def __init__(
-        self,
-        recurring: RecurringCallback,
-        func: Callable[..., Any],
-        loop: asyncio.AbstractEventLoop,
-        interval: float,
-        delay: float,
-        shield: bool,
-        suppress: ExceptionsType,
-    ):
-        self.loop = loop
-        self.func = func
-        self.args = recurring.args
-        self.kwargs = recurring.kwargs
-        self.statistic = recurring._statistic
-        self.interval = interval
-        self.shield = shield
-        self.suppress = suppress
-        # Every call runs in a fresh copy of the starter's context, as each
-        # call of aiomisc's engine runs in a task of its own.
-        self.context = contextvars.copy_context()
-        self.finished: asyncio.Future = loop.create_future()
-        self.call: Optional[asyncio.Future] = None
-        self.started = 0.0
-        self.stopping = False
-        self.timer: Optional[asyncio.Handle] = loop.call_later(
-            delay, self.tick, context=self.context.copy(),
-        )
-
-    def tick(self) -> None:
-        self.timer = None
-        if self.finished.done():
-            return
-        self.statistic.call_count += 1
-        self.started = self.loop.time()
+        statistic.call_count += 1
+        started = loop.time()
         try:
-            result = self.func(*self.args, **self.kwargs)
+            result = func(*args, **kwargs)
             if hasattr(result, "__await__"):
-                self.call = call = asyncio.ensure_future(result, loop=self.loop)
-                call.add_done_callback(self.call_done)
-                return
-        except (Exception, asyncio.CancelledError) as exc:
-            self.count(exc)
+                await result
+        except suppress:
+            statistic.fail += 1
+        except asyncio.CancelledError:
+            if _cancel_requested(task, raised=True):
+                statistic.sum_time += loop.time() - started
+                raise
+        except Exception:
+            statistic.fail += 1
+            recurring_log.exception("Recurring task error:")
         else:
-            self.count(None)
-        self.schedule_next()
-
-    def call_done(self, call: asyncio.Future) -> None:
-        self.call = None
-        if call.cancelled():
-            self.count(asyncio.CancelledError())
-        else:
-            self.count(call.exception())
-        if self.finished.done():
-            return      # a shielded call outlived its run
-        if self.stopping:
-            # stop() cancelled this call and waited for it to finish.
-            self.finished.cancel()
-            return
-        self.schedule_next()
-
-    def count(self, exc: Optional[BaseException]) -> None:
-        statistic = self.statistic
-        if exc is None:
             statistic.done += 1
-        elif isinstance(exc, self.suppress):
-            statistic.fail += 1
-        elif not isinstance(exc, asyncio.CancelledError):
-            statistic.fail += 1
-            recurring_log.error("Recurring task error:", exc_info=exc)
-        statistic.sum_time += self.loop.time() - self.started
-
-    def schedule_next(self) -> None:
-        if self.loop.is_closed():
-            return
-        self.timer = self.loop.call_later(
-            self.interval, self.tick, context=self.context.copy(),
-        )
-
-    def stop(self) -> asyncio.Future:
-        if self.finished.done():
-            return self.finished
-        if self.timer is not None:
-            self.timer.cancel()
-            self.timer = None
-        call = self.call
-        if call is not None and not call.done() and not self.shield:
-            self.stopping = True
-            call.cancel()
-        else:
-            self.finished.cancel()
-        return self.finished
+        statistic.sum_time += loop.time() - started
+        if _cancel_requested(task, raised=False):
+            # The call swallowed the cancellation meant for the schedule.
+            raise asyncio.CancelledError
+        await sleep(interval)
 
 
 class PeriodicCallback(EventLoopMixin):
@@ -154,7 +110,7 @@ class PeriodicCallback(EventLoopMixin):
             coroutine_func, *args, **kwargs,
         )
         self._func = coroutine_func
-        self._task: Optional[_Run] = None
+        self._task: Optional[asyncio.Task] = None
 
     def start(
         self,
@@ -166,7 +122,7 @@ class PeriodicCallback(EventLoopMixin):
         suppress_exceptions: ExceptionsType = (),
     ) -> None:
         check_interval(interval)
-        if self._task is not None and not self._task.finished.done():
+        if self._task is not None and not self._task.done():
             raise asyncio.InvalidStateError
         suppress_exceptions = check_exceptions(suppress_exceptions)
         if isinstance(delay, bool) or not isinstance(delay, (int, float)):
@@ -175,18 +131,27 @@ class PeriodicCallback(EventLoopMixin):
             )
         # Negative: a warning, and no delay (as aiomisc's strategy engine).
         checked = checked_delay(f"{self!r} delay", delay)
-        self._task = _Run(
-            self._recurring_callback, self._func, current_loop(loop),
-            interval, checked, shield, suppress_exceptions,
-        )
+        loop = current_loop(loop)
+        task = loop.create_task(_schedule(
+            self._recurring_callback, self._func, loop,
+            interval, checked or 0, shield, suppress_exceptions,
+        ))
+        self._task = task
+
+        def forget(_: Any) -> None:
+            if self._task is task:
+                self._task = None
+
+        task.add_done_callback(forget)
 
     def stop(self, return_exceptions: bool = False) -> asyncio.Future:
-        run, self._task = self._task, None
-        if run is None:
-            finished = self.loop.create_future()
+        task, self._task = self._task, None
+        if task is None:
+            finished: asyncio.Future = self.loop.create_future()
             finished.set_exception(RuntimeError("Callback not started"))
         else:
-            finished = run.stop()
+            task.cancel()
+            finished = task
         return asyncio.gather(finished, return_exceptions=return_exceptions)
 
     def __repr__(self) -> str:
