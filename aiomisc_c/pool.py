@@ -128,6 +128,7 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
             raise TypeError(f"maxsize must be int, not {type(maxsize).__name__}")
         if maxsize <= 0:
             raise ValueError(f"maxsize must be positive, not {maxsize!r}")
+        self.loop   # noqa: B018 - RuntimeError now unless a loop is running
 
         self._idle: Deque[Any] = deque()
         self._waiters: Deque[asyncio.Future] = deque()
