@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 
 def check_interval(interval: Any) -> None:
+    if not interval:
+        # What aiomisc's "assert interval" raises (also under python -O).
+        raise AssertionError(f"interval must be positive, not {interval!r}")
     if isinstance(interval, bool) or not isinstance(interval, (int, float)):
         raise TypeError(
             f"interval must be int or float, not {type(interval).__name__}",
