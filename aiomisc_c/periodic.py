@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
+from types import CoroutineType
 from typing import Any, Callable, Optional
 
 from .compat import EventLoopMixin
@@ -102,6 +104,198 @@ async def _schedule(
         await sleep(interval)
 
 
+# Marking a task as the current one lets a loop callback run a coroutine
+# step "inside" it (what Python 3.12's eager tasks do internally).
+_enter_task = getattr(asyncio.tasks, "_enter_task", None)
+_leave_task = getattr(asyncio.tasks, "_leave_task", None)
+_NOTHING = object()
+
+
+class _Resumed(Coroutine):
+    """A coroutine that already ran its first step, for a task to finish.
+
+    Its first ``send`` hands the task what that step yielded (a future, its
+    blocking flag still set, or ``None``); everything after is passed
+    through, so the task drives it as it would drive the coroutine itself.
+    """
+
+    __slots__ = ("_coro", "_yielded")
+
+    def __init__(self, coro: Any, yielded: Any):
+        self._coro = coro
+        self._yielded = yielded
+
+    def cancel_first(self) -> None:
+        """Throw ``CancelledError`` into it instead of handing the yield."""
+        self._yielded = _CANCEL
+
+    def send(self, value: Any) -> Any:
+        yielded = self._yielded
+        if yielded is _NOTHING:
+            return self._coro.send(value)
+        self._yielded = _NOTHING
+        if yielded is _CANCEL:
+            return self._coro.throw(asyncio.CancelledError())
+        return yielded
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None) -> Any:
+        self._yielded = _NOTHING
+        if val is None and tb is None:
+            return self._coro.throw(typ)
+        return self._coro.throw(typ, val, tb)   # pragma: no cover - legacy form
+
+    def close(self) -> None:
+        self._yielded = _NOTHING
+        self._coro.close()
+
+    def __await__(self) -> Any:
+        return self
+
+    def __iter__(self) -> Any:
+        return self
+
+    def __next__(self) -> Any:
+        return self.send(None)
+
+
+_CANCEL = object()
+
+
+class _Ticker:
+    """One run of an unshielded :class:`PeriodicCallback`.
+
+    Each tick is a loop timer that calls the function with the run's task
+    marked as the current task, and runs a coroutine's first step right
+    there: a call that does not wait for anything finishes without waking
+    the task.  A call that does wait is handed to the task (parked on a
+    future), which finishes it; the next timer is set once the call is over.
+    """
+
+    __slots__ = (
+        "loop", "func", "args", "kwargs", "interval", "suppress", "task",
+        "timer", "parked", "started", "ints", "floats", "calls", "done",
+        "fail", "time",
+    )
+
+    def __init__(
+        self,
+        recurring: RecurringCallback,
+        func: Callable[..., Any],
+        loop: asyncio.AbstractEventLoop,
+        interval: float,
+        delay: float,
+        suppress: ExceptionsType,
+    ):
+        self.loop = loop
+        self.func = func
+        self.args = recurring.args
+        self.kwargs = recurring.kwargs
+        # The counters' buffers, indexed directly: a descriptor read and
+        # write per counter update would cost more than the rest of a tick.
+        statistic = recurring._statistic
+        self.ints, self.calls = statistic._counter_slot("call_count")
+        self.done = statistic._counter_slot("done")[1]
+        self.fail = statistic._counter_slot("fail")[1]
+        self.floats, self.time = statistic._counter_slot("sum_time")
+        self.interval = interval
+        self.suppress = suppress
+        self.started = 0.0
+        self.parked: asyncio.Future = loop.create_future()
+        self.timer: Optional[asyncio.TimerHandle] = loop.call_later(
+            delay, self.tick,
+        )
+        self.task = loop.create_task(self.run())
+
+    def tick(self) -> None:
+        self.timer = None
+        task, loop, ints = self.task, self.loop, self.ints
+        if task.done():
+            return
+        ints[self.calls] += 1
+        self.started = loop.time()
+        _enter_task(loop, task)
+        try:
+            result = self.func(*self.args, **self.kwargs)
+            if type(result) is CoroutineType:
+                try:
+                    yielded = result.send(None)
+                except StopIteration:
+                    pass
+                else:
+                    self.parked.set_result(_Resumed(result, yielded))
+                    return
+            elif hasattr(result, "__await__"):
+                self.parked.set_result(result)
+                return
+        except self.suppress:
+            ints[self.fail] += 1
+        except asyncio.CancelledError:
+            pass    # raised by the callback itself: no cancel is delivered here
+        except Exception:
+            ints[self.fail] += 1
+            recurring_log.exception("Recurring task error:")
+        else:
+            ints[self.done] += 1
+        finally:
+            _leave_task(loop, task)
+        self.floats[self.time] += loop.time() - self.started
+        if not loop.is_closed():
+            self.timer = loop.call_later(self.interval, self.tick)
+
+    async def run(self) -> None:
+        task = self.task
+        try:
+            while True:
+                parked = self.parked
+                try:
+                    call = await parked
+                except asyncio.CancelledError:
+                    if parked.cancelled() or not parked.done():
+                        raise
+                    # A call was handed over just as the task was cancelled:
+                    # the cancellation goes into the call.
+                    call = parked.result()
+                    if isinstance(call, _Resumed):
+                        call.cancel_first()
+                    else:
+                        call = _cancelled_await(call)
+                self.parked = self.loop.create_future()
+                await self.finish(call, task)
+                self.timer = self.loop.call_later(self.interval, self.tick)
+        finally:
+            if self.timer is not None:
+                self.timer.cancel()
+                self.timer = None
+
+    async def finish(self, call: Any, task: asyncio.Task) -> None:
+        """Finish a call that waits for something, in the run's task."""
+        ints, loop = self.ints, self.loop
+        try:
+            await call
+        except self.suppress:
+            ints[self.fail] += 1
+        except asyncio.CancelledError:
+            if _cancel_requested(task, raised=True):
+                self.floats[self.time] += loop.time() - self.started
+                raise
+        except Exception:
+            ints[self.fail] += 1
+            recurring_log.exception("Recurring task error:")
+        else:
+            ints[self.done] += 1
+        self.floats[self.time] += loop.time() - self.started
+        if _cancel_requested(task, raised=False):
+            # The call swallowed the cancellation meant for the schedule.
+            raise asyncio.CancelledError
+
+
+async def _cancelled_await(awaitable: Any) -> Any:
+    """Await ``awaitable`` after cancelling it (a future) or at once."""
+    future = asyncio.ensure_future(awaitable)
+    future.cancel()
+    return await future
+
+
 class PeriodicCallback(EventLoopMixin):
     """Calls ``coroutine_func(*args, **kwargs)`` every ``interval`` seconds
     once started; the keyword ``name`` names it (and its statistics)."""
@@ -135,10 +329,16 @@ class PeriodicCallback(EventLoopMixin):
         # Negative: a warning, and no delay (as aiomisc's strategy engine).
         checked = checked_delay(f"{self!r} delay", delay)
         loop = current_loop(loop)
-        task = loop.create_task(_schedule(
-            self._recurring_callback, self._func, loop,
-            interval, checked or 0, shield, suppress_exceptions,
-        ))
+        if shield or _enter_task is None:
+            task = loop.create_task(_schedule(
+                self._recurring_callback, self._func, loop,
+                interval, checked or 0, shield, suppress_exceptions,
+            ))
+        else:
+            task = _Ticker(
+                self._recurring_callback, self._func, loop,
+                interval, checked or 0, suppress_exceptions,
+            ).task
         self._task = task
 
         def forget(_: Any) -> None:
