@@ -173,8 +173,8 @@ class _Ticker:
 
     __slots__ = (
         "loop", "func", "args", "kwargs", "interval", "suppress", "task",
-        "timer", "parked", "started", "ints", "floats", "calls", "done",
-        "fail", "time",
+        "timer", "parked", "call", "started", "ints", "floats", "calls",
+        "done", "fail", "time",
     )
 
     def __init__(
@@ -200,16 +200,17 @@ class _Ticker:
         self.interval = interval
         self.suppress = suppress
         self.started = 0.0
+        self.call: Any = None
         self.parked: asyncio.Future = loop.create_future()
-        self.timer: Optional[asyncio.TimerHandle] = loop.call_later(
-            delay, self.tick,
-        )
-        self.task = loop.create_task(self.run())
+        self.timer: Optional[asyncio.TimerHandle] = None
+        # The first timer is set by the task itself: a tick then always
+        # finds the task waiting for it.
+        self.task = loop.create_task(self.run(delay))
 
     def tick(self) -> None:
         self.timer = None
         task, loop, ints = self.task, self.loop, self.ints
-        if task.done():
+        if task.done() or _cancel_requested(task, raised=False):
             return
         ints[self.calls] += 1
         self.started = loop.time()
@@ -222,10 +223,10 @@ class _Ticker:
                 except StopIteration:
                     pass
                 else:
-                    self.parked.set_result(_Resumed(result, yielded))
+                    self.hand_over(_Resumed(result, yielded))
                     return
             elif hasattr(result, "__await__"):
-                self.parked.set_result(result)
+                self.hand_over(result)
                 return
         except self.suppress:
             ints[self.fail] += 1
@@ -242,23 +243,32 @@ class _Ticker:
         if not loop.is_closed():
             self.timer = loop.call_later(self.interval, self.tick)
 
-    async def run(self) -> None:
+    def hand_over(self, call: Any) -> None:
+        """Let the task finish ``call``, which waits for something."""
+        self.call = call
+        if not self.parked.done():
+            self.parked.set_result(None)
+        # else: the task was cancelled meanwhile (by the call itself, say);
+        # it finds the call in self.call and cancels it.
+
+    async def run(self, delay: float) -> None:
         task = self.task
         try:
+            self.timer = self.loop.call_later(delay, self.tick)
             while True:
-                parked = self.parked
                 try:
-                    call = await parked
+                    await self.parked
                 except asyncio.CancelledError:
-                    if parked.cancelled() or not parked.done():
+                    call = self.call
+                    if call is None:
                         raise
-                    # A call was handed over just as the task was cancelled:
-                    # the cancellation goes into the call.
-                    call = parked.result()
+                    # A call was handed over as the task was cancelled: the
+                    # cancellation goes into the call.
                     if isinstance(call, _Resumed):
                         call.cancel_first()
                     else:
-                        call = _cancelled_await(call)
+                        self.call = _cancelled_await(call)
+                call, self.call = self.call, None
                 self.parked = self.loop.create_future()
                 await self.finish(call, task)
                 self.timer = self.loop.call_later(self.interval, self.tick)

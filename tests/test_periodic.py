@@ -338,3 +338,92 @@ def test_statistics_are_reported(run):
     assert values["call_count"] == values["done"] >= 3
     assert values["fail"] == 0 and values["sum_time"] >= 0
     del periodic
+
+
+@pytest.mark.parametrize("wait_first", [True, False])
+def test_errors_after_awaiting(run, caplog, wait_first):
+    async def main():
+        attempts = []
+
+        async def job():
+            attempts.append(1)
+            if wait_first:
+                await asyncio.sleep(0)
+            kind = [ValueError, KeyError, asyncio.CancelledError, None][
+                (len(attempts) - 1) % 4
+            ]
+            if kind is not None:
+                raise kind("failure")
+
+        periodic = PeriodicCallback(job)
+        with caplog.at_level(logging.ERROR, logger="aiomisc_c.recurring"):
+            periodic.start(0.001, suppress_exceptions=(ValueError,))
+            await wait_until(lambda: len(attempts) >= 8)
+            await periodic.stop(return_exceptions=True)
+        statistic = periodic._recurring_callback._statistic
+        assert statistic.fail >= 4 and statistic.done >= 2
+        assert caplog.text.count("Recurring task error:") == statistic.fail // 2
+
+    run(main())
+
+
+@pytest.mark.parametrize("asynchronous", [True, False])
+def test_stop_from_inside_the_callback(run, asynchronous):
+    async def main():
+        events = []
+        stopped = []
+
+        async def async_job():
+            events.append("called")
+            stopped.append(periodic.stop(return_exceptions=True))
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                events.append("cancelled")
+                raise
+
+        def sync_job():
+            events.append("called")
+            stopped.append(periodic.stop(return_exceptions=True))
+
+        periodic = PeriodicCallback(async_job if asynchronous else sync_job)
+        periodic.start(0.001)
+        await wait_until(lambda: stopped)
+        result = await asyncio.wait_for(stopped[0], 5)
+        assert isinstance(result[0], asyncio.CancelledError)
+        await asyncio.sleep(0.02)
+        assert events == (["called", "cancelled"] if asynchronous else ["called"])
+
+    run(main())
+
+
+def test_one_task_across_awaits(run):
+    async def main():
+        seen = []
+
+        async def job():
+            first = asyncio.current_task()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0.001)
+            seen.append(first is asyncio.current_task() is not None)
+
+        periodic = PeriodicCallback(job)
+        periodic.start(0.001)
+        await wait_until(lambda: len(seen) >= 3)
+        await periodic.stop(return_exceptions=True)
+        assert all(seen)
+
+    run(main())
+
+
+def test_stop_right_after_start(run):
+    async def main():
+        calls = []
+        periodic = PeriodicCallback(calls.append, 1)
+        periodic.start(0.001)
+        result = await periodic.stop(return_exceptions=True)
+        assert isinstance(result[0], asyncio.CancelledError)
+        await asyncio.sleep(0.02)
+        assert calls == []
+
+    run(main())
