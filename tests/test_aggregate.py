@@ -332,3 +332,52 @@ def test_count_of_the_open_batch(run):
         return open_count, aggregator.count
 
     assert run(main()) == (3, 0)
+
+
+def test_caller_cancelled_when_chosen_hands_batch_over(run):
+    tasks = []
+
+    class Cancelling(Aggregator):
+        def _close_by_timer(self, batch):
+            super()._close_by_timer(batch)
+            # The first caller was just chosen to run the batch: cancel it
+            # before it gets to run.
+            tasks[0].cancel()
+
+    calls = []
+
+    async def square(*args):
+        calls.append(args)
+        return [arg ** 2 for arg in args]
+
+    aggregator = Cancelling(square, leeway_ms=10)
+
+    async def main():
+        tasks.extend(
+            asyncio.ensure_future(aggregator.aggregate(i)) for i in range(4)
+        )
+        return await asyncio.wait_for(
+            asyncio.gather(*tasks, return_exceptions=True), 10,
+        )
+
+    results = run(main())
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == [1, 4, 9]
+    assert calls == [(0, 1, 2, 3)]
+
+
+def test_caller_cancelled_waiting_in_aggregate_async(run, loop_errors):
+    @aggregate_async(10)
+    async def echo(*args):
+        for arg in args:
+            arg.future.set_result(arg.value)
+
+    async def main():
+        tasks = [asyncio.ensure_future(echo(i)) for i in range(4)]
+        await asyncio.sleep(0)
+        tasks[0].cancel()
+        return await asyncio.gather(*tasks, return_exceptions=True)
+
+    results = run(main())
+    assert isinstance(results[0], asyncio.CancelledError)
+    assert results[1:] == [1, 2, 3]
