@@ -106,8 +106,8 @@ async def _schedule(
 
 # Marking a task as the current one lets a loop callback run a coroutine
 # step "inside" it (what Python 3.12's eager tasks do internally).
-_enter_task = getattr(asyncio.tasks, "_enter_task", None)
-_leave_task = getattr(asyncio.tasks, "_leave_task", None)
+_enter_task: Any = getattr(asyncio.tasks, "_enter_task", None)
+_leave_task: Any = getattr(asyncio.tasks, "_leave_task", None)
 _NOTHING = object()
 
 

@@ -108,7 +108,10 @@ class _Acquisition(ContextManager):
             await pool._release(instance)
             return
         pool._used.discard(instance)
-        pool._put_idle(instance)
+        if pool._waiters:
+            pool._put_idle(instance)
+        else:
+            pool._idle.append(instance)
 
 
 class PoolBase(ABC, EventLoopMixin, Generic[T]):
