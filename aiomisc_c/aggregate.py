@@ -159,6 +159,7 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
         if leeway_ms <= 0:
             raise ValueError("leeway_ms must be positive float")
 
+        self._loop = None
         self._func = func
         self._max_count = max_count
         self._leeway = leeway_ms / 1000
@@ -257,7 +258,7 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
             batch.wake()
 
     async def aggregate(self, arg: V) -> R:
-        loop = self.loop
+        loop = self._loop or self.loop
         batch = self._batch
         if batch is None:
             batch = self._batch = _Batch(loop.time())
@@ -271,7 +272,14 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
         if len(batch.args) == self._max_count:
             self._close(batch)
         else:
-            await self._wait(batch, future)
+            # Inlined _wait: this is the path of every caller but one.
+            waiter = loop.create_future()
+            batch.waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                future.add_done_callback(_retrieve)
+                raise
 
         while not future.done():
             if batch.running:
@@ -316,6 +324,60 @@ class Aggregator(AggregatorAsync[V, R], Generic[V, R]):
         finally:
             self._statistic.done += 1
         self._set_not_set(futures)
+
+    # The results are set by this class, never by the function: a caller
+    # waits on its result future alone, and the caller that is to run the
+    # batch is woken by the result _EXECUTE.
+
+    def _close_by_timer(self, batch: _Batch) -> None:
+        super()._close_by_timer(batch)
+        self._hand_over(batch)
+
+    @staticmethod
+    def _hand_over(batch: _Batch) -> None:
+        for future in batch.futures:
+            if not future.done():
+                future.set_result(_EXECUTE)
+                return
+
+    async def aggregate(self, arg: V) -> R:
+        loop = self._loop or self.loop
+        batch = self._batch
+        if batch is None:
+            batch = self._batch = _Batch(loop.time())
+            batch.timer = loop.call_at(
+                batch.first_call_at + self._leeway, self._close_by_timer, batch,
+            )
+        future = loop.create_future()
+        index = len(batch.args)
+        batch.args.append(arg)
+        batch.futures.append(future)
+
+        if index + 1 == self._max_count:
+            self._close(batch)
+        else:
+            try:
+                result = await future
+            except asyncio.CancelledError:
+                if future.done() and not future.cancelled():
+                    # Chosen to run the batch, but cancelled before it could.
+                    self._hand_over(batch)
+                raise
+            if result is not _EXECUTE:
+                return result
+            future = batch.futures[index] = loop.create_future()
+
+        try:
+            await self._execute(args=batch.args, futures=batch.futures)
+        except asyncio.CancelledError:
+            # The next caller still waiting runs the batch again.
+            future.cancel()
+            self._hand_over(batch)
+            raise
+        return future.result()
+
+
+_EXECUTE: Any = object()
 
 
 def aggregate(

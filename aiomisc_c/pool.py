@@ -66,6 +66,54 @@ class ContextManager(AbstractAsyncContextManager):
         await self._aexit(self._instance)
 
 
+class _Acquisition(ContextManager):
+    """What :meth:`PoolBase.acquire` returns: a :class:`ContextManager`
+    that takes a ready idle instance without an extra coroutine."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: "PoolBase"):
+        self._pool = pool
+        self._instance = self.sentinel
+
+    async def __aenter__(self) -> Any:
+        if self._instance is not self.sentinel:
+            raise RuntimeError("Reuse of context manager is not acceptable")
+        pool = self._pool
+        if pool._free_slots or not pool._idle:
+            self._instance = await pool._acquire()
+            return self._instance
+        # The common case, inlined: the oldest idle instance, checked.
+        instance = pool._idle.popleft()
+        try:
+            good = await pool._check_instance(instance)
+        except asyncio.CancelledError:
+            pool._put_idle(instance)
+            raise
+        except Exception:
+            log.exception("Check instance %r failed", instance)
+            good = False
+        if not good:
+            pool._recycle_instance(instance)
+            instance = await pool._acquire()
+        else:
+            pool._used.add(instance)
+        self._instance = instance
+        return instance
+
+    async def __aexit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> Any:
+        pool = self._pool
+        instance = self._instance
+        if pool._recycle:
+            await pool._release(instance)
+            return
+        pool._used.discard(instance)
+        if pool._waiters:
+            pool._put_idle(instance)
+        else:
+            pool._idle.append(instance)
+
+
 class PoolBase(ABC, EventLoopMixin, Generic[T]):
     """Pool of at most ``maxsize`` instances; with ``recycle``, an instance
     is replaced once it has lived ``recycle`` to ``2 * recycle`` seconds
@@ -83,6 +131,7 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
             raise TypeError(f"maxsize must be int, not {type(maxsize).__name__}")
         if maxsize <= 0:
             raise ValueError(f"maxsize must be positive, not {maxsize!r}")
+        self.loop   # noqa: B018 - RuntimeError now unless a loop is running
 
         self._idle: Deque[Any] = deque()
         self._waiters: Deque[asyncio.Future] = deque()
@@ -226,7 +275,7 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
         self._put_idle(instance)
 
     def acquire(self) -> AbstractAsyncContextManager:
-        return ContextManager(self._acquire, self._release)
+        return _Acquisition(self)
 
     async def close(self, timeout: Optional[Number] = None) -> None:
         """Destroy every instance, in use or idle, concurrently (errors are

@@ -11,6 +11,7 @@ the next delay is asked for only once the previous call has finished.
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from functools import partial
 from types import MappingProxyType
 from typing import Any, Optional, Tuple, Type
 
@@ -99,6 +100,11 @@ def checked_delay(strategy: Any, delay: Any) -> Optional[float]:
     return delay
 
 
+def _resolve(future: asyncio.Future, _: Any) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
 class RecurringCallback:
     __slots__ = ("_statistic", "args", "func", "kwargs", "name")
 
@@ -164,10 +170,8 @@ class RecurringCallback:
             )
             # Wait for the call without taking its outcome: a call that is
             # cancelled (or raises CancelledError) must not end the schedule.
-            finished = loop.create_future()
-            call.add_done_callback(
-                lambda _, f=finished: f.done() or f.set_result(None),
-            )
+            finished: asyncio.Future = loop.create_future()
+            call.add_done_callback(partial(_resolve, finished))
             try:
                 await finished
             except asyncio.CancelledError:
