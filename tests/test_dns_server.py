@@ -581,18 +581,30 @@ def test_sendto_failure_is_logged_and_serving_goes_on(servers, caplog):
     assert any("Error when answering a datagram" in m for m in caplog.messages)
 
 
-def test_tcp_answer_too_big_for_a_message_is_servfail(policy, caplog):
+def test_answer_too_big_for_a_message(policy, caplog):
+    """Over TCP: SERVFAIL.  Over UDP: its first 512 bytes, flagged TC."""
     store = DNSStore()
     store.add_zone(DNSZone("big.test", *(
         records.A.create("huge.big.test.", f"10.{i // 65536}.{i // 256 % 256}.{i % 256}")
         for i in range(4200)
     )))
-    server = TCPDNSServer(address="127.0.0.1", port=0, store=store)
+    tcp = TCPDNSServer(address="127.0.0.1", port=0, store=store)
+    udp = UDPDNSServer(address="127.0.0.1", port=0, store=store)
     packet = query("huge.big.test").pack()
-    with caplog.at_level(logging.ERROR, logger=dns_service.__name__):
-        with ep(server, policy=policy) as loop:
-            (raw,) = loop.run_until_complete(ask_tcp(server.port, packet))
-    reply = dnslib.DNSRecord.parse(raw)
+    query_id = dnslib.DNSRecord.parse(packet).header.id
+
+    async def go():
+        return await ask_tcp(tcp.port, packet), await ask_udp(udp.port, packet)
+
+    with caplog.at_level(logging.WARNING, logger=dns_service.__name__):
+        with ep(tcp, udp, policy=policy) as loop:
+            (over_tcp,), over_udp = loop.run_until_complete(go())
+    reply = dnslib.DNSRecord.parse(over_tcp)
     assert reply.header.rcode == dnslib.RCODE.SERVFAIL
-    assert reply.header.id == dnslib.DNSRecord.parse(packet).header.id
+    assert reply.header.id == query_id
     assert any("more than a DNS message may hold" in m for m in caplog.messages)
+
+    assert len(over_udp) == 512
+    header = dnslib.DNSHeader.parse(dnslib.DNSBuffer(over_udp))
+    assert header.tc == 1 and header.id == query_id
+    assert any("more than a datagram may hold" in m for m in caplog.messages)

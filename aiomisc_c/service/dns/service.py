@@ -30,6 +30,8 @@ log = logging.getLogger(__name__)
 DNS_HEADER_SIZE = 12
 # A reply longer than this gets the TC (truncated) flag.
 MAX_UDP_REPLY_SIZE = 512
+# The largest UDP payload over IPv4.
+MAX_DATAGRAM_SIZE = 65507
 TCP_HEADER_STRUCT: Struct = Struct("!H")
 _HEADER_ID_AND_FLAGS = Struct("!HH")
 _QR_FLAG = 0x8000
@@ -172,9 +174,21 @@ class UDPDNSServer(DNSServer, UDPServer):
     __proto__ = "UDP"
 
     async def handle_datagram(self, data: bytes, addr: tuple) -> None:
+        self.answer_datagram(data, addr)
+
+    def answer_datagram(self, data: bytes, addr: tuple) -> None:
         reply, addr = self.handle_request(
             data=data, addr=addr, should_truncate=True,
         )
+        if len(reply) > MAX_DATAGRAM_SIZE:
+            # It cannot be sent whole; its header has the TC flag already,
+            # so the client asks again over TCP.
+            log.warning(
+                "UDP answer to %r is %d bytes, more than a datagram may "
+                "hold: sending its first %d bytes", addr, len(reply),
+                MAX_UDP_REPLY_SIZE,
+            )
+            reply = reply[:MAX_UDP_REPLY_SIZE]
         if reply:
             self.sendto(reply, addr)
 
@@ -204,11 +218,7 @@ class _AnsweringProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         try:
-            reply, addr = self.server.handle_request(
-                data=data, addr=addr, should_truncate=True,
-            )
-            if reply:
-                self.server.sendto(reply, addr)
+            self.server.answer_datagram(data, addr)
         except Exception:
             log.exception("Error when answering a datagram from %r", addr)
 
