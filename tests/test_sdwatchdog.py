@@ -155,6 +155,10 @@ def test_status_counts_every_service(plugin, notify_socket, policy):
     ]
 
 
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"),
+    reason="abstract unix sockets are Linux-only",
+)
 def test_abstract_namespace_socket(plugin, monkeypatch, policy):
     name = f"aiomisc_c-test-{uuid.uuid4().hex}"
     notify = NotifySocket("\0" + name)
