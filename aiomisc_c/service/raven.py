@@ -11,6 +11,7 @@ import abc
 import asyncio
 import logging
 import socket
+import warnings
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from http import HTTPStatus
 from types import MappingProxyType
@@ -312,6 +313,13 @@ class RavenSender(Service):
     filters: Iterable[logging.Filter] = ()
 
     async def start(self) -> None:
+        # raven 6, no longer maintained, calls datetime.utcfromtimestamp()
+        # for every record, deprecated since Python 3.12.  (Not at import:
+        # a filter added later goes first.)
+        warnings.filterwarnings(
+            "ignore", category=DeprecationWarning, module=r"raven(\.|$)",
+            message=r"datetime\.datetime\.utcfromtimestamp",
+        )
         self.client = Client(
             str(self.sentry_dsn),
             transport=QueuedKeepaliveAioHttpTransport,
