@@ -3,15 +3,27 @@ listener over TCP, UDP and the pickle protocol."""
 import asyncio
 import pickle
 import struct
+import sys
 
 import pytest
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
-from waiting import wait_until
 
-from aiocarbon import Counter, Meter
-from aiocarbon.protocol.buffer import BufferClient
-from aiocarbon.setup import set_client
-from aiomisc_c.service.carbon import PROTOCOLS, CarbonSender, strip_carbon_ns
+if sys.version_info < (3, 11):
+    pytest.skip(
+        "aiocarbon>=0.17 needs Python 3.11+ (older releases do not run on "
+        "3.10)", allow_module_level=True,
+    )
+
+from aiocarbon import Counter, Meter  # noqa: E402
+from aiocarbon.protocol.buffer import BufferClient  # noqa: E402
+from aiocarbon.setup import set_client  # noqa: E402
+from quiet_entrypoint import ep, reset_loop_state  # noqa: E402,F401 - autouse
+from waiting import wait_until  # noqa: E402
+
+from aiomisc_c.service.carbon import (  # noqa: E402
+    PROTOCOLS,
+    CarbonSender,
+    strip_carbon_ns,
+)
 
 
 @pytest.fixture(autouse=True)

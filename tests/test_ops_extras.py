@@ -54,3 +54,30 @@ def test_dependency_free_services_import_without_extras():
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "imported"
+
+
+OLD_AIOCARBON = """
+import sys, types
+# aiocarbon 0.16's client signature (it passes loop= to asyncio).
+base = types.ModuleType("aiocarbon.protocol.base")
+class BaseClient:
+    def __init__(self, host, port, loop=None, storage=None, namespace=None):
+        pass
+base.BaseClient = BaseClient
+sys.modules["aiocarbon.protocol.base"] = base
+try:
+    import aiomisc_c.service.carbon
+except ImportError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.subprocess
+def test_carbon_rejects_aiocarbon_before_0_17():
+    pytest.importorskip("aiocarbon")
+    result = subprocess.run(
+        [sys.executable, "-c", OLD_AIOCARBON], cwd=NEUTRAL_CWD,
+        env=child_env(), capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "needs aiocarbon>=0.17" in result.stdout

@@ -2,6 +2,7 @@
 of ``aiomisc.service.carbon``).  Needs ``pip install 'aiomisc_c[carbon]'``."""
 from __future__ import annotations
 
+import inspect
 import logging
 import re
 from collections.abc import Iterable
@@ -16,13 +17,25 @@ try:
     from aiocarbon.storage import TotalStorage
 except ImportError as exc:  # pragma: no cover - aiocarbon is in the test extra
     raise ImportError(
-        "aiomisc_c.service.carbon needs aiocarbon: "
+        "aiomisc_c.service.carbon needs aiocarbon>=0.17 (Python 3.11+): "
         "pip install 'aiomisc_c[carbon]'",
         name=exc.name,
     ) from exc
 
-from ..periodic import PeriodicCallback
-from .base import Service
+from aiocarbon.protocol.base import BaseClient
+
+# aiocarbon before 0.17 passes loop= to asyncio.Lock() and asyncio.sleep(),
+# which Python 3.10 removed: its clients fail on first use.
+if "loop" in inspect.signature(BaseClient.__init__).parameters:
+    raise ImportError(
+        "aiomisc_c.service.carbon needs aiocarbon>=0.17 (Python 3.11+; "
+        "older releases do not run on Python 3.10+): "
+        "pip install 'aiomisc_c[carbon]'",
+        name="aiocarbon",
+    )
+
+from ..periodic import PeriodicCallback  # noqa: E402
+from .base import Service  # noqa: E402
 
 __all__ = ("PROTOCOLS", "CarbonSender", "strip_carbon_ns")
 
