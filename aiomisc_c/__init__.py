@@ -12,6 +12,9 @@ from . import (
     thread_pool, utils, version,
 )
 from . import _compat, _context_vars
+# After the submodule import: aiomisc_c.aggregate is the decorator factory
+# (as in aiomisc); the module stays importable as "aiomisc_c.aggregate".
+from .aggregate import aggregate, aggregate_async
 from .backoff import Backoff, BackoffExecution, asyncbackoff, asyncretry
 from .circuit_breaker import CircuitBreaker, CircuitBroken, cutout
 from ._compat import implementation
@@ -45,13 +48,21 @@ __all__ = (
     "Entrypoint",
     "IteratorWrapper",
     "IteratorWrapperSeparate",
+    "PeriodicCallback",
+    "PoolBase",
+    "RecurringCallback",
     "SelectResult",
     "Service",
     "Signal",
     "Statistic",
+    "StrategyException",
+    "StrategySkip",
+    "StrategyStop",
     "StrictContextVar",
     "ThreadPoolExecutor",
     "__version__",
+    "aggregate",
+    "aggregate_async",
     "asyncbackoff",
     "asyncretry",
     "awaitable",
@@ -88,6 +99,22 @@ _compat.lazy_attributes(globals(), {
     "IteratorWrapper": "aiomisc_c.iterator_wrapper",
     "IteratorWrapperSeparate": "aiomisc_c.iterator_wrapper",
     "iterator_wrapper": "aiomisc_c.iterator_wrapper",
+})
+
+# Scheduling and pooling load on first use too.  CronCallback is offered
+# here (not in __all__, as in aiomisc) without importing croniter before it
+# is read.
+_compat.lazy_attributes(globals(), {
+    "PeriodicCallback": "aiomisc_c.periodic",
+    "periodic": "aiomisc_c.periodic",
+    "PoolBase": "aiomisc_c.pool",
+    "pool": "aiomisc_c.pool",
+    "RecurringCallback": "aiomisc_c.recurring",
+    "StrategyException": "aiomisc_c.recurring",
+    "StrategySkip": "aiomisc_c.recurring",
+    "StrategyStop": "aiomisc_c.recurring",
+    "recurring": "aiomisc_c.recurring",
+    "CronCallback": "aiomisc_c.cron",
 })
 
 # Twinned names re-exported here follow aiomisc_c._compat.use_implementation.

@@ -19,6 +19,8 @@ LAZY_MODULES = (
     "aiomisc_c.log.core", "aiomisc_c.log._configure",
     "aiomisc_c.iterator_wrapper",
     "aiomisc_c.log._threaded_handler", "aiomisc_c.log.formatter",
+    "aiomisc_c.periodic", "aiomisc_c.pool", "aiomisc_c.recurring",
+    "aiomisc_c.cron", "croniter",
 )
 
 PROBE = (
@@ -140,3 +142,20 @@ def test_iterator_wrappers_resolve_on_first_use():
     )
     with pytest.raises(AttributeError, match="no_such_name"):
         aiomisc_c.no_such_name   # noqa: B018
+
+
+def test_scheduling_names_resolve_on_first_use():
+    import aiomisc_c
+    from aiomisc_c import periodic, pool, recurring
+
+    assert aiomisc_c.PeriodicCallback is periodic.PeriodicCallback
+    assert aiomisc_c.PoolBase is pool.PoolBase
+    assert aiomisc_c.RecurringCallback is recurring.RecurringCallback
+    for name in ("StrategyException", "StrategySkip", "StrategyStop"):
+        assert getattr(aiomisc_c, name) is getattr(recurring, name)
+        assert name in aiomisc_c.__all__
+    assert aiomisc_c.periodic is periodic and aiomisc_c.pool is pool
+    assert aiomisc_c.recurring is recurring
+    assert callable(aiomisc_c.aggregate) and callable(aiomisc_c.aggregate_async)
+    for name in aiomisc_c.__all__:
+        getattr(aiomisc_c, name)

@@ -1,0 +1,305 @@
+"""A generic pool of asynchronously made resources (mirror of
+``aiomisc.pool``).
+
+Subclasses say how to create, check and destroy an instance.  The pool keeps
+the idle instances in a FIFO ``deque`` and the acquirers waiting for one in
+another; a released instance (or a freed creation slot) goes straight to the
+first waiter.  There are never more than ``maxsize`` live instances, whatever
+the order of acquisitions, cancellations and releases.
+
+Differences from aiomisc 17.x, where its behaviour loses instances or waits
+forever: an instance whose check raises is replaced like one whose check
+returns false (17.x hands it out although it is being destroyed); a creation
+slot freed by recycling wakes a waiting acquirer, which creates a new
+instance (17.x leaves it waiting for a release); a failed or cancelled
+creation gives its slot back.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from abc import ABC, abstractmethod
+from collections import deque
+from contextlib import AbstractAsyncContextManager
+from random import random
+from typing import Any, Awaitable, Callable, Deque, Dict, Generic, Optional, Set, TypeVar
+
+from .compat import EventLoopMixin
+from .utils import cancel_tasks
+
+__all__ = ("ContextManager", "PoolBase")
+
+T = TypeVar("T")
+Number = int | float
+
+log = logging.getLogger(__name__)
+
+# Handed to a waiting acquirer instead of an instance: a creation slot was
+# freed and reserved for it.
+_SLOT = object()
+
+
+class ContextManager(AbstractAsyncContextManager):
+    """Single-use async context manager: ``aenter()`` gives the instance,
+    ``aexit(instance)`` takes it back."""
+
+    __slots__ = ("_aenter", "_aexit", "_instance")
+
+    sentinel = object()
+
+    def __init__(
+        self,
+        aenter: Callable[..., Awaitable[Any]],
+        aexit: Callable[..., Awaitable[Any]],
+    ):
+        self._aenter = aenter
+        self._aexit = aexit
+        self._instance: Any = self.sentinel
+
+    async def __aenter__(self) -> Any:
+        if self._instance is not self.sentinel:
+            raise RuntimeError("Reuse of context manager is not acceptable")
+        self._instance = await self._aenter()
+        return self._instance
+
+    async def __aexit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> Any:
+        await self._aexit(self._instance)
+
+
+class _Acquisition(ContextManager):
+    """What :meth:`PoolBase.acquire` returns: a :class:`ContextManager`
+    that takes a ready idle instance without an extra coroutine."""
+
+    __slots__ = ("_pool",)
+
+    def __init__(self, pool: "PoolBase"):
+        self._pool = pool
+        self._instance = self.sentinel
+
+    async def __aenter__(self) -> Any:
+        if self._instance is not self.sentinel:
+            raise RuntimeError("Reuse of context manager is not acceptable")
+        pool = self._pool
+        if pool._free_slots or not pool._idle:
+            self._instance = await pool._acquire()
+            return self._instance
+        # The common case, inlined: the oldest idle instance, checked.
+        instance = pool._idle.popleft()
+        try:
+            good = await pool._check_instance(instance)
+        except asyncio.CancelledError:
+            pool._put_idle(instance)
+            raise
+        except Exception:
+            log.exception("Check instance %r failed", instance)
+            good = False
+        if not good:
+            pool._recycle_instance(instance)
+            instance = await pool._acquire()
+        else:
+            pool._used.add(instance)
+        self._instance = instance
+        return instance
+
+    async def __aexit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> Any:
+        pool = self._pool
+        instance = self._instance
+        if pool._recycle:
+            await pool._release(instance)
+            return
+        pool._used.discard(instance)
+        if pool._waiters:
+            pool._put_idle(instance)
+        else:
+            pool._idle.append(instance)
+
+
+class PoolBase(ABC, EventLoopMixin, Generic[T]):
+    """Pool of at most ``maxsize`` instances; with ``recycle``, an instance
+    is replaced once it has lived ``recycle`` to ``2 * recycle`` seconds
+    (checked when it is released)."""
+
+    __slots__ = (
+        "_idle", "_waiters", "_free_slots", "_len", "_recycle",
+        "_recycle_times", "_recycle_bin", "_tasks", "_used",
+    ) + EventLoopMixin.__slots__
+
+    def __init__(self, maxsize: int = 10, recycle: Optional[int] = None):
+        if not (recycle is None or recycle > 0):
+            raise AssertionError("recycle should be positive number or None")
+        if isinstance(maxsize, bool) or not isinstance(maxsize, int):
+            raise TypeError(f"maxsize must be int, not {type(maxsize).__name__}")
+        if maxsize <= 0:
+            raise ValueError(f"maxsize must be positive, not {maxsize!r}")
+        self.loop   # noqa: B018 - RuntimeError now unless a loop is running
+
+        self._idle: Deque[Any] = deque()
+        self._waiters: Deque[asyncio.Future] = deque()
+        self._free_slots = maxsize
+        self._len = 0
+        self._recycle = recycle
+        self._recycle_times: Dict[Any, float] = {}
+        self._recycle_bin: asyncio.Queue = asyncio.Queue()
+        self._tasks: Set[asyncio.Task] = set()
+        self._used: Set[Any] = set()
+        self._create_task(self._recycler())
+
+    def _create_task(self, coro: Any) -> asyncio.Task:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _recycler(self) -> None:
+        while True:
+            instance = await self._recycle_bin.get()
+            try:
+                await self._destroy_instance(instance)
+            except Exception:
+                log.exception("Error when recycle instance %r", instance)
+            finally:
+                self._recycle_bin.task_done()
+
+    @abstractmethod
+    async def _create_instance(self) -> T:
+        pass
+
+    @abstractmethod
+    async def _destroy_instance(self, instance: Any) -> None:
+        pass
+
+    @abstractmethod
+    async def _check_instance(self, instance: Any) -> bool:
+        return True
+
+    def __len__(self) -> int:
+        return self._len
+
+    # -- hand-offs ---------------------------------------------------------
+
+    def _hand(self, item: Any) -> bool:
+        """Give ``item`` (an instance or ``_SLOT``) to the first waiter that
+        is still waiting; false when nobody waits."""
+        waiters = self._waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(item)
+                return True
+        return False
+
+    def _put_idle(self, instance: Any) -> None:
+        if not self._hand(instance):
+            self._idle.append(instance)
+
+    def _free_slot(self) -> None:
+        if not self._hand(_SLOT):
+            self._free_slots += 1
+
+    def _recycle_instance(self, instance: Any) -> None:
+        self._len -= 1
+        self._recycle_times.pop(instance, None)
+        self._used.discard(instance)
+        self._free_slot()
+        self._recycle_bin.put_nowait(instance)
+
+    # -- acquire / release -------------------------------------------------
+
+    async def _create(self) -> Any:
+        """Create an instance in a slot already reserved by the caller."""
+        try:
+            instance = await self._create_instance()
+        except BaseException:
+            self._free_slot()
+            raise
+        self._len += 1
+        if self._recycle:
+            self._recycle_times[instance] = (
+                self.loop.time() + self._recycle * (1 + random())
+            )
+        return instance
+
+    async def _wait(self) -> Any:
+        waiter = self.loop.create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            # Whatever was handed over just as we were cancelled goes on.
+            if waiter.done() and not waiter.cancelled():
+                item = waiter.result()
+                if item is _SLOT:
+                    self._free_slot()
+                else:
+                    self._put_idle(item)
+            raise
+
+    async def _take(self) -> Any:
+        """An instance to check: a new one while there is a free slot (the
+        oldest idle one is still preferred), else the oldest idle one."""
+        if self._free_slots > 0:
+            self._free_slots -= 1
+            instance = await self._create()
+            if not self._idle:
+                return instance
+            self._idle.append(instance)
+            return self._idle.popleft()
+        if self._idle:
+            return self._idle.popleft()
+        item = await self._wait()
+        if item is _SLOT:
+            return await self._create()
+        return item
+
+    async def _acquire(self) -> T:
+        while True:
+            instance = await self._take()
+            try:
+                good = await self._check_instance(instance)
+            except asyncio.CancelledError:
+                self._put_idle(instance)
+                raise
+            except Exception:
+                log.exception("Check instance %r failed", instance)
+                good = False
+            if good:
+                self._used.add(instance)
+                return instance
+            self._recycle_instance(instance)
+
+    async def _release(self, instance: Any) -> None:
+        self._used.discard(instance)
+        if self._recycle and self._recycle_times[instance] < self.loop.time():
+            self._recycle_instance(instance)
+            return
+        self._put_idle(instance)
+
+    def acquire(self) -> AbstractAsyncContextManager:
+        return _Acquisition(self)
+
+    async def close(self, timeout: Optional[Number] = None) -> None:
+        """Destroy every instance, in use or idle, concurrently (errors are
+        logged) within ``timeout`` seconds, then stop the recycler."""
+        instances = list(self._used)
+        instances.extend(self._idle)
+        self._used.clear()
+        self._idle.clear()
+        self._recycle_times.clear()
+        self._len = 0
+
+        async def destroy(instance: Any) -> None:
+            try:
+                await self._destroy_instance(instance)
+            except Exception:
+                log.exception("Exception when task execution")
+
+        try:
+            await asyncio.wait_for(
+                asyncio.gather(
+                    *[self._create_task(destroy(i)) for i in instances],
+                    return_exceptions=True,
+                ),
+                timeout=timeout,
+            )
+        finally:
+            await cancel_tasks(self._tasks)
