@@ -159,3 +159,10 @@ def test_scheduling_names_resolve_on_first_use():
     assert callable(aiomisc_c.aggregate) and callable(aiomisc_c.aggregate_async)
     for name in aiomisc_c.__all__:
         getattr(aiomisc_c, name)
+
+
+def test_plugin_scan_does_not_import_importlib_metadata():
+    # With plugins on (and, once installed, aiomisc_c's own entry points
+    # declared), the scan reads entry_points.txt files itself.
+    loaded = loaded_after(PROBE, AIOMISC_NO_PLUGINS="")
+    assert "importlib.metadata" not in loaded

@@ -334,32 +334,93 @@ def test_cli_lists_systemd_watchdog():
 # -- the pre-check that spares importing importlib.metadata --------------------
 
 
-def test_may_have_plugins_reads_entry_points_files(tmp_path, monkeypatch):
+def test_entry_points_read_from_files(tmp_path, monkeypatch):
     monkeypatch.setattr(sys, "path", [str(tmp_path)])
     monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder])
     dist = tmp_path / "other-1.0.dist-info"
     dist.mkdir()
     (dist / "entry_points.txt").write_text("[console_scripts]\nx = y:z\n")
-    assert plugins_module._may_have_plugins() is False
+    assert list(plugins_module._entry_points()) == []
 
     ours = tmp_path / "plugin-1.0.dist-info"
     ours.mkdir()
     (ours / "entry_points.txt").write_text("[aiomisc_c.plugins]\nname = mod\n")
-    assert plugins_module._may_have_plugins() is True
+    assert [
+        (ep.group, ep.name, ep.value) for ep in plugins_module._entry_points()
+    ] == [("aiomisc_c.plugins", "name", "mod")]
+    # the files were enough: importlib.metadata was not consulted
+    assert isinstance(
+        next(plugins_module._entry_points()), plugins_module._EntryPoint,
+    )
 
 
-def test_may_have_plugins_cannot_rule_out_zips_or_custom_finders(tmp_path, monkeypatch):
+def test_zips_and_custom_finders_use_importlib_metadata(tmp_path, monkeypatch):
     archive = tmp_path / "bundle.zip"
     archive.write_bytes(b"")
     monkeypatch.setattr(sys, "path", [str(archive)])
     monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder])
-    assert plugins_module._may_have_plugins() is True
+    assert not any(
+        isinstance(ep, plugins_module._EntryPoint)
+        for ep in plugins_module._all_entry_points("[")
+    )
 
     class Finder:
         @staticmethod
         def find_distributions(context=None):
             return iter(())
 
-    monkeypatch.setattr(sys, "path", [str(tmp_path / "missing")])
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    (tmp_path / "plugin-1.0.dist-info").mkdir()
+    (tmp_path / "plugin-1.0.dist-info" / "entry_points.txt").write_text(
+        "[aiomisc_c]\nname = mod\n",
+    )
     monkeypatch.setattr(sys, "meta_path", [Finder, importlib.machinery.PathFinder])
-    assert plugins_module._may_have_plugins() is True
+    assert not plugins_module._standard_finders_only()
+    found = list(plugins_module._entry_points())
+    assert [(ep.name, ep.value) for ep in found] == [("name", "mod")]
+    assert not isinstance(found[0], plugins_module._EntryPoint)
+
+
+# -- entry points read from the files, without importlib.metadata --------------
+
+
+def test_parse_entry_points_file():
+    text = (
+        "# comment\n[console_scripts]\nx = y:z\n\n"
+        "[aiomisc_c]\n; another comment\n"
+        "watchdog = pkg.module\nattr = pkg.module:obj.inner [extra]\n"
+    )
+    parsed = [
+        (ep.group, ep.name, ep.value)
+        for ep in plugins_module._parse_entry_points(text)
+    ]
+    assert parsed == [
+        ("console_scripts", "x", "y:z"),
+        ("aiomisc_c", "watchdog", "pkg.module"),
+        ("aiomisc_c", "attr", "pkg.module:obj.inner [extra]"),
+    ]
+
+
+def test_entry_point_from_file_loads_module_and_attribute():
+    text = "[aiomisc_c]\nmod = os.path\nfunc = os.path:join\n"
+    mod, func = plugins_module._parse_entry_points(text)
+    assert mod.load() is os.path
+    assert func.load() is os.path.join
+    assert repr(func) == (
+        "EntryPoint(name='func', value='os.path:join', group='aiomisc_c')"
+    )
+
+
+def test_entry_points_match_importlib_metadata():
+    groups = ("console_scripts", "pytest11", "aiomisc_c.plugins", "aiomisc_c")
+    for group in groups:
+        ours = [
+            (ep.name, ep.value)
+            for ep in plugins_module._entry_points((group,))
+        ]
+        theirs = [
+            (ep.name, ep.value)
+            for dist in Distribution.discover()
+            for ep in dist.entry_points if ep.group == group
+        ]
+        assert sorted(ours) == sorted(theirs), group

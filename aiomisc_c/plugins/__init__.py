@@ -25,27 +25,74 @@ ALIAS_PLUGIN_GROUPS = ("aiomisc.plugins", "aiomisc")
 log = logging.getLogger(__name__)
 
 
-def _may_have_plugins(marker: str = "[aiomisc_c") -> bool:
-    """A cheap pre-check before the entry-point scan: False only when no
-    installed distribution can declare a group starting with ``marker``.
+class _EntryPoint:
+    """An entry point read from an ``entry_points.txt`` file: what the
+    loader needs of ``importlib.metadata.EntryPoint``, without importing
+    that module (tens of milliseconds on every ``import aiomisc_c``)."""
 
-    ``importlib.metadata`` costs tens of milliseconds to import, and this
-    runs on every ``import aiomisc_c``.  Only plain directories on
-    ``sys.path`` found by the standard path finder can be pre-checked; any
-    other source of distributions (zip files, custom finders) answers True.
-    """
+    __slots__ = ("name", "value", "group")
+
+    def __init__(self, name: str, value: str, group: str):
+        self.name = name
+        self.value = value
+        self.group = group
+
+    def load(self) -> Any:
+        import importlib
+
+        target = self.value.split("[", 1)[0]      # drop any "[extras]"
+        module_name, _, attributes = target.partition(":")
+        obj: Any = importlib.import_module(module_name.strip())
+        for attribute in attributes.strip().split("."):
+            if attribute:
+                obj = getattr(obj, attribute)
+        return obj
+
+    def __repr__(self) -> str:
+        return (
+            f"EntryPoint(name={self.name!r}, value={self.value!r}, "
+            f"group={self.group!r})"
+        )
+
+
+def _parse_entry_points(text: str) -> Iterator[_EntryPoint]:
+    """The entries of an ``entry_points.txt`` (an INI file: ``[group]``
+    headers, ``name = value`` lines, ``#``/``;`` comments)."""
+    group = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line[0] == "[" and line[-1] == "]":
+            group = line[1:-1].strip()
+            continue
+        name, sep, value = line.partition("=")
+        if group is not None and sep:
+            yield _EntryPoint(name.strip(), value.strip(), group)
+
+
+def _standard_finders_only() -> bool:
+    """Whether every installed distribution is a plain directory found by
+    the standard path finder (then its ``entry_points.txt`` can be read
+    directly; zip files and custom finders need ``importlib.metadata``)."""
     for finder in sys.meta_path:
         if (
             hasattr(finder, "find_distributions")
             and finder is not importlib.machinery.PathFinder
         ):
-            return True
+            return False
+    return True
+
+
+def _entry_points_files() -> Iterator[str]:
+    """The text of every ``entry_points.txt`` on ``sys.path``, in path
+    order; raises ``NotADirectoryError`` for a zip file on the path."""
     for entry in sys.path:
         directory = entry or "."
         try:
             names = os.listdir(directory)
         except NotADirectoryError:
-            return True          # a zip file on sys.path
+            raise
         except OSError:
             continue
         for name in names:
@@ -54,26 +101,38 @@ def _may_have_plugins(marker: str = "[aiomisc_c") -> bool:
             path = os.path.join(directory, name, "entry_points.txt")
             try:
                 with open(path, encoding="utf-8", errors="replace") as f:
-                    if marker in f.read():
-                        return True
+                    yield f.read()
             except OSError:
                 continue
-    return False
+
+
+def _all_entry_points(marker: str) -> Iterator[Any]:
+    """Every entry point of the distributions whose ``entry_points.txt``
+    mentions ``marker``: read from the files where that is possible,
+    through ``importlib.metadata`` where it is not."""
+    if _standard_finders_only():
+        try:
+            texts = [text for text in _entry_points_files() if marker in text]
+        except NotADirectoryError:
+            pass
+        else:
+            for text in texts:
+                yield from _parse_entry_points(text)
+            return
+    from importlib.metadata import Distribution
+
+    for dist in Distribution.discover():
+        yield from dist.entry_points
 
 
 def _entry_points(groups: Tuple[str, ...] = PLUGIN_GROUPS) -> Iterator[Any]:
     """Entry points of ``groups``, group by group, in one scan of the
     installed distributions (this runs on every ``import aiomisc_c``)."""
-    if not _may_have_plugins("[" + os.path.commonprefix(list(groups))):
-        return
-    from importlib.metadata import Distribution
-
     found: Dict[str, list] = {group: [] for group in groups}
-    for dist in Distribution.discover():
-        for entry_point in dist.entry_points:
-            bucket = found.get(entry_point.group)
-            if bucket is not None:
-                bucket.append(entry_point)
+    for entry_point in _all_entry_points("[" + os.path.commonprefix(list(groups))):
+        bucket = found.get(entry_point.group)
+        if bucket is not None:
+            bucket.append(entry_point)
     for group in groups:
         yield from found[group]
 
