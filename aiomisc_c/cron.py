@@ -13,8 +13,11 @@ from typing import Any, Callable, Optional
 try:
     from croniter import croniter
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
-    raise ImportError(
-        "aiomisc_c.cron needs croniter: pip install 'aiomisc_c[cron]'",
+    # Same class as the original (ModuleNotFoundError when croniter is not
+    # installed), with the extra to install in the message.
+    raise type(exc)(
+        "aiomisc_c.cron needs croniter: pip install 'aiomisc_c[cron]' "
+        f"({exc})",
         name=exc.name,
     ) from exc
 

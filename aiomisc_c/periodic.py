@@ -258,16 +258,19 @@ class _Ticker:
             while True:
                 try:
                     await self.parked
-                except asyncio.CancelledError:
-                    call = self.call
+                except asyncio.CancelledError as cancelled:
+                    call, self.call = self.call, None
                     if call is None:
                         raise
                     # A call was handed over as the task was cancelled: the
-                    # cancellation goes into the call.
+                    # cancellation goes into the call, then ends the run
+                    # even if the call swallows it.
                     if isinstance(call, _Resumed):
                         call.cancel_first()
                     else:
-                        self.call = _cancelled_await(call)
+                        call = _cancelled_await(call)
+                    await self.finish(call, task)
+                    raise cancelled
                 call, self.call = self.call, None
                 self.parked = self.loop.create_future()
                 await self.finish(call, task)

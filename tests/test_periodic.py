@@ -342,6 +342,12 @@ def test_statistics_are_reported(run):
 
 @pytest.mark.parametrize("wait_first", [True, False])
 def test_errors_after_awaiting(run, caplog, wait_first):
+    if wait_first and sys.version_info < (3, 11):
+        pytest.skip(
+            "Python 3.10 cannot tell a CancelledError raised by a call from "
+            "a cancellation of the schedule (no Task.cancelling)",
+        )
+
     async def main():
         attempts = []
 

@@ -55,7 +55,8 @@ def test_bad_interval(policy, interval):
             pass
 
 
-cron_service = pytest.importorskip("aiomisc_c.service.cron")
+pytest.importorskip("croniter")
+import aiomisc_c.service.cron as cron_service  # noqa: E402
 
 
 def test_cron_register_checks():
