@@ -45,7 +45,11 @@ class CronCallback(EventLoopMixin):
     def get_next(cron: croniter, _: RecurringCallback) -> float:
         """Seconds from now (UTC wall clock) to the next time of ``cron``."""
         timestamp = datetime.now(timezone.utc).timestamp()
-        return cron.get_next(float, timestamp) - timestamp
+        # A loop timer may fire a little early (uvloop rounds to whole
+        # milliseconds): start after the time just served (croniter keeps
+        # it in "cur"), or that time would come round again at once.
+        start = max(timestamp, getattr(cron, "cur", timestamp))
+        return cron.get_next(float, start) - timestamp
 
     def start(
         self,

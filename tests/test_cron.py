@@ -79,6 +79,15 @@ def test_get_next_with_real_croniter():
     assert 0 <= hourly <= 3600
 
 
+def test_get_next_never_serves_the_same_time_twice():
+    # As when a timer fires just before the time it was set for: asking
+    # again gives the next time, not the one just scheduled.
+    cron = croniter("* * * * * *")
+    first = CronCallback.get_next(cron, None)
+    second = CronCallback.get_next(cron, None)
+    assert second - first >= 0.9
+
+
 def test_repr():
     async def job():
         pass
