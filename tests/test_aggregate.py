@@ -115,7 +115,7 @@ def test_one_batch_after_leeway(run, loop):
 
 
 def test_max_count_closes_batch_at_once(run, loop):
-    leeway = 0.1
+    leeway = 0.3
     batches = []
 
     @aggregate(leeway * 1000, max_count=5)
