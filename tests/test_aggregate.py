@@ -139,7 +139,7 @@ def test_max_count_closes_batch_at_once(run, loop):
 def test_results_in_argument_order_across_batches(run):
     sizes = []
 
-    @aggregate(1000, max_count=30)
+    @aggregate(50, max_count=30)
     async def double(*args):
         sizes.append(len(args))
         await asyncio.sleep(0)

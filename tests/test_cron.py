@@ -153,7 +153,7 @@ def test_real_schedule_every_second(run):
         cron.start("* * * * * *")
         await wait_until(lambda: calls, timeout=10)
         await asyncio.gather(cron.stop(), return_exceptions=True)
-        assert calls == ["tick"]
+        assert set(calls) == {"tick"}
 
     run(main())
 

@@ -145,8 +145,6 @@ def test_no_call_before_delay(run, loop):
         periodic = PeriodicCallback(lambda: calls.append(loop.time()))
         started = loop.time()
         periodic.start(0.01, delay=0.2)
-        await asyncio.sleep(0.05)
-        assert calls == []
         await wait_until(lambda: len(calls) >= 2)
         await periodic.stop(return_exceptions=True)
         assert calls[0] >= started + 0.2 - CLOCK_SLACK
