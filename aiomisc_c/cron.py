@@ -13,8 +13,11 @@ from typing import Any, Callable, Optional
 try:
     from croniter import croniter
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
-    raise ImportError(
-        "aiomisc_c.cron needs croniter: pip install 'aiomisc_c[cron]'",
+    # Same class as the original (ModuleNotFoundError when croniter is not
+    # installed), with the extra to install in the message.
+    raise type(exc)(
+        "aiomisc_c.cron needs croniter: pip install 'aiomisc_c[cron]' "
+        f"({exc})",
         name=exc.name,
     ) from exc
 
@@ -42,7 +45,11 @@ class CronCallback(EventLoopMixin):
     def get_next(cron: croniter, _: RecurringCallback) -> float:
         """Seconds from now (UTC wall clock) to the next time of ``cron``."""
         timestamp = datetime.now(timezone.utc).timestamp()
-        return cron.get_next(float, timestamp) - timestamp
+        # A loop timer may fire a little early (uvloop rounds to whole
+        # milliseconds): start after the time just served (croniter keeps
+        # it in "cur"), or that time would come round again at once.
+        start = max(timestamp, getattr(cron, "cur", timestamp))
+        return cron.get_next(float, start) - timestamp
 
     def start(
         self,

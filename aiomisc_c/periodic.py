@@ -1,14 +1,19 @@
 """Calls a function every ``interval`` seconds (mirror of
 ``aiomisc.periodic``).
 
-One task runs the whole schedule and calls the function itself, instead of
-starting a task per call as aiomisc's ``RecurringCallback`` engine does
-(with ``shield=True`` each call still gets a task, which ``stop()`` leaves
-running).  Calls therefore never overlap, and the period is ``interval``
-plus the duration of the call.  The statistics are those of the underlying
-:class:`RecurringCallback`.  One difference: the calls share the schedule's
-task, so ``asyncio.current_task()`` and context variables set by one call
-are seen by the next.
+aiomisc runs a schedule as a task that, for every call, asks a strategy for
+the delay, sleeps and starts one more task for the call.  Here each run has
+one task, and a tick is a loop timer that calls the function with that task
+marked as the current one and runs a coroutine's first step right away: a
+call that does not wait for anything finishes within the timer callback; a
+call that does is handed to the task, which finishes it.  Calls never
+overlap, and the period is ``interval`` plus the duration of the call.
+With ``shield=True`` each call gets a task of its own (which ``stop()``
+leaves running), as in aiomisc.  The statistics are those of the underlying
+:class:`RecurringCallback`.
+
+One difference: calls share the run's task, so ``asyncio.current_task()``
+is the same object for every call.
 """
 from __future__ import annotations
 
@@ -258,16 +263,19 @@ class _Ticker:
             while True:
                 try:
                     await self.parked
-                except asyncio.CancelledError:
-                    call = self.call
+                except asyncio.CancelledError as cancelled:
+                    call, self.call = self.call, None
                     if call is None:
                         raise
                     # A call was handed over as the task was cancelled: the
-                    # cancellation goes into the call.
+                    # cancellation goes into the call, then ends the run
+                    # even if the call swallows it.
                     if isinstance(call, _Resumed):
                         call.cancel_first()
                     else:
-                        self.call = _cancelled_await(call)
+                        call = _cancelled_await(call)
+                    await self.finish(call, task)
+                    raise cancelled
                 call, self.call = self.call, None
                 self.parked = self.loop.create_future()
                 await self.finish(call, task)

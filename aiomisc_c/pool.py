@@ -101,17 +101,22 @@ class _Acquisition(ContextManager):
         self._instance = instance
         return instance
 
-    async def __aexit__(self, exc_type: Any, exc_value: Any, traceback: Any) -> Any:
+    def __aexit__(  # type: ignore[override]
+        self, exc_type: Any, exc_value: Any, traceback: Any,
+    ) -> Awaitable[None]:
+        # Releasing never waits: the work is done here, and what is returned
+        # is the pool's finished future (awaiting it costs no coroutine).
         pool = self._pool
         instance = self._instance
         if pool._recycle:
-            await pool._release(instance)
-            return
-        pool._used.discard(instance)
-        if pool._waiters:
-            pool._put_idle(instance)
+            pool._release_now(instance)
         else:
-            pool._idle.append(instance)
+            pool._used.discard(instance)
+            if pool._waiters:
+                pool._put_idle(instance)
+            else:
+                pool._idle.append(instance)
+        return pool._released
 
 
 class PoolBase(ABC, EventLoopMixin, Generic[T]):
@@ -120,7 +125,7 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
     (checked when it is released)."""
 
     __slots__ = (
-        "_idle", "_waiters", "_free_slots", "_len", "_recycle",
+        "_idle", "_waiters", "_free_slots", "_len", "_recycle", "_released",
         "_recycle_times", "_recycle_bin", "_tasks", "_used",
     ) + EventLoopMixin.__slots__
 
@@ -140,6 +145,8 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
         self._recycle = recycle
         self._recycle_times: Dict[Any, float] = {}
         self._recycle_bin: asyncio.Queue = asyncio.Queue()
+        self._released: asyncio.Future = self.loop.create_future()
+        self._released.set_result(None)
         self._tasks: Set[asyncio.Task] = set()
         self._used: Set[Any] = set()
         self._create_task(self._recycler())
@@ -268,6 +275,9 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
             self._recycle_instance(instance)
 
     async def _release(self, instance: Any) -> None:
+        self._release_now(instance)
+
+    def _release_now(self, instance: Any) -> None:
         self._used.discard(instance)
         if self._recycle and self._recycle_times[instance] < self.loop.time():
             self._recycle_instance(instance)

@@ -10,7 +10,8 @@
   ``PoolBase`` of one instance, created beforehand), nothing done inside.
 * ``periodic_async`` / ``periodic_sync``: ticks of a ``PeriodicCallback``
   started with an interval of 1 ns, calling a no-op coroutine function /
-  plain function; ns per tick, from start to the last tick.
+  plain function; ns per tick, from start to the last tick. Their floor,
+  ``timer_chain``, is a chain of bare ``loop.call_later`` callbacks.
 
 These modules have no C twin: the aiomisc_c subject is its Python code.
 
@@ -45,13 +46,15 @@ CASES = (
     Case("pool_acquire", "async with PoolBase.acquire(): ready instance",
          iterations=50_000, floor="plain_async_with", short="pool acquire"),
     Case("periodic_async", "PeriodicCallback tick, async no-op, interval 1 ns",
-         iterations=20_000, short="periodic tick (async)"),
+         iterations=20_000, floor="timer_chain", short="periodic tick (async)"),
     Case("periodic_sync", "PeriodicCallback tick, sync no-op, interval 1 ns",
-         iterations=20_000, short="periodic tick (sync)"),
+         iterations=20_000, floor="timer_chain", short="periodic tick (sync)"),
     Case("gather_100", "floor: gather of 100 trivial coroutines", ops=100,
          iterations=300, kind="floor"),
     Case("plain_async_with", "floor: async with a trivial context manager",
          iterations=100_000, kind="floor"),
+    Case("timer_chain", "floor: a chain of loop.call_later(1 ns) callbacks",
+         iterations=20_000, kind="floor"),
 )
 
 
@@ -76,6 +79,23 @@ def gather_body(func: Any) -> Any:
             await gather(*[func(value) for value in values])
 
     return body
+
+
+async def timer_chain(iterations: int) -> None:
+    loop = asyncio.get_running_loop()
+    finished = loop.create_future()
+    count = 0
+
+    def tick() -> None:
+        nonlocal count
+        count += 1
+        if count == iterations:
+            finished.set_result(None)
+        else:
+            loop.call_later(1e-9, tick)
+
+    loop.call_later(1e-9, tick)
+    await finished
 
 
 def pool_body(pool: Any) -> Any:
@@ -153,6 +173,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
     bodies: Dict[str, Any] = {
         "gather_100": gather_body(echo),
         "plain_async_with": pool_body(type("P", (), {"acquire": TrivialContext})),
+        "timer_chain": timer_chain,
     }
 
     if subject == AIOMISC_C_PLAIN.name:

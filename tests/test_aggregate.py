@@ -115,7 +115,7 @@ def test_one_batch_after_leeway(run, loop):
 
 
 def test_max_count_closes_batch_at_once(run, loop):
-    leeway = 0.1
+    leeway = 0.3
     batches = []
 
     @aggregate(leeway * 1000, max_count=5)
@@ -139,7 +139,7 @@ def test_max_count_closes_batch_at_once(run, loop):
 def test_results_in_argument_order_across_batches(run):
     sizes = []
 
-    @aggregate(1000, max_count=30)
+    @aggregate(50, max_count=30)
     async def double(*args):
         sizes.append(len(args))
         await asyncio.sleep(0)

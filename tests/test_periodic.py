@@ -145,8 +145,6 @@ def test_no_call_before_delay(run, loop):
         periodic = PeriodicCallback(lambda: calls.append(loop.time()))
         started = loop.time()
         periodic.start(0.01, delay=0.2)
-        await asyncio.sleep(0.05)
-        assert calls == []
         await wait_until(lambda: len(calls) >= 2)
         await periodic.stop(return_exceptions=True)
         assert calls[0] >= started + 0.2 - CLOCK_SLACK
@@ -342,8 +340,15 @@ def test_statistics_are_reported(run):
 
 @pytest.mark.parametrize("wait_first", [True, False])
 def test_errors_after_awaiting(run, caplog, wait_first):
+    if wait_first and sys.version_info < (3, 11):
+        pytest.skip(
+            "Python 3.10 cannot tell a CancelledError raised by a call from "
+            "a cancellation of the schedule (no Task.cancelling)",
+        )
+
     async def main():
         attempts = []
+        raised = []
 
         async def job():
             attempts.append(1)
@@ -352,17 +357,20 @@ def test_errors_after_awaiting(run, caplog, wait_first):
             kind = [ValueError, KeyError, asyncio.CancelledError, None][
                 (len(attempts) - 1) % 4
             ]
+            raised.append(kind)
             if kind is not None:
                 raise kind("failure")
 
         periodic = PeriodicCallback(job)
+        statistic = periodic._recurring_callback._statistic
         with caplog.at_level(logging.ERROR, logger="aiomisc_c.recurring"):
             periodic.start(0.001, suppress_exceptions=(ValueError,))
-            await wait_until(lambda: len(attempts) >= 8)
+            await wait_until(lambda: raised.count(None) >= 2)
             await periodic.stop(return_exceptions=True)
-        statistic = periodic._recurring_callback._statistic
-        assert statistic.fail >= 4 and statistic.done >= 2
-        assert caplog.text.count("Recurring task error:") == statistic.fail // 2
+        assert statistic.done == raised.count(None)
+        assert statistic.fail == raised.count(ValueError) + raised.count(KeyError)
+        assert caplog.text.count("Recurring task error:") == raised.count(KeyError)
+        assert raised.count(asyncio.CancelledError) >= 1
 
     run(main())
 

@@ -383,3 +383,19 @@ def test_destroy_errors_are_logged(run, caplog):
         assert caplog.text.count("RuntimeError: cannot destroy") == 2
 
     run(main())
+
+
+def test_acquire_in_an_async_exit_stack(run):
+    from contextlib import AsyncExitStack
+
+    async def main():
+        pool = Pool(maxsize=2, recycle=60)
+        async with AsyncExitStack() as stack:
+            first = await stack.enter_async_context(pool.acquire())
+            second = await stack.enter_async_context(pool.acquire())
+            assert first is not second
+            assert pool._used == {first, second}
+        assert not pool._used and len(pool._idle) == 2
+        await pool.close()
+
+    run(main())
