@@ -41,12 +41,14 @@ __all__ = (
     "Entrypoint",
     "IteratorWrapper",
     "IteratorWrapperSeparate",
+    "ProcessPoolExecutor",
     "SelectResult",
     "Service",
     "Signal",
     "Statistic",
     "StrictContextVar",
     "ThreadPoolExecutor",
+    "WorkerPool",
     "__version__",
     "asyncbackoff",
     "asyncretry",
@@ -59,6 +61,7 @@ __all__ = (
     "entrypoint",
     "get_context",
     "get_statistics",
+    "io",
     "log",
     "new_event_loop",
     "plugins",
@@ -84,6 +87,12 @@ _compat.lazy_attributes(globals(), {
     "IteratorWrapper": "aiomisc_c.iterator_wrapper",
     "IteratorWrapperSeparate": "aiomisc_c.iterator_wrapper",
     "iterator_wrapper": "aiomisc_c.iterator_wrapper",
+    # Files and processes: loaded by their first user.
+    "io": "aiomisc_c.io",
+    "ProcessPoolExecutor": "aiomisc_c.process_pool",
+    "process_pool": "aiomisc_c.process_pool",
+    "WorkerPool": "aiomisc_c.worker_pool",
+    "worker_pool": "aiomisc_c.worker_pool",
 })
 
 # Twinned names re-exported here follow aiomisc_c._compat.use_implementation.
