@@ -430,9 +430,14 @@ class WorkerPool:
     async def close(self) -> None:
         """Stop the workers and the server; pending calls are cancelled.
         Idempotent; a cancelled caller does not interrupt the shutdown."""
+        self._start_closing()
+        await asyncio.shield(self._close_task)  # type: ignore[arg-type]
+
+    def _start_closing(self) -> None:
+        # Synchronously: no call made after this point is accepted.
+        self._closing = True
         if self._close_task is None:
             self._close_task = self.loop.create_task(self._close())
-        await asyncio.shield(self._close_task)
 
     async def _close(self) -> None:
         self._closing = True
@@ -645,8 +650,7 @@ class WorkerPool:
                 job.future.set_exception(exception)
         self.tasks.clear()
         self._statistic.queue_size = 0
-        if self._close_task is None:
-            self._close_task = self.loop.create_task(self._close())
+        self._start_closing()
 
     def __repr__(self) -> str:
         return (
