@@ -128,10 +128,15 @@ class _WorkerConnection(asyncio.Protocol):
                 return
         if state == self.CLOSED:
             return
-        self.buffer += data
         if state == self.HANDSHAKE:
+            # Never buffer more than one handshake's worth.
+            if len(self.buffer) + len(data) > HANDSHAKE.size:
+                self.refuse("data after the handshake")
+                return
+            self.buffer += data
             self._handshake()
         else:
+            self.buffer += data
             self._frames()
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
@@ -149,11 +154,9 @@ class _WorkerConnection(asyncio.Protocol):
     # -- handshake ---------------------------------------------------------
 
     def _handshake(self) -> None:
+        # A worker waits for the answer before it sends anything else, so
+        # data_received refused any byte past the handshake.
         if len(self.buffer) < HANDSHAKE.size:
-            return
-        if len(self.buffer) > HANDSHAKE.size:
-            # A worker waits for the answer before it sends anything else.
-            self.refuse("data after the handshake")
             return
         handshake = unpack_handshake(bytes(self.buffer))
         self.buffer.clear()
