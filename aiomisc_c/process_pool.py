@@ -10,7 +10,7 @@ import logging
 import os
 import time
 from functools import partial
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 from .compat import EventLoopMixin
 from .counters import Statistic
@@ -79,10 +79,13 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor, EventLoopMixin
         return future
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        # The base class forgets these in shutdown(): keep them to bound
+        # the wait and to stop the processes that outlive it.
+        manager = getattr(self, "_executor_manager_thread", None)
+        processes = list((getattr(self, "_processes", None) or {}).values())
         super().shutdown(wait=False, cancel_futures=cancel_futures)
         if not wait:
             return
-        manager = getattr(self, "_executor_manager_thread", None)
         if manager is not None:
             manager.join(self.SHUTDOWN_TIMEOUT)
             if manager.is_alive():
@@ -90,23 +93,10 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor, EventLoopMixin
                     "Process pool %r did not stop in %s seconds: "
                     "terminating its processes", self, self.SHUTDOWN_TIMEOUT,
                 )
-                self._terminate_processes()
+                _terminate(processes)
                 manager.join(self.SHUTDOWN_TIMEOUT)
-        self._join_processes()
-
-    def _terminate_processes(self) -> None:
-        for process in list((getattr(self, "_processes", None) or {}).values()):
-            if process.is_alive():
-                process.terminate()
-        deadline = time.monotonic() + 1
-        for process in list((getattr(self, "_processes", None) or {}).values()):
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-
-    def _join_processes(self) -> None:
-        # The manager thread joins them too; this reaps any it left.
-        for process in list((getattr(self, "_processes", None) or {}).values()):
+        for process in processes:
+            # The manager thread joins them too; this reaps any it left.
             process.join(self.SHUTDOWN_TIMEOUT)
 
     def __del__(self) -> None:
@@ -115,3 +105,14 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor, EventLoopMixin
                 super().shutdown(wait=False)
             except Exception:   # pragma: no cover - interpreter teardown
                 pass
+
+
+def _terminate(processes: List[Any]) -> None:
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+    deadline = time.monotonic() + 1
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
