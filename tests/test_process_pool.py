@@ -30,10 +30,13 @@ def pool():
         yield pool
 
 
-def forkserver_pid():
-    from multiprocessing import forkserver
+def multiprocessing_helpers():
+    from multiprocessing import forkserver, resource_tracker
 
-    return getattr(forkserver._forkserver, "_forkserver_pid", None)
+    return {
+        getattr(forkserver._forkserver, "_forkserver_pid", None),
+        getattr(resource_tracker._resource_tracker, "_pid", None),
+    }
 
 
 def kill_self(signum):
@@ -138,6 +141,6 @@ def test_shutdown_is_bounded(run, loop):
 
     assert run(main()) < 10
     run(wait_until(
-        lambda: not (descendants() - before - {forkserver_pid()}),
+        lambda: not (descendants() - before - multiprocessing_helpers()),
         message="workers reaped",
     ))
