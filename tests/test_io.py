@@ -398,3 +398,36 @@ def test_positional_args_after_mode_reach_executor(run, tmp_path):
         assert afp.executor is executor
     finally:
         executor.shutdown(wait=True)
+
+
+def test_concurrent_operations_on_many_files(run, tmp_path):
+    # Operations started together share executor calls; each caller gets
+    # its own result or its own exception.
+    paths = []
+    for index in range(50):
+        path = tmp_path / f"many-{index}.bin"
+        path.write_bytes(bytes([index]) * 4096)
+        paths.append(path)
+
+    async def main():
+        files = [await async_open(path, "rb") for path in paths]
+        await files[7].close()
+        results = await asyncio.gather(
+            *(afp.read(4096) for afp in files), return_exceptions=True,
+        )
+        for index, result in enumerate(results):
+            if index == 7:
+                assert isinstance(result, ValueError)
+            else:
+                assert result == bytes([index]) * 4096
+        # a caller cancelled before its operation started gets nothing
+        reads = [asyncio.ensure_future(afp.read(1)) for afp in files[:20] if not afp.closed()]
+        await asyncio.sleep(0)
+        reads[-1].cancel()
+        done = await asyncio.gather(*reads, return_exceptions=True)
+        assert isinstance(done[-1], asyncio.CancelledError)
+        assert all(value == b"" for value in done[:-1])   # already at EOF
+        for afp in files:
+            await afp.close()
+
+    run(main())
