@@ -296,7 +296,7 @@ class AsyncTextIO(AsyncFileIO[str]):
 
     @property
     def line_buffering(self) -> bool:
-        return self.fp.line_buffering
+        return self.fp.line_buffering  # type: ignore[return-value]
 
     @property
     def encoding(self) -> str:

@@ -19,6 +19,9 @@ LAZY_MODULES = (
     "aiomisc_c.log.core", "aiomisc_c.log._configure",
     "aiomisc_c.iterator_wrapper",
     "aiomisc_c.log._threaded_handler", "aiomisc_c.log.formatter",
+    "aiomisc_c.io", "aiomisc_c.process_pool", "aiomisc_c.worker_pool",
+    "aiomisc_c.worker", "aiomisc_c.service.process", "gzip", "bz2", "lzma",
+    "multiprocessing", "concurrent.futures.process",
 )
 
 PROBE = (

@@ -88,7 +88,7 @@ class ProcessService(Service):
         self._process_stop_event = context.Event()
         log_level, log_format = _log_settings()
         with self._lock:
-            process = context.Process(
+            process = context.Process(  # type: ignore[attr-defined]
                 target=_process_inner,
                 args=(
                     self.in_process, log_level, log_format,
