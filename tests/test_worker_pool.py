@@ -324,6 +324,13 @@ def test_bad_arguments(run):
         with pytest.raises(RuntimeError, match="Pool closed"):
             await pool.create_task(operator.add, 1, 2)
 
+        local = WorkerPool(1, initializer=lambda: None)
+        address = local.address
+        with pytest.raises(pickle.PicklingError, match="Can not pickle the initializer"):
+            await local.start()
+        await local.close()
+        assert not os.path.exists(address)
+
     run(main())
 
 
