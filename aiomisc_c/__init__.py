@@ -50,6 +50,7 @@ __all__ = (
     "IteratorWrapperSeparate",
     "PeriodicCallback",
     "PoolBase",
+    "ProcessPoolExecutor",
     "RecurringCallback",
     "SelectResult",
     "Service",
@@ -60,6 +61,7 @@ __all__ = (
     "StrategyStop",
     "StrictContextVar",
     "ThreadPoolExecutor",
+    "WorkerPool",
     "__version__",
     "aggregate",
     "aggregate_async",
@@ -74,6 +76,7 @@ __all__ = (
     "entrypoint",
     "get_context",
     "get_statistics",
+    "io",
     "log",
     "new_event_loop",
     "plugins",
@@ -99,6 +102,12 @@ _compat.lazy_attributes(globals(), {
     "IteratorWrapper": "aiomisc_c.iterator_wrapper",
     "IteratorWrapperSeparate": "aiomisc_c.iterator_wrapper",
     "iterator_wrapper": "aiomisc_c.iterator_wrapper",
+    # Files and processes: loaded by their first user.
+    "io": "aiomisc_c.io",
+    "ProcessPoolExecutor": "aiomisc_c.process_pool",
+    "process_pool": "aiomisc_c.process_pool",
+    "WorkerPool": "aiomisc_c.worker_pool",
+    "worker_pool": "aiomisc_c.worker_pool",
 })
 
 # Scheduling and pooling load on first use too.  CronCallback is offered

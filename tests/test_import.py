@@ -21,6 +21,9 @@ LAZY_MODULES = (
     "aiomisc_c.log._threaded_handler", "aiomisc_c.log.formatter",
     "aiomisc_c.periodic", "aiomisc_c.pool", "aiomisc_c.recurring",
     "aiomisc_c.cron", "croniter",
+    "aiomisc_c.io", "aiomisc_c.process_pool", "aiomisc_c.worker_pool",
+    "aiomisc_c.worker", "aiomisc_c.service.process", "gzip", "bz2", "lzma",
+    "multiprocessing", "concurrent.futures.process",
 )
 
 PROBE = (

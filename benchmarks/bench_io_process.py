@@ -1,0 +1,125 @@
+"""Files and processes: ``io.async_open`` reads and ``WorkerPool`` calls.
+
+The files are written once and stay in the page cache: a read measures the
+executor round trip and the read system call, not the disk. Each subject
+runs on a loop from its own ``new_event_loop`` (its thread pool is the
+default executor).
+
+Run alone: ``python -m benchmarks --only io_process``.
+"""
+import asyncio
+import os
+import shutil
+import tempfile
+from typing import Any, Awaitable, Callable, Dict, List
+
+from ._harness import (
+    AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, aiomisc_c_facts,
+    import_peer, loop_policy, require_aiomisc_c,
+)
+
+TITLE = "Files and worker processes"
+
+SUBJECTS = (AIOMISC_C, AIOMISC_C_PY, AIOMISC)
+BASELINE = AIOMISC.name
+REFERENCES = ()
+LOOPS = ("asyncio", "uvloop")
+
+CHUNK = 4096
+CONCURRENT_FILES = 100
+
+CASES = (
+    Case("read_sequential", "4 KiB read of a cached file, one at a time",
+         iterations=2_000, short="4 KiB read, sequential"),
+    Case("read_concurrent",
+         f"{CONCURRENT_FILES} concurrent 4 KiB reads on different files",
+         ops=CONCURRENT_FILES, iterations=40, short="4 KiB reads, 100 at once"),
+    Case("worker_pool_call", "WorkerPool(2).create_task(abs, -1), one at a time",
+         iterations=2_000, short="WorkerPool round trip"),
+)
+
+
+async def read_chunk(afp: Any) -> None:
+    if len(await afp.read(CHUNK)) < CHUNK:
+        await afp.seek(0)
+
+
+def sequential(afp: Any) -> Callable[[int], Awaitable[None]]:
+    async def body(iterations: int) -> None:
+        for _ in range(iterations):
+            await read_chunk(afp)
+
+    return body
+
+
+def concurrent(files: List[Any]) -> Callable[[int], Awaitable[None]]:
+    async def body(iterations: int) -> None:
+        for _ in range(iterations):
+            await asyncio.gather(*(read_chunk(afp) for afp in files))
+
+    return body
+
+
+def worker_calls(pool: Any) -> Callable[[int], Awaitable[None]]:
+    create_task = pool.create_task
+
+    async def body(iterations: int) -> None:
+        for _ in range(iterations):
+            await create_task(abs, -1)
+
+    return body
+
+
+def setup(subject: str, loop_kind: str) -> Fixture:
+    policy = loop_policy(loop_kind)
+    facts: Dict[str, Any] = {"loop_kind": loop_kind}
+
+    if subject in (AIOMISC_C.name, AIOMISC_C_PY.name):
+        require_aiomisc_c(subject, "thread_pool")
+        import aiomisc_c as library
+        from aiomisc_c import io as library_io
+
+        facts.update(aiomisc_c_facts("thread_pool"))
+    elif subject == AIOMISC.name:
+        library, facts["version"] = import_peer("aiomisc")
+        library_io, _ = import_peer("aiomisc.io")
+    else:
+        raise ValueError(f"unknown subject {subject!r}")
+
+    loop = library.new_event_loop(policy=policy)
+    directory = tempfile.mkdtemp(prefix="bench-io-")
+    big = os.path.join(directory, "big.bin")
+    with open(big, "wb") as fp:
+        fp.write(os.urandom(1024 * CHUNK))
+    small_paths = []
+    for index in range(CONCURRENT_FILES):
+        path = os.path.join(directory, f"small-{index}.bin")
+        with open(path, "wb") as fp:
+            fp.write(os.urandom(16 * CHUNK))
+        small_paths.append(path)
+
+    async def open_all() -> Any:
+        afp = await library_io.async_open(big, "rb")
+        files = [await library_io.async_open(path, "rb") for path in small_paths]
+        pool = library.WorkerPool(2)
+        await pool.start()
+        await asyncio.gather(*(pool.create_task(abs, -1) for _ in range(20)))
+        return afp, files, pool
+
+    afp, files, pool = loop.run_until_complete(open_all())
+
+    def close() -> None:
+        async def close_all() -> None:
+            await pool.close()
+            for each in [afp, *files]:
+                await each.close()
+
+        loop.run_until_complete(close_all())
+        shutil.rmtree(directory, ignore_errors=True)
+
+    bodies = {
+        "read_sequential": sequential(afp),
+        "read_concurrent": concurrent(files),
+        "worker_pool_call": worker_calls(pool),
+    }
+    return Fixture(loop=loop, bodies=bodies, close=close, facts=facts)
