@@ -14,7 +14,7 @@ from collections.abc import (
     Awaitable, Callable, Collection, Coroutine, Generator, Iterable, Iterator,
 )
 from functools import wraps
-from typing import Any, Optional, Set, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Optional, Set, Tuple, TypeVar
 
 from . import _compat, _loop_py
 from ._backoff_base import iscoroutinefunction
@@ -39,15 +39,19 @@ __all__ = (
     "shield",
 )
 
-# Binds create_default_event_loop / new_event_loop, plus _Py* and _C* twins.
+# The Python twin is what a type checker sees; the C twin runs when built.
+_c_twin = _compat.import_c_module("_loop")
+if TYPE_CHECKING or _c_twin is None:
+    from ._loop_py import create_default_event_loop, new_event_loop
+else:
+    create_default_event_loop = _c_twin.create_default_event_loop
+    new_event_loop = _c_twin.new_event_loop
+
 _compat.bind_twins(
-    "loop", globals(), _loop_py, _compat.import_c_module("_loop"),
+    "loop", globals(), _loop_py, _c_twin,
     ["create_default_event_loop", "new_event_loop"],
 )
-
-# Bound by bind_twins above (declared for readers and type checkers).
-create_default_event_loop: Any
-new_event_loop: Any
+del _c_twin
 
 T = TypeVar("T")
 TimeoutType = int | float
