@@ -63,6 +63,7 @@ __all__ = (
     "entrypoint",
     "get_context",
     "get_statistics",
+    "implementation",
     "log",
     "new_event_loop",
     "plugins",

@@ -6,9 +6,23 @@ need one live only in their own submodules.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .base import Service, ServiceMeta, SimpleServer  # noqa: F401 - re-exported
+# "as" marks explicit re-exports for type checkers.
+from .base import (
+    Service as Service, ServiceMeta as ServiceMeta, SimpleServer as SimpleServer,
+)
+
+if TYPE_CHECKING:  # imported on first access at run time (see __getattr__)
+    from .tcp import (
+        RobustTCPClient as RobustTCPClient, TCPClient as TCPClient,
+        TCPServer as TCPServer,
+    )
+    from .tls import (
+        RobustTLSClient as RobustTLSClient, TLSClient as TLSClient,
+        TLSServer as TLSServer,
+    )
+    from .udp import UDPServer as UDPServer
 
 # The dependency-free service submodules re-exported here, by name.  Each is
 # imported on first access of one of its names (never by importing this

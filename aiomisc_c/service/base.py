@@ -139,11 +139,11 @@ class TaskStoreBase(Service, ABC):
     """A service that tracks the tasks it creates and cancels them on stop."""
 
     def __init__(self, **kwargs: Any):
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
         super().__init__(**kwargs)
 
-    def create_task(self, coro: CoroutineType) -> asyncio.Task:
-        task: asyncio.Task = self.loop.create_task(coro)
+    def create_task(self, coro: CoroutineType[T]) -> asyncio.Task[T]:
+        task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task
