@@ -24,6 +24,7 @@ from aiomisc_c.circuit_breaker import CircuitBreakerStates
 from aiomisc_c.iterator_wrapper import IteratorWrapper
 from aiomisc_c.service import Service as ServiceFromPackage
 from aiomisc_c.service.base import SimpleServer
+from aiomisc_c._thread_pool_base import ThreadPoolExecutorBase
 from aiomisc_c.thread_pool import (
     BoundThreaded, BoundThreadedIterable, Threaded, ThreadedIterable,
     ThreadedIterableSeparate, ThreadedSeparate, run_in_executor, sync_await,
@@ -275,6 +276,7 @@ def use_loop_and_services() -> None:
     assert_type(loop, asyncio.AbstractEventLoop)
     other_loop, pool = create_default_event_loop()
     assert_type(other_loop, asyncio.AbstractEventLoop)
+    assert_type(pool, ThreadPoolExecutorBase)
     assert ServiceFromPackage is Service
     with aiomisc.entrypoint(Pinger(interval=2)) as running_loop:
         assert_type(running_loop, asyncio.AbstractEventLoop)
