@@ -5,7 +5,6 @@ from collections import Counter
 from contextlib import AbstractContextManager
 from typing import (
     Any, Awaitable, Callable, ClassVar, Iterable, Optional, ParamSpec, TypeVar,
-    overload,
 )
 
 from ._circuit_breaker_base import (
@@ -46,14 +45,9 @@ class CircuitBreaker:
     def call(
         self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs,
     ) -> T: ...
-    @overload
     async def call_async(
         self, func: Callable[P, Awaitable[T]], *args: P.args,
         **kwargs: P.kwargs,
-    ) -> T: ...
-    @overload
-    async def call_async(
-        self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs,
     ) -> T: ...
 
 cutout: CutoutFactory

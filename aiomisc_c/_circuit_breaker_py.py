@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from functools import wraps
 from typing import (
     Any, Awaitable, Callable, Generator, Iterable, Optional, ParamSpec,
-    overload,
 )
 
 from . import _circuit_breaker_base as _base
@@ -314,36 +313,22 @@ class CircuitBreaker(EventLoopMixin):
         self._record_success(bucket)
         return result
 
-    # A function returning an awaitable: its result; any other function:
-    # what it returns (as aiomisc.utils.awaitable would).
-    @overload
     async def call_async(
         self, func: Callable[P, Awaitable[T]], *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        ...
-
-    @overload
-    async def call_async(
-        self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs,
-    ) -> T:
-        ...
-
-    async def call_async(
-        self, func: Callable[P, Any], *args: P.args, **kwargs: P.kwargs,
-    ) -> Any:
         bucket = self._enter()
         try:
             # like aiomisc.utils.awaitable(func): await what is awaitable,
             # take anything else as the result
-            result = func(*args, **kwargs)
+            result: Any = func(*args, **kwargs)
             if is_awaitable(result):
                 result = await result
         except BaseException as exc:
             self._record_failure(bucket, exc)
             raise
         self._record_success(bucket)
-        return result
+        return result  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         try:

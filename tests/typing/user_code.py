@@ -237,7 +237,6 @@ async def use_policies() -> None:
 
     assert_type(breaker.call(parse, "1"), int)
     assert_type(await breaker.call_async(parse_async, "1"), float)
-    assert_type(await breaker.call_async(parse, "1"), int)
     assert_type(breaker.state, CircuitBreakerStates)
     assert_type(breaker.recovery_ratio, int | float)
     with breaker.context():
