@@ -68,7 +68,7 @@ def _entry_points(groups: Tuple[str, ...] = PLUGIN_GROUPS) -> Iterator[Any]:
         return
     from importlib.metadata import Distribution
 
-    found: Dict[str, list] = {group: [] for group in groups}
+    found: Dict[str, list[Any]] = {group: [] for group in groups}
     for dist in Distribution.discover():
         for entry_point in dist.entry_points:
             bucket = found.get(entry_point.group)
@@ -78,7 +78,7 @@ def _entry_points(groups: Tuple[str, ...] = PLUGIN_GROUPS) -> Iterator[Any]:
         yield from found[group]
 
 
-def setup_plugins() -> Mapping[str, Callable]:
+def setup_plugins() -> Mapping[str, Callable[..., Any]]:
     """Load every plugin entry point and call its ``setup()``.
 
     A plugin that fails to load is logged and skipped; a failing
@@ -137,4 +137,4 @@ def _load_aiomisc_plugins() -> None:
 
 # The mapping behind the read-only ``plugins`` (the alias adds to it).
 _plugins_by_name: Dict[str, Any] = dict(setup_plugins())
-plugins: Mapping[str, Callable] = MappingProxyType(_plugins_by_name)
+plugins: Mapping[str, Callable[..., Any]] = MappingProxyType(_plugins_by_name)

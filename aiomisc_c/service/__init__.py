@@ -58,7 +58,7 @@ def __getattr__(name: str) -> Any:
                 names.extend(attributes)
         globals()["__all__"] = value = tuple(sorted(names))
         return value
-    module_name = _MODULE_OF.get(name)
+    module_name = _MODULE_OF.get(name)  # type: ignore[assignment]
     if module_name is None or not _present(module_name):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(f"{__name__}.{module_name}")

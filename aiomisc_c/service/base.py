@@ -36,7 +36,7 @@ class ServiceMeta(ABCMeta):
         mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any],
         **kwargs: Any,
     ) -> Any:
-        cls = super().__new__(mcs, name, bases, dict(namespace), **kwargs)
+        cls: Any = super().__new__(mcs, name, bases, dict(namespace), **kwargs)
         for key in ("__async_required__", "__required__"):
             setattr(cls, key, frozenset(getattr(cls, key, ())))
 
@@ -104,7 +104,7 @@ class Service(metaclass=ServiceMeta):
         event = self.__dict__.get("_Service__start_event")
         if event is None:
             raise RuntimeError
-        return event
+        return event  # type: ignore[no-any-return]
 
     @property
     def context(self) -> "Context":
