@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from aiomisc_c.service.udp import UDPServer
 from aiomisc_c import (
     CircuitBreaker, asyncbackoff, asyncretry, awaitable, cutout,
     new_event_loop, shield, threaded, threaded_iterable,
@@ -70,6 +71,11 @@ async def protected() -> int:
 @awaitable
 def plain() -> int:
     return 1
+
+
+class BadDatagrams(UDPServer):
+    async def handle_datagram(self, data: str, addr: tuple[str, int]) -> None:  # E: Argument 1 of "handle_datagram" is incompatible with supertype
+        pass
 
 
 def parse(text: str) -> int:

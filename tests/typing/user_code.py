@@ -10,6 +10,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
 from typing import Any
 
+from aiohttp import web
 from typing_extensions import assert_type
 
 import aiomisc_c as aiomisc
@@ -23,7 +24,11 @@ from aiomisc_c.backoff import BackoffExecution
 from aiomisc_c.circuit_breaker import CircuitBreakerStates
 from aiomisc_c.iterator_wrapper import IteratorWrapper
 from aiomisc_c.service import Service as ServiceFromPackage
+from aiomisc_c.entrypoint import Entrypoint
+from aiomisc_c.service.aiohttp import AIOHTTPService
 from aiomisc_c.service.base import SimpleServer
+from aiomisc_c.service.tcp import TCPServer
+from aiomisc_c.service.udp import UDPServer
 from aiomisc_c._thread_pool_base import ThreadPoolExecutorBase
 from aiomisc_c.thread_pool import (
     BoundThreaded, BoundThreadedIterable, Threaded, ThreadedIterable,
@@ -270,7 +275,35 @@ class Echo(SimpleServer):
         assert_type(task, "asyncio.Task[int]")
 
 
+# The services' hooks: mypy checks each override against the base class.
+class EchoServer(TCPServer):
+    async def handle_client(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+    ) -> None:
+        writer.write(await reader.read(1))
+
+
+class DatagramEcho(UDPServer):
+    async def handle_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        self.sendto(data, addr)
+
+
+class WebApp(AIOHTTPService):
+    async def create_application(self) -> web.Application:
+        return web.Application()
+
+
+@aiomisc.receiver(Entrypoint.PRE_START)
+async def before_start(*, entrypoint: Entrypoint, services: Any) -> None:
+    pass
+
+
 def use_loop_and_services() -> None:
+    _ = assert_type(
+        before_start(entrypoint=Entrypoint(), services=()),
+        Coroutine[Any, Any, None],
+    )
+    assert_type(EchoServer(port=0).port, int | None)
     loop = new_event_loop()
     assert_type(loop, asyncio.AbstractEventLoop)
     other_loop, pool = create_default_event_loop()
