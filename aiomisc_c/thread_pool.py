@@ -204,6 +204,8 @@ def _make_threaded_separate(threaded_type: Any) -> Any:
         "_base_new_takes_func": threaded_type.__new__ is not object.__new__,
         "_base_init_takes_func":
             threaded_type.__init__ is not object.__init__,
+        # ThreadedSeparate[P, T] in annotations evaluated at run time
+        "__class_getitem__": classmethod(types.GenericAlias),
     }
     return type(
         "ThreadedSeparate", (_ThreadedSeparateMixin, threaded_type), namespace,

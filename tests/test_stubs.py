@@ -209,3 +209,18 @@ def test_a_changed_twin_is_caught():
     assert stub_parameters(func) == runtime_parameters(same)
     assert stub_parameters(func) != runtime_parameters(renamed)
     assert stub_parameters(func) != runtime_parameters(no_default)
+
+
+def test_generic_classes_are_subscriptable_at_run_time(implementation):
+    """Annotations such as ``Threaded[[int], str]`` also work where they are
+    evaluated (no ``from __future__ import annotations``), on both twins."""
+    from aiomisc_c import backoff, iterator_wrapper, thread_pool
+
+    for generic in (
+        thread_pool.Threaded, thread_pool.BoundThreaded,
+        thread_pool.ThreadedSeparate, thread_pool.ThreadedIterable,
+        thread_pool.BoundThreadedIterable, thread_pool.ThreadedIterableSeparate,
+        iterator_wrapper.IteratorWrapper, backoff.BackoffExecution,
+    ):
+        alias = generic[[int], str]
+        assert alias.__origin__ is generic
