@@ -34,7 +34,9 @@ def mypy_errors(tmp_path_factory):
     # takes either files or -p/-m, not both).
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MYPYPATH", str(TYPING_DIR))
-        stdout, stderr, status = mypy_api.run(MYPY_ARGS + ["--cache-dir", str(cache)])
+        stdout, stderr, status = mypy_api.run(
+            MYPY_ARGS + ["--cache-dir", str(cache)] + config_args(),
+        )
     assert status in (0, 1), stderr or stdout   # 2: mypy itself failed
     return parse(stdout)
 
@@ -51,6 +53,15 @@ MYPY_ARGS = [
     "-m", USER_CODE.stem,
     "-m", PLANTED.stem,
 ]
+
+
+def config_args():
+    """The project's mypy settings (per-module overrides) when the tests
+    run from a checkout or an unpacked sdist."""
+    pyproject = Path(__file__).parent.parent / "pyproject.toml"
+    if pyproject.is_file() and "[tool.mypy]" in pyproject.read_text():
+        return ["--config-file", str(pyproject)]
+    return []
 
 
 def parse(stdout):
