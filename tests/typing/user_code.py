@@ -7,6 +7,7 @@ decorators and classes; an ``Any`` anywhere here fails the check.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
 from typing import Any
 
@@ -58,6 +59,11 @@ def in_new_thread(x: int, /) -> float:
 @threaded_separate(detach=False)
 def in_joined_thread(x: int) -> bytes:
     return bytes(x)
+
+
+@threaded_separate(False)    # aiomisc 17 style: the flag as first argument
+def in_thread_17_style(x: int) -> str:
+    return str(x)
 
 
 @threaded_iterable
@@ -117,6 +123,7 @@ async def use_threads(repo: Repository) -> None:
     assert_type(await in_new_thread(1), float)
     assert_type(in_new_thread.sync_call(1), float)
     assert_type(await in_joined_thread(3), bytes)
+    assert_type(await in_thread_17_style(3), str)
 
     assert_type(numbers, ThreadedIterable[[int], int])
     assert_type(numbers(3), IteratorWrapper[[int], int])
@@ -318,6 +325,32 @@ def use_loop_and_services() -> None:
     loop.close()
     other_loop.close()
     pool.shutdown()
+
+
+class Counters(aiomisc.Statistic):
+    hits: int
+    seconds: float
+
+
+async def use_utilities() -> None:
+    context = aiomisc.get_context()
+    assert_type(context, aiomisc.Context)
+    context["key"] = 1
+    assert_type(await context["key"], Any)
+    signal = aiomisc.Signal()
+    signal.connect(before_start)
+    await signal.call(entrypoint=None, services=())
+    assert_type(list(aiomisc.chunk_list(range(10), 3)), list[list[int]])
+    sock = aiomisc.bind_socket(address="127.0.0.1", port=0)
+    assert_type(sock, socket.socket)
+    sock.close()
+    result = await aiomisc.select(produce(), asyncio.sleep(1, "late"))
+    assert_type(result, aiomisc.SelectResult)
+    assert_type(aiomisc.cancel_tasks([]), "asyncio.Future[Any]")
+    counters = Counters(name="mine")
+    counters.hits += 1
+    assert_type(counters.hits, int)
+    assert_type(counters.seconds, float)
 
 
 async def iterate_any(it: AsyncIterator[int]) -> None:
