@@ -30,6 +30,10 @@ leaks:  ## reference and memory leak checks of the C hot paths (subprocesses)
 test:
 	pytest
 
+.PHONY: typecheck
+typecheck:  ## mypy --strict over the package, tests/typing and the stubs
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/test_typing.py tests/test_stubs.py
+
 bench:
 	$(PYTHON) -m benchmarks
 

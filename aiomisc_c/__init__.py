@@ -76,6 +76,7 @@ __all__ = (
     "entrypoint",
     "get_context",
     "get_statistics",
+    "implementation",
     "io",
     "log",
     "new_event_loop",

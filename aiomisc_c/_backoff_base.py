@@ -13,11 +13,19 @@ import asyncio
 import inspect
 import math
 import operator
-from typing import Any, Callable, Dict, Optional, Tuple, Type, Union
+from typing import (
+    Any, Callable, Coroutine, Dict, Optional, ParamSpec, Protocol, Tuple, Type,
+    TypeVar, Union,
+)
 
 from .counters import Statistic
 
 Number = Union[int, float]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+# What asyncbackoff/asyncretry return: a twin's Backoff.
+B_co = TypeVar("B_co", covariant=True)
 
 # asyncio.TimeoutError is the builtin TimeoutError on 3.11+.
 TimeoutError_ = asyncio.TimeoutError
@@ -182,7 +190,54 @@ def timer_seconds(value: Optional[Number]) -> Optional[float]:
     return None if math.isinf(seconds) else seconds
 
 
-def make_factories(backoff_class: Type[Any]) -> Tuple[Callable[..., Any], ...]:
+class AsyncBackoffFactory(Protocol[B_co]):
+    """The type of ``asyncbackoff`` (either twin)."""
+
+    def __call__(
+        self,
+        attempt_timeout: Optional[Number],
+        deadline: Optional[Number],
+        pause: Number = 0,
+        *exc: Type[Exception],
+        exceptions: Tuple[Type[Exception], ...] = (),
+        max_tries: Optional[int] = None,
+        giveup: Optional[Callable[[Exception], bool]] = None,
+        statistic_name: Optional[str] = None,
+        statistic_class: Type[BackoffStatistic] = BackoffStatistic,
+    ) -> B_co:
+        ...
+
+
+class AsyncRetryFactory(Protocol[B_co]):
+    """The type of ``asyncretry`` (either twin)."""
+
+    def __call__(
+        self,
+        max_tries: Optional[int],
+        exceptions: Tuple[Type[Exception], ...] = (Exception,),
+        pause: Number = 0,
+        giveup: Optional[Callable[[Exception], bool]] = None,
+        statistic_name: Optional[str] = None,
+    ) -> B_co:
+        ...
+
+
+class TimeoutDecorator(Protocol):
+    """What ``timeout(value)`` returns: keeps the decorated coroutine
+    function's signature."""
+
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, T]], /,
+    ) -> Callable[P, Coroutine[Any, Any, T]]:
+        ...
+
+
+BackoffType = TypeVar("BackoffType")
+
+
+def make_factories(
+    backoff_class: Callable[..., BackoffType],
+) -> Tuple[AsyncBackoffFactory[BackoffType], AsyncRetryFactory[BackoffType]]:
     """``asyncbackoff`` and ``asyncretry`` over ``backoff_class`` (each twin
     calls this with its own ``Backoff``)."""
 
@@ -196,7 +251,7 @@ def make_factories(backoff_class: Type[Any]) -> Tuple[Callable[..., Any], ...]:
         giveup: Optional[Callable[[Exception], bool]] = None,
         statistic_name: Optional[str] = None,
         statistic_class: Type[BackoffStatistic] = BackoffStatistic,
-    ) -> Any:
+    ) -> BackoffType:
         """Parametric decorator: retry the decorated coroutine function on
         ``exceptions`` (``exc``), bounding every attempt by
         ``attempt_timeout`` and the whole call by ``deadline`` (seconds,
@@ -220,7 +275,7 @@ def make_factories(backoff_class: Type[Any]) -> Tuple[Callable[..., Any], ...]:
         pause: Number = 0,
         giveup: Optional[Callable[[Exception], bool]] = None,
         statistic_name: Optional[str] = None,
-    ) -> Any:
+    ) -> BackoffType:
         """``asyncbackoff(None, None, pause, *exceptions, max_tries=...)``
         with a :class:`RetryStatistic`."""
         return asyncbackoff(
@@ -237,17 +292,19 @@ def make_factories(backoff_class: Type[Any]) -> Tuple[Callable[..., Any], ...]:
     return asyncbackoff, asyncretry
 
 
-def make_timeout(wrapper_factory: Callable[[Callable[..., Any], Any], Any]) -> Callable[..., Any]:
+def make_timeout(
+    wrapper_factory: Callable[[Callable[..., Any], Any], Any],
+) -> Callable[[Optional[Number]], TimeoutDecorator]:
     """The ``timeout`` decorator of a twin whose wrapper is built by
     ``wrapper_factory(func, value)`` (the C twin's wrapper type)."""
     import functools
 
-    def timeout(value: Optional[Number]) -> Callable[[Callable[..., Any]], Any]:
+    def timeout(value: Optional[Number]) -> TimeoutDecorator:
         """Fail the decorated coroutine function with
         ``asyncio.TimeoutError`` after ``value`` seconds."""
         check_timeout(value)
 
-        def decorator(func: Callable[..., Any]) -> Any:
+        def decorator(func: Callable[..., Any], /) -> Any:
             if not iscoroutinefunction(func):
                 raise TypeError("Function is not a coroutine function")
             return functools.update_wrapper(wrapper_factory(func, value), func)

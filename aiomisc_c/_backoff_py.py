@@ -42,18 +42,13 @@ import math
 import time
 from functools import wraps
 from typing import (
-    Any, Callable, Coroutine, Generic, Optional, Tuple, Type, TypeVar,
+    Any, Callable, Coroutine, Generic, Optional, ParamSpec, Tuple, Type, TypeVar,
 )
 
 from ._backoff_base import (
     BackoffStatistic, Number, RetryStatistic, TimeoutError_, check_policy,
     check_timeout, iscoroutinefunction, make_factories, timer_seconds,
 )
-
-try:
-    from typing import ParamSpec
-except ImportError:  # pragma: no cover - Python < 3.10
-    from typing_extensions import ParamSpec
 
 __all__ = (
     "Backoff",
@@ -118,7 +113,10 @@ class _AttemptTimer:
         self.loop = loop
         self.task = task
         # cancellations requested before the call are not ours to judge
-        self.baseline = task.cancelling() if _HAS_UNCANCEL else 0
+        self.baseline = (
+            task.cancelling()  # type: ignore[attr-defined, unused-ignore]
+            if _HAS_UNCANCEL else 0
+        )
         self.handle: Optional[asyncio.TimerHandle] = None
         self.kind = 0
         self.fired = 0
@@ -143,7 +141,10 @@ class _AttemptTimer:
         fired, self.fired = self.fired, 0
         if not fired:
             return 0
-        if _HAS_UNCANCEL and self.task.uncancel() > self.baseline:
+        if _HAS_UNCANCEL and (
+            self.task.uncancel()  # type: ignore[attr-defined, unused-ignore]
+            > self.baseline
+        ):
             return 0    # somebody else cancelled the task too: not ours
         return fired if isinstance(error, _CancelledError) else 0
 
@@ -156,7 +157,7 @@ async def _sleep(
     when = loop.time() + pause
     expired = deadline_at is not None and deadline_at <= when
     if expired:
-        when = deadline_at
+        when = deadline_at  # type: ignore[assignment]  # not None: expired
     waiter = loop.create_future()
     handle = None
     if not math.isinf(when):
@@ -264,7 +265,10 @@ class BackoffExecution(Generic[P, T]):
                         attempt_timeout is not None
                         and now + attempt_timeout < deadline_at
                     ):
-                        timer.arm(now + attempt_timeout, _ATTEMPT)
+                        timer.arm(
+                            now + attempt_timeout,  # type: ignore[operator]
+                            _ATTEMPT,
+                        )
                     else:
                         timer.arm(deadline_at, _DEADLINE)
                     try:

@@ -13,7 +13,10 @@ import sys
 from collections import Counter, deque
 from enum import IntEnum, unique
 from functools import wraps
-from typing import Any, Awaitable, Callable, Optional, Tuple, TypeVar
+from typing import (
+    TYPE_CHECKING, Any, Awaitable, Callable, Optional, ParamSpec, Protocol,
+    Tuple, TypeVar,
+)
 
 from . import _compat
 from .counters import Statistic
@@ -21,12 +24,15 @@ from .counters import Statistic
 log = logging.getLogger("aiomisc_c.circuit_breaker")
 
 Number = int | float
-StatisticType = deque[tuple[int, Counter]]
+StatisticType = deque[tuple[int, Counter[Any]]]
 T = TypeVar("T")
+P = ParamSpec("P")
 ExceptionInspectorType = Callable[[Exception], bool] | None
 CutoutFuncType = Callable[..., T] | Callable[..., Awaitable[T]]
 CutoutDecoratorReturnType = Callable[..., T | Awaitable[T]]
-CutoutReturnType = Callable[[CutoutFuncType], CutoutDecoratorReturnType]
+CutoutReturnType = Callable[
+    [CutoutFuncType[Any]], CutoutDecoratorReturnType[Any],
+]
 
 # Control-flow exceptions: never counted as failures (and never remembered as
 # the last exception), whatever ``exceptions`` says; they always propagate.
@@ -181,6 +187,27 @@ else:
         )
 
 
+class CutoutDecorator(Protocol):
+    """What ``cutout(...)`` returns: keeps the decorated function's
+    signature (a coroutine function stays one)."""
+
+    def __call__(self, func: Callable[P, T], /) -> Callable[P, T]:
+        ...
+
+
+class CutoutFactory(Protocol):
+    """The type of ``cutout`` (either twin)."""
+
+    def __call__(
+        self,
+        ratio: float,
+        response_time: int | float,
+        *exceptions: type[Exception],
+        **kwargs: Any,
+    ) -> CutoutDecorator:
+        ...
+
+
 def _wrap_async(breaker: Any, func: Callable[..., Any]) -> Callable[..., Any]:
     @wraps(func)
     async def async_wrapper(*args: Any, **kw: Any) -> Any:
@@ -194,7 +221,7 @@ def build_cutout(
     wrap_sync: Callable[[Any, Callable[..., Any]], Callable[..., Any]],
     module: str,
     wrap_async: Callable[[Any, Callable[..., Any]], Callable[..., Any]] = _wrap_async,
-) -> Callable[..., CutoutReturnType]:
+) -> CutoutFactory:
     """The ``cutout`` of one twin: ``breaker_class`` makes the breaker,
     ``wrap_sync(breaker, func)`` and ``wrap_async(breaker, func)`` make the
     wrappers of plain and coroutine functions."""
@@ -204,7 +231,7 @@ def build_cutout(
         response_time: int | float,
         *exceptions: type[Exception],
         **kwargs: Any,
-    ) -> CutoutReturnType:
+    ) -> CutoutDecorator:
         # Built here, once: every function decorated by the returned
         # decorator shares it (and bad arguments fail right now).
         circuit_breaker = breaker_class(
@@ -214,7 +241,7 @@ def build_cutout(
             **kwargs,
         )
 
-        def decorator(func: CutoutFuncType) -> CutoutDecoratorReturnType:
+        def decorator(func: Callable[P, T], /) -> Callable[P, T]:
             if iscoroutinefunction(func):
                 return wrap_async(circuit_breaker, func)
             return wrap_sync(circuit_breaker, func)
@@ -230,3 +257,5 @@ def build_cutout(
 # twins: seed the global generator (``random.seed``) or patch this name.
 # Bound on first use: the random module costs ~2 ms of package import.
 _compat.lazy_attributes(globals(), {"random": "random"})
+if TYPE_CHECKING:
+    from random import random as random

@@ -18,7 +18,9 @@ import threading
 from collections import Counter, deque
 from contextlib import contextmanager
 from functools import wraps
-from typing import Any, Awaitable, Callable, Generator, Iterable, Optional
+from typing import (
+    Any, Awaitable, Callable, Generator, Iterable, Optional, ParamSpec,
+)
 
 from . import _circuit_breaker_base as _base
 from ._circuit_breaker_base import (
@@ -29,6 +31,8 @@ from ._circuit_breaker_base import (
 from .compat import EventLoopMixin
 
 __all__ = ("CircuitBreaker", "cutout")
+
+P = ParamSpec("P")
 
 PASSING = CircuitBreakerStates.PASSING
 BROKEN = CircuitBreakerStates.BROKEN
@@ -47,8 +51,8 @@ class _Bucket:
         self.ok = 0
         self.total = 0
 
-    def as_counter(self) -> Counter:
-        counter: Counter = Counter()
+    def as_counter(self) -> "Counter[Any]":
+        counter: "Counter[Any]" = Counter()
         for key, value in (
             (CounterKey.FAIL, self.fail),
             (CounterKey.OK, self.ok),
@@ -116,7 +120,7 @@ class CircuitBreaker(EventLoopMixin):
             broken_time, passing_time, exception_inspector,
         )
         self._response_time = response_time
-        self._statistic: deque = deque(maxlen=self.BUCKET_COUNT)
+        self._statistic: "deque[_Bucket]" = deque(maxlen=self.BUCKET_COUNT)
         # Guards the window, the state and the counters; held only for
         # bookkeeping.  Re-entrant: dropping the last exception may run its
         # finalizer, which may use the breaker.
@@ -204,7 +208,7 @@ class CircuitBreaker(EventLoopMixin):
     def bucket(self) -> int:
         return self._bucket_id(self._now(), self.BUCKET_COUNT)
 
-    def counter(self) -> Counter:
+    def counter(self) -> "Counter[Any]":
         """A snapshot of the current bucket's counts (a new bucket is started
         when the clock moved past the last one)."""
         now = self._now()
@@ -297,7 +301,9 @@ class CircuitBreaker(EventLoopMixin):
             raise
         self._record_success(bucket)
 
-    def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    def call(
+        self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs,
+    ) -> T:
         bucket = self._enter()
         try:
             result = func(*args, **kwargs)
@@ -308,20 +314,21 @@ class CircuitBreaker(EventLoopMixin):
         return result
 
     async def call_async(
-        self, func: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any,
+        self, func: Callable[P, Awaitable[T]], *args: P.args,
+        **kwargs: P.kwargs,
     ) -> T:
         bucket = self._enter()
         try:
             # like aiomisc.utils.awaitable(func): await what is awaitable,
             # take anything else as the result
-            result = func(*args, **kwargs)
+            result: Any = func(*args, **kwargs)
             if is_awaitable(result):
                 result = await result
         except BaseException as exc:
             self._record_failure(bucket, exc)
             raise
         self._record_success(bucket)
-        return result
+        return result  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
         try:
@@ -335,10 +342,10 @@ class CircuitBreaker(EventLoopMixin):
 
 
 def _wrap_sync(
-    circuit_breaker: CircuitBreaker, func: Callable[..., T],
-) -> Callable[..., T]:
+    circuit_breaker: CircuitBreaker, func: Callable[P, T],
+) -> Callable[P, T]:
     @wraps(func)
-    def wrapper(*args: Any, **kw: Any) -> T:
+    def wrapper(*args: P.args, **kw: P.kwargs) -> T:
         return circuit_breaker.call(func, *args, **kw)
 
     return wrapper

@@ -2,11 +2,23 @@
 
 ``USE_C_EXTENSIONS`` is decided once, at import: false on interpreters other
 than CPython and when ``AIOMISC_C_NO_EXTENSIONS`` is set to a true value.
-A public module binds each twinned name with :func:`bind_twins`, which keeps
-both twins (``_PyName`` / ``_CName`` in the module) and aliases the chosen one
-to the public name.  :func:`use_implementation` rebinds every twinned name of
-every public module at once; the test suite uses it to run each test against
-both twins.
+
+A public module binds each twinned name in its own source, the way
+``asyncio.futures`` does: the Python twin is what a type checker sees (and
+what runs when the C module is missing), the C twin replaces it at run time::
+
+    _c_twin = _compat.import_c_module("_circuit_breaker")
+    if TYPE_CHECKING or _c_twin is None:
+        from ._circuit_breaker_py import CircuitBreaker
+    else:
+        CircuitBreaker = _c_twin.CircuitBreaker
+
+(the Python twins are imported only when they run: a program on the C twins
+never loads them).  The module then registers the names with
+:func:`bind_twins`, which keeps both twins reachable (``_PyName`` /
+``_CName``) and records them for :func:`use_implementation`, the test
+helper that rebinds every twinned name of every public module at once so
+that each test runs against both twins.
 """
 from __future__ import annotations
 
@@ -44,7 +56,7 @@ class TwinPairs(Mapping[str, Tuple[Any, Any]]):
         self,
         namespace: Dict[str, Any],
         load_python: Callable[[], Any],
-        c_module: Optional[types.ModuleType],
+        c_module: Any,
         names: List[str],
     ):
         self._namespace = namespace
@@ -135,7 +147,7 @@ def import_c_module(name: str) -> Optional[types.ModuleType]:
         return None
 
 
-def _c_module_state(c_module: Optional[types.ModuleType]) -> Optional[str]:
+def _c_module_state(c_module: Any) -> Optional[str]:
     if c_module is not None:
         return None
     if not USE_C_EXTENSIONS:
@@ -147,24 +159,35 @@ def bind_twins(
     primitive: str,
     namespace: Dict[str, Any],
     python_twins: Any,
-    c_module: Optional[types.ModuleType],
+    c_module: Any,
     names: List[str],
 ) -> None:
-    """Bind ``names`` in ``namespace`` to the C twin when it is available.
+    """Register the twinned ``names`` that a public module has bound.
 
-    ``python_twins`` holds the Python twins (a module or namespace), or is a
-    loader that returns it (see :func:`lazy_module`), called on first need.
-    Both twins stay reachable as ``_PyNAME`` and ``_CNAME`` (the latter is
-    ``None`` without the extension).
+    The module binds each name in its source first (the C twin when
+    ``c_module`` is not ``None``, else the Python one); this checks that
+    binding, keeps both twins reachable as ``_PyNAME`` and ``_CNAME`` (the
+    latter is ``None`` without the extension) and records the names for
+    :func:`use_implementation`.  ``python_twins`` holds the Python twins (a
+    module or namespace), or is a loader that returns it (see
+    :func:`lazy_module`), called on first need.
     """
     load = python_twins if callable(python_twins) else (lambda: python_twins)
     pairs = TwinPairs(namespace, load, c_module, names)
     for name in names:
         namespace[f"_C{name}"] = pairs._c[name]
+    kind = "c" if c_module is not None else "python"
+    chosen = pairs._c if kind == "c" else pairs.python()
+    for name, obj in chosen.items():
+        if namespace.get(name) is not obj:
+            raise RuntimeError(
+                f"{namespace.get('__name__')}.{name} must be bound to its "
+                f"{kind} twin before bind_twins()",
+            )
     _resolve_python_names_lazily(namespace, pairs)
     _TWINS[primitive] = (namespace, pairs)
     _C_MISSING[primitive] = _c_module_state(c_module)
-    _select(primitive, "c" if c_module is not None else "python")
+    _CHOSEN[primitive] = kind
 
 
 def _resolve_python_names_lazily(

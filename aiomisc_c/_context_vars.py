@@ -19,7 +19,7 @@ class StrictContextVar(Generic[T]):
 
     def __init__(self, name: str, exc: Exception):
         self.exc = exc
-        self.context_var: ContextVar = ContextVar(name)
+        self.context_var: ContextVar[T] = ContextVar(name)
 
     def get(self) -> T:
         value = self.context_var.get(None)

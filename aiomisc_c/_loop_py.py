@@ -14,7 +14,10 @@ import asyncio
 import asyncio.events
 import importlib
 import operator
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ._thread_pool_base import ThreadPoolExecutorBase
 
 __all__ = ("create_default_event_loop", "new_event_loop")
 
@@ -117,7 +120,7 @@ def create_default_event_loop(
     pool_size: int | None = None,
     policy: asyncio.AbstractEventLoopPolicy = DEFAULT_POLICY,
     debug: bool = False,
-) -> tuple[asyncio.AbstractEventLoop, Any]:
+) -> tuple[asyncio.AbstractEventLoop, ThreadPoolExecutorBase]:
     """Create an event loop and a thread pool executor.
 
     :param pool_size: thread pool maximal size (``None``/``0``: the pool's

@@ -26,7 +26,8 @@ from asyncio.events import _get_running_loop
 from functools import partial
 from types import MappingProxyType
 from typing import (
-    Any, Awaitable, Callable, ClassVar, Mapping, Optional, Set, Tuple, TypeVar,
+    Any, Awaitable, Callable, ClassVar, Generic, Mapping, Optional, ParamSpec,
+    Set, Tuple, TypeVar,
 )
 
 from ._compat import process_signals_blocked
@@ -34,6 +35,7 @@ from ._context_vars import EVENT_LOOP
 from .counters import Statistic
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 log = logging.getLogger("aiomisc_c.thread_pool")
 
@@ -84,7 +86,7 @@ def _submit_in_loop(
     default one) now; returns the loop future."""
     target = executor
     if target is None and isinstance(loop, asyncio.BaseEventLoop):
-        target = loop._default_executor   # uvloop does not expose it
+        target = loop._default_executor  # type: ignore[attr-defined]  # uvloop does not expose it
     if isinstance(target, ThreadPoolExecutorBase):
         # Our pools copy the context and set EVENT_LOOP themselves.
         return target.submit(func, *args, **kwargs)
@@ -202,7 +204,8 @@ class ThreadPoolExecutorBase(concurrent.futures.ThreadPoolExecutor):
     ) -> "asyncio.Future[T]":
         """Run ``fn(*args, **kwargs)`` in the pool; returns an asyncio future
         of the running loop (else of ``asyncio.get_event_loop()``)."""
-        return self._core.submit(fn, *args, **kwargs)
+        future: "asyncio.Future[T]" = self._core.submit(fn, *args, **kwargs)
+        return future
 
     def _spawn_thread(self) -> None:
         # Called by the core (under its growth lock) to add one worker.
@@ -286,24 +289,24 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-class ThreadedBase(ABC):
+class ThreadedBase(Generic[P, T], ABC):
     """The common base of the ``Threaded`` family.
 
     The Python ``Threaded``/``BoundThreaded`` subclass it; the C twins are
     registered virtual subclasses, so ``isinstance(x, ThreadedBase)`` holds
-    for both.
+    for both.  ``P``/``T`` are the wrapped callable's parameters and result.
     """
 
-    func: Callable[..., Any]
+    func: Callable[..., T]
 
     @abstractmethod
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         ...
 
-    def sync_call(self, /, *args: Any, **kwargs: Any) -> Any:
+    def sync_call(self, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self.func(*args, **kwargs)
 
-    def async_call(self, /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+    def async_call(self, /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
         return run_in_executor(func=self.func, args=args, kwargs=kwargs)
 
     def __repr__(self) -> str:
@@ -311,5 +314,5 @@ class ThreadedBase(ABC):
         name = getattr(func, "__name__", type(func).__name__)
         return f"<{type(self).__name__} {name} at {id(self):#x}>"
 
-    def __call__(self, /, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+    def __call__(self, /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
         return self.async_call(*args, **kwargs)

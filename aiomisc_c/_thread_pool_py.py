@@ -29,7 +29,8 @@ from collections import deque
 from contextvars import Context, copy_context
 from functools import partial as _partial
 from typing import (
-    Any, Callable, Deque, Dict, Optional, Tuple, Type, TypeVar, Union,
+    Any, Awaitable, Callable, Concatenate, Deque, Dict, Optional, ParamSpec,
+    Tuple, Type, TypeVar, Union, overload,
 )
 
 from ._thread_pool_base import (
@@ -38,6 +39,9 @@ from ._thread_pool_base import (
 )
 
 T = TypeVar("T")
+P = ParamSpec("P")
+BP = ParamSpec("BP")    # the parameters of a method, after ``self``
+S = TypeVar("S")
 
 log = logging.getLogger("aiomisc_c.thread_pool")
 
@@ -148,7 +152,7 @@ def _stop_iteration_error(exc: StopIteration) -> RuntimeError:
 # A queued work item: (future, fn, args, kwargs, context, channel)
 _WorkItem = Tuple[
     "asyncio.Future[Any]", Callable[..., Any], Tuple[Any, ...],
-    dict, Context, _LoopChannel,
+    Dict[str, Any], Context, _LoopChannel,
 ]
 
 
@@ -424,7 +428,7 @@ class Executor:
             if future.done():    # the caller gave up on it
                 self._unfinished -= 1
                 self._idle_awake += 1
-                future = fn = args = kwargs = context = channel = None
+                future = fn = args = kwargs = context = channel = None  # type: ignore[assignment]  # noqa: E501
                 continue
 
             started = perf_counter()
@@ -445,10 +449,10 @@ class Executor:
             # Keep no reference to a finished item: its future must be
             # collectable once the caller drops it, and scheduling the
             # drain may hand the GIL to the loop thread.
-            future = fn = args = kwargs = context = outcome = None
+            future = fn = args = kwargs = context = outcome = None  # type: ignore[assignment]  # noqa: E501
             if not channel.scheduled:
                 channel.schedule()
-            channel = None
+            channel = None  # type: ignore[assignment]
 
             self._unfinished -= 1
             self._idle_awake += 1
@@ -525,7 +529,7 @@ def _unwrap(func: Any) -> Tuple[Callable[..., Any], type]:
 _METADATA = ("__module__", "__name__", "__qualname__", "__doc__")
 
 
-class Threaded(ThreadedBase):
+class Threaded(ThreadedBase[P, T]):
     """Run ``func`` in the loop's default executor: ``await threaded_fn()``.
 
     ``func`` may be a function, a ``staticmethod`` or a ``classmethod``;
@@ -534,10 +538,10 @@ class Threaded(ThreadedBase):
 
     __slots__ = ("func", "func_type")
 
-    func: Callable[..., Any]
+    func: Callable[..., T]
     func_type: type
 
-    def __init__(self, func):   # type: ignore[no-untyped-def]
+    def __init__(self, func: Callable[P, T]) -> None:
         unwrapped, func_type = _unwrap(func)
         if not callable(unwrapped):
             raise TypeError(f"Can not wrap non-callable object {unwrapped!r}")
@@ -555,7 +559,7 @@ class Threaded(ThreadedBase):
             setattr(self, name, value)
         self.__wrapped__ = unwrapped
 
-    def async_call(self, /, *args: Any, **kwargs: Any) -> Any:
+    def async_call(self, /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
         """Start ``func(*args, **kwargs)`` in the default executor.
 
         Returns an ``asyncio.Future`` inside a running loop, otherwise a
@@ -565,7 +569,7 @@ class Threaded(ThreadedBase):
         if loop is None:
             return run_in_executor(self.func, args=args, kwargs=kwargs)
         if isinstance(loop, _BaseEventLoop):
-            executor = loop._default_executor
+            executor = loop._default_executor  # type: ignore[attr-defined]
             if isinstance(executor, ThreadPoolExecutorBase):
                 return executor.submit(self.func, *args, **kwargs)
             # A foreign executor (contract: like 17.x, a plain partial).
@@ -588,12 +592,27 @@ class Threaded(ThreadedBase):
         if "__call__" not in cls.__dict__:
             cls.__call__ = ThreadedBase.__call__   # type: ignore[method-assign]
 
-    def sync_call(self, /, *args: Any, **kwargs: Any) -> Any:
+    def sync_call(self, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self.func(*args, **kwargs)
+
+    # Read from the class: the Threaded itself; from an instance: a
+    # BoundThreaded without the ``self`` parameter.
+    @overload
+    def __get__(
+        self, instance: None, owner: Optional[type] = None,
+    ) -> "Threaded[P, T]":
+        ...
+
+    @overload
+    def __get__(
+        self: "Threaded[Concatenate[S, BP], T]", instance: S,
+        owner: Optional[type] = None,
+    ) -> "BoundThreaded[BP, T]":
+        ...
 
     def __get__(
         self, instance: Any, owner: Optional[type] = None,
-    ) -> Union["Threaded", "BoundThreaded"]:
+    ) -> Union["Threaded[P, T]", "BoundThreaded[Any, T]"]:
         func_type = self.func_type
         if func_type is staticmethod:
             return self
@@ -624,30 +643,30 @@ class _FromFunc:
         return getattr(instance.func, self.name, None)
 
 
-class BoundThreaded(ThreadedBase):
+class BoundThreaded(ThreadedBase[P, T]):
     """A :class:`Threaded` bound to ``instance`` (an object or a class)."""
 
     __slots__ = ("func", "func_type", "instance")
 
-    func: Callable[..., Any]
+    func: Callable[..., T]
     func_type: type
     instance: Any
 
-    def __init__(self, func, instance):   # type: ignore[no-untyped-def]
+    def __init__(self, func: Callable[..., T], instance: Any) -> None:
         if not callable(func):
             raise TypeError(f"Can not wrap non-callable object {func!r}")
         self.func = func
         self.func_type = type(func)
         self.instance = instance
 
-    def async_call(self, /, *args: Any, **kwargs: Any) -> Any:
+    def async_call(self, /, *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
         loop = _get_running_loop()
         if loop is None:
             return run_in_executor(
                 self.func, args=(self.instance, *args), kwargs=kwargs,
             )
         if isinstance(loop, _BaseEventLoop):
-            executor = loop._default_executor
+            executor = loop._default_executor  # type: ignore[attr-defined]
             if isinstance(executor, ThreadPoolExecutorBase):
                 return executor.submit(self.func, self.instance, *args, **kwargs)
             return loop.run_in_executor(
@@ -666,12 +685,12 @@ class BoundThreaded(ThreadedBase):
         if "__call__" not in cls.__dict__:
             cls.__call__ = ThreadedBase.__call__   # type: ignore[method-assign]
 
-    def sync_call(self, /, *args: Any, **kwargs: Any) -> Any:
+    def sync_call(self, /, *args: P.args, **kwargs: P.kwargs) -> T:
         return self.func(self.instance, *args, **kwargs)
 
     # update_wrapper-like metadata, read from ``func`` on demand (a bound
     # object is created on every attribute access: keep __init__ cheap).
-    __doc__ = _FromFunc("__doc__", __doc__)   # type: ignore[assignment]
+    __doc__ = _FromFunc("__doc__", __doc__)
 
     def __getattr__(self, name: str) -> Any:
         if name in ("__name__", "__qualname__"):
@@ -693,7 +712,9 @@ def _func_name(func: Any) -> str:
     return getattr(target, "__name__", type(target).__name__)
 
 
-def _bind(func: Callable[..., Any], func_type: type, instance: Any) -> BoundThreaded:
+def _bind(
+    func: Callable[..., T], func_type: type, instance: Any,
+) -> "BoundThreaded[Any, T]":
     # Threaded.__get__ runs on every attribute access: skip __init__.
     bound = _new_bound(BoundThreaded)
     bound.func = func

@@ -31,7 +31,7 @@ log = logging.getLogger("aiomisc_c.thread_pool")
 class WorkItemBase:
     func: Callable[..., Any]
     statistic: ThreadPoolStatistic
-    future: asyncio.Future
+    future: asyncio.Future[Any]
     loop: asyncio.AbstractEventLoop
     args: Tuple[Any, ...] = field(default_factory=tuple)
     kwargs: Dict[str, Any] = field(default_factory=dict)
@@ -41,7 +41,7 @@ class WorkItemBase:
 
 
 def _set_future(
-    future: asyncio.Future, succeeded: bool, value: Any,
+    future: asyncio.Future[Any], succeeded: bool, value: Any,
 ) -> None:
     if future.done():
         return
@@ -96,7 +96,7 @@ class TaskChannelCloseException(RuntimeError):
     pass
 
 
-class TaskChannel(SimpleQueue):
+class TaskChannel(SimpleQueue):  # type: ignore[type-arg]
     closed_event: threading.Event
 
     def __init__(self) -> None:

@@ -15,7 +15,7 @@ in ``aiomisc_c/_backoff_py.py``.
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from . import _compat
 from ._backoff_base import BackoffStatistic, RetryStatistic
@@ -31,9 +31,19 @@ __all__ = (
 
 Number = Union[int, float]
 
+# The Python twin is what a type checker sees; the C twin runs when built.
+_c_twin = _compat.import_c_module("_backoff")
+if TYPE_CHECKING or _c_twin is None:
+    from ._backoff_py import Backoff, BackoffExecution, asyncbackoff, asyncretry
+else:
+    Backoff = _c_twin.Backoff
+    BackoffExecution = _c_twin.BackoffExecution
+    asyncbackoff = _c_twin.asyncbackoff
+    asyncretry = _c_twin.asyncretry
+
 _compat.bind_twins(
     "backoff", globals(),
     _compat.lazy_module("aiomisc_c._backoff_py"),   # imported on first need
-    _compat.import_c_module("_backoff"),
-    ["Backoff", "BackoffExecution", "asyncbackoff", "asyncretry"],
+    _c_twin, ["Backoff", "BackoffExecution", "asyncbackoff", "asyncretry"],
 )
+del _c_twin

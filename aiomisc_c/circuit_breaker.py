@@ -7,6 +7,8 @@ Shared by both twins (``aiomisc_c._circuit_breaker_base``): the enums,
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from . import _compat
 from ._circuit_breaker_base import (
     CircuitBreakerStates, CircuitBreakerStatistic, CircuitBroken, CounterKey,
@@ -29,10 +31,18 @@ __all__ = (
     "cutout",
 )
 
-# Binds CircuitBreaker / cutout, plus the _Py* and _C* twins.
+# The Python twin is what a type checker sees; the C twin runs when built.
+_c_twin = _compat.import_c_module("_circuit_breaker")
+if TYPE_CHECKING or _c_twin is None:
+    from ._circuit_breaker_py import CircuitBreaker, cutout
+else:
+    CircuitBreaker = _c_twin.CircuitBreaker
+    cutout = _c_twin.cutout
+
+# Keeps _PyCircuitBreaker / _CCircuitBreaker (and cutout's) reachable.
 _compat.bind_twins(
     "circuit_breaker", globals(),
     _compat.lazy_module("aiomisc_c._circuit_breaker_py"),   # imported on first need
-    _compat.import_c_module("_circuit_breaker"),
-    ["CircuitBreaker", "cutout"],
+    _c_twin, ["CircuitBreaker", "cutout"],
 )
+del _c_twin

@@ -110,7 +110,7 @@ def default_loop_factory() -> asyncio.AbstractEventLoop:
     without touching the process-wide policy."""
     uvloop = _chosen_uvloop()
     if uvloop is not None:
-        return uvloop.new_event_loop()
+        return uvloop.new_event_loop()  # type: ignore[no-any-return]
     return asyncio.new_event_loop()
 
 

@@ -35,11 +35,11 @@ class Context:
                 f"not {type(loop).__name__}",
             )
         self._loop = loop
-        self._storage: Dict[Any, asyncio.Future] = defaultdict(loop.create_future)
+        self._storage: "Dict[Any, asyncio.Future[Any]]" = defaultdict(loop.create_future)
         self._statistic = ContextStatistic()
         self._EVENT_OBJECTS[loop] = self
 
-    def __getitem__(self, key: Any) -> asyncio.Future:
+    def __getitem__(self, key: Any) -> "asyncio.Future[Any]":
         self._statistic.get += 1
         return self._storage[key]
 

@@ -53,12 +53,12 @@ class Metric:
 
 
 class AbstractStatistic:
-    __metrics__: frozenset
+    __metrics__: frozenset[str]
     __instances__: MutableSet["AbstractStatistic"]
     name: Optional[str]
 
 
-CLASS_STORE: set = set()
+CLASS_STORE: "set[Any]" = set()
 
 
 def _own_counters(klass: type) -> Dict[str, type]:
@@ -74,7 +74,7 @@ class MetaStatistic(type):
     and lays out the per-instance buffers."""
 
     def __new__(mcs, name: str, bases: Tuple[type, ...], dct: Dict[str, Any]) -> Any:
-        klass = super().__new__(mcs, name, bases, dct)
+        klass: Any = super().__new__(mcs, name, bases, dct)
 
         counters: Dict[str, type] = {}
         # Inherit every statistic ancestor's counters (17.x reads only the
@@ -105,7 +105,7 @@ class MetaStatistic(type):
 class Statistic(AbstractStatistic, metaclass=MetaStatistic):
 
     def __init__(self, name: Optional[str] = None) -> None:
-        klass = type(self)
+        klass: Any = type(self)
         if not klass.__metrics__:
             raise TypeError(
                 f"{klass.__name__} declares no counters; annotate counters "
@@ -116,7 +116,7 @@ class Statistic(AbstractStatistic, metaclass=MetaStatistic):
         self.name = name
         klass.__instances__.add(self)
 
-    def _counter_slot(self, metric: str) -> Tuple[array, int]:
+    def _counter_slot(self, metric: str) -> "Tuple[array[Any], int]":
         """The ``(buffer, index)`` that holds ``metric`` (for C code)."""
         descriptor = type(self).__dict__.get(metric)
         if descriptor is None:
@@ -129,7 +129,7 @@ class Statistic(AbstractStatistic, metaclass=MetaStatistic):
         return getattr(self, descriptor._buffer), descriptor.index
 
     def __iter__(self) -> Iterator[Tuple[str, Number]]:
-        klass = type(self)
+        klass: Any = type(self)
         yield from zip(klass.__int_metrics__, self._ints)
         yield from zip(klass.__float_metrics__, self._floats)
 
@@ -164,7 +164,8 @@ def _statistic_result_class() -> type:
     namespace = globals()
     if "StatisticResult" not in namespace:
         namespace["StatisticResult"] = _make_statistic_result()
-    return namespace["StatisticResult"]
+    result: type = namespace["StatisticResult"]
+    return result
 
 
 def __getattr__(name: str) -> Any:

@@ -196,14 +196,14 @@ class Entrypoint:
             )
         self._loop_factory = loop_factory
 
-        self.__passed_services: frozenset = frozenset(services)
+        self.__passed_services: frozenset[Service] = frozenset(services)
         self._services: set[Service] = set()
         self._debug = debug
         self._loop = loop
         self._loop_owner = False
         self._thread_pool: ExecutorType | None = None
         # start() tasks of services that set start_event and keep running.
-        self._tasks: MutableSet[asyncio.Task] = WeakSet()
+        self._tasks: MutableSet[asyncio.Task[Any]] = WeakSet()
         # Tasks driving the shutdown: never cancelled as "other tasks".
         self._shutdown_tasks: MutableSet[asyncio.Future[Any]] = WeakSet()
 
@@ -498,7 +498,7 @@ class Entrypoint:
         if errors:
             for error in errors[1:]:
                 log.error("Service start failed", exc_info=error)
-            raise errors[0]
+            raise errors[0]  # type: ignore[misc]  # not None: filtered
 
     # ------------------------------------------------------------------ stop
 
@@ -554,7 +554,7 @@ class Entrypoint:
                 if errors:
                     for error in errors[1:]:
                         log.error("Service stop failed", exc_info=error)
-                    raise errors[0]
+                    raise errors[0]  # type: ignore[misc]  # not None: filtered
         finally:
             await _cancel_and_wait(tasks, CANCEL_GRACE, "Service stop task")
             for s in svc:
@@ -566,7 +566,7 @@ class Entrypoint:
 
     async def _cancel_background_tasks(self, deadline: float) -> None:
         current_task = asyncio_current_task(self.loop)
-        keep = set(self._shutdown_tasks)
+        keep: set[Any] = set(self._shutdown_tasks)
         keep.add(current_task)
         tasks = [t for t in asyncio_all_tasks(self.loop) if t not in keep]
         await _cancel_and_wait(

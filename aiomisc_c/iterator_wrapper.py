@@ -17,17 +17,12 @@ from queue import Empty as QueueEmpty, Queue
 from types import TracebackType
 from typing import (
     Any, AsyncIterator, Awaitable, Callable, Deque, Generator, Generic,
-    Iterable, NoReturn, Optional, Tuple, Type, TypeVar,
+    Iterable, NoReturn, Optional, ParamSpec, Tuple, Type, TypeVar,
 )
 from weakref import finalize
 
 from .compat import EventLoopMixin
 from .counters import Statistic
-
-try:
-    from typing import ParamSpec
-except ImportError:  # pragma: no cover - Python < 3.10
-    from typing_extensions import ParamSpec
 
 __all__ = (
     "ChannelClosed",
@@ -48,7 +43,7 @@ R = TypeVar("R")
 P = ParamSpec("P")
 
 GenType = Generator[T, None, None]
-FuncType = Callable[[], GenType]
+FuncType = Callable[[], GenType[Any]]
 
 
 class ChannelClosed(RuntimeError):
@@ -88,7 +83,7 @@ class QueueWrapper(QueueWrapperBase):
     __slots__ = ("queue",)
 
     def __init__(self, max_size: int) -> None:
-        self.queue: Queue = Queue(maxsize=max_size)
+        self.queue: "Queue[Any]" = Queue(maxsize=max_size)
 
     def put(self, item: Any) -> None:
         self.queue.put(item)
@@ -225,14 +220,14 @@ class _CloseAwaitable:
 
     __slots__ = ("wrapper",)
 
-    def __init__(self, wrapper: "IteratorWrapper") -> None:
+    def __init__(self, wrapper: "IteratorWrapper[Any, Any]") -> None:
         self.wrapper = wrapper
 
     def __await__(self) -> Generator[Any, None, None]:
         return self.wrapper.wait_closed().__await__()
 
 
-class IteratorWrapper(Generic[P, T], AsyncIterator, EventLoopMixin):
+class IteratorWrapper(Generic[P, T], AsyncIterator[T], EventLoopMixin):
     """An async iterator over ``gen_func()``, which runs in ``executor``
     (``None``: the loop's default executor)."""
 
@@ -248,7 +243,7 @@ class IteratorWrapper(Generic[P, T], AsyncIterator, EventLoopMixin):
         self.executor = executor
         self.__channel = FromThreadChannel(maxsize=max_size)
         self.__gen_func: Callable[[], Iterable[T]] = gen_func
-        self.__gen_task: Optional[asyncio.Future] = None
+        self.__gen_task: Optional[asyncio.Future[Any]] = None
         self._statistic = IteratorWrapperStatistic(statistic_name)
         self._statistic.queue_size = max_size
         # Per-item counters are bumped in their buffers directly (no
@@ -349,7 +344,7 @@ class IteratorWrapper(Generic[P, T], AsyncIterator, EventLoopMixin):
     def _run(self) -> Any:
         return self.loop.run_in_executor(self.executor, self._in_thread)
 
-    def __on_producer_done(self, task: asyncio.Future) -> None:
+    def __on_producer_done(self, task: asyncio.Future[Any]) -> None:
         # The producer may never have run (pool shut down, cancelled): make
         # sure a waiting consumer wakes up.
         if not task.cancelled():
@@ -392,7 +387,7 @@ class IteratorWrapper(Generic[P, T], AsyncIterator, EventLoopMixin):
 
         yielded_buf, yielded_i = self.__yielded
         yielded_buf[yielded_i] += 1
-        return item
+        return item  # type: ignore[no-any-return]
 
     async def __aenter__(self) -> "IteratorWrapper[P, T]":
         self.__start_generator()
@@ -406,7 +401,7 @@ class IteratorWrapper(Generic[P, T], AsyncIterator, EventLoopMixin):
         await self.close()
 
 
-class IteratorProxy(Generic[T], AsyncIterator):
+class IteratorProxy(Generic[T], AsyncIterator[T]):
     """Returned by ``IteratorWrapper.__aiter__``: its garbage collection
     closes the wrapper (``async for ...: break`` stops the producer)."""
 
@@ -420,7 +415,7 @@ class IteratorProxy(Generic[T], AsyncIterator):
         return self.__iterator.__anext__()
 
 
-class IteratorWrapperSeparate(IteratorWrapper):
+class IteratorWrapperSeparate(IteratorWrapper[P, T]):
     """An ``IteratorWrapper`` whose producer runs in a new thread
     (``aiomisc_c.thread_pool.IteratorWrapperSeparate``)."""
 

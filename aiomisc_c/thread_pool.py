@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import inspect
 import logging
 import os
@@ -29,8 +30,8 @@ from abc import ABC, abstractmethod
 from functools import partial
 from types import MappingProxyType
 from typing import (
-    TYPE_CHECKING, Any, Awaitable, Callable, Coroutine, Generator, Generic,
-    Optional, TypeVar, Union,
+    TYPE_CHECKING, Any, Awaitable, Callable, Concatenate, Coroutine, Generator,
+    Generic, Optional, ParamSpec, TypeVar, Union, overload,
 )
 
 from . import _compat
@@ -43,11 +44,6 @@ from ._thread_pool_base import (
 
 if TYPE_CHECKING:  # imported lazily at run time (see lazy_attributes below)
     from .iterator_wrapper import IteratorWrapper, IteratorWrapperSeparate
-
-try:
-    from typing import ParamSpec
-except ImportError:  # pragma: no cover - Python < 3.10
-    from typing_extensions import ParamSpec
 
 __all__ = (
     "BoundThreaded",
@@ -83,6 +79,8 @@ __all__ = (
 )
 
 P = ParamSpec("P")
+BP = ParamSpec("BP")    # the parameters of a method, after ``self``
+S = TypeVar("S")
 T = TypeVar("T")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -131,7 +129,7 @@ def run_in_new_thread(
     detach: bool = True,
     no_return: bool = False,
     statistic_name: Optional[str] = None,
-) -> asyncio.Future:
+) -> asyncio.Future[Any]:
     """Run ``func`` in a new thread (daemon when ``detach``), started on the
     next loop iteration, in a copy of the caller's context."""
     from ._work_item import WorkItem
@@ -180,7 +178,7 @@ class _ThreadedSeparateMixin:
     _base_init_takes_func: bool = True
 
     def __new__(cls, func: Callable[..., Any], detach: bool = True) -> Any:
-        base_new = super().__new__   # type: ignore[misc]
+        base_new: Any = super().__new__
         if cls._base_new_takes_func:
             return base_new(cls, func)
         return base_new(cls)
@@ -190,13 +188,13 @@ class _ThreadedSeparateMixin:
             super().__init__(func)   # type: ignore[call-arg]
         self.detach = detach
 
-    def async_call(self, /, *args: Any, **kwargs: Any) -> asyncio.Future:
+    def async_call(self, /, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
         return run_in_new_thread(
             self.func, args=args, kwargs=kwargs, detach=self.detach,
         )
 
 
-def _make_threaded_separate(threaded_type: type) -> type:
+def _make_threaded_separate(threaded_type: Any) -> Any:
     """``class ThreadedSeparate(threaded_type)``: every call runs in a new
     thread (``run_in_new_thread(..., detach=detach)``)."""
     namespace = {
@@ -206,12 +204,15 @@ def _make_threaded_separate(threaded_type: type) -> type:
         "_base_new_takes_func": threaded_type.__new__ is not object.__new__,
         "_base_init_takes_func":
             threaded_type.__init__ is not object.__init__,
+        # ThreadedSeparate[P, T] in annotations evaluated at run time
+        "__class_getitem__": classmethod(types.GenericAlias),
     }
     return type(
         "ThreadedSeparate", (_ThreadedSeparateMixin, threaded_type), namespace,
     )
 
 
+@functools.lru_cache(maxsize=None)
 def _python_twins() -> types.SimpleNamespace:
     """The Python twins, imported on first need (see _compat.bind_twins)."""
     from . import _thread_pool_py
@@ -224,33 +225,46 @@ def _python_twins() -> types.SimpleNamespace:
     )
 
 
-_c = _compat.import_c_module("_thread_pool")
-_c_namespace: Optional[types.SimpleNamespace] = None
-if _c is not None:
+def _c_twins(c_module: types.ModuleType) -> types.SimpleNamespace:
     class ThreadPoolExecutor(ThreadPoolExecutorBase):
         __doc__ = ThreadPoolExecutorBase.__doc__
-        _core_type = _c.Executor
+        _core_type = c_module.Executor
 
-    _c_namespace = types.SimpleNamespace(
+    ThreadedBase.register(c_module.Threaded)
+    ThreadedBase.register(c_module.BoundThreaded)
+    return types.SimpleNamespace(
         ThreadPoolExecutor=ThreadPoolExecutor,
-        Threaded=_c.Threaded,
-        BoundThreaded=_c.BoundThreaded,
-        ThreadedSeparate=_make_threaded_separate(_c.Threaded),
+        Threaded=c_module.Threaded,
+        BoundThreaded=c_module.BoundThreaded,
+        ThreadedSeparate=_make_threaded_separate(c_module.Threaded),
     )
-    ThreadedBase.register(_c.Threaded)
-    ThreadedBase.register(_c.BoundThreaded)
-    del ThreadPoolExecutor
+
+
+# The Python twins are what a type checker sees; the C twins run when built.
+_c = _compat.import_c_module("_thread_pool")
+_c_namespace = _c_twins(_c) if _c is not None else None
+if TYPE_CHECKING or _c_namespace is None:
+    from ._thread_pool_py import BoundThreaded, Threaded, ThreadPoolExecutor
+else:
+    ThreadPoolExecutor = _c_namespace.ThreadPoolExecutor
+    Threaded = _c_namespace.Threaded
+    BoundThreaded = _c_namespace.BoundThreaded
+
+if TYPE_CHECKING:
+    class ThreadedSeparate(Threaded[P, T]):
+        """Like Threaded, but every call runs in a new thread."""
+
+        detach: bool
+
+        def __init__(self, func: Callable[P, T], detach: bool = True) -> None:
+            ...
+else:
+    ThreadedSeparate = (_c_namespace or _python_twins()).ThreadedSeparate
 
 _compat.bind_twins(
-    "thread_pool", globals(), _python_twins, _c_namespace,   # type: ignore
+    "thread_pool", globals(), _python_twins, _c_namespace,
     ["ThreadPoolExecutor", "Threaded", "BoundThreaded", "ThreadedSeparate"],
 )
-
-# Bound by bind_twins above (declared for readers and type checkers).
-ThreadPoolExecutor: Any
-Threaded: Any
-BoundThreaded: Any
-ThreadedSeparate: Any
 
 
 # -- decorators ---------------------------------------------------------------
@@ -261,19 +275,50 @@ def _unwrap(func: Any) -> Any:
     return func
 
 
-def threaded(func: Callable[..., Any]) -> Any:
+# A generator function becomes a ThreadedIterable (first overload: a
+# generator function is also a Callable[P, T]).
+@overload
+def threaded(  # type: ignore[overload-overlap]
+    func: Callable[P, Generator[T, None, None]],
+) -> ThreadedIterable[P, T]:
+    ...
+
+
+@overload
+def threaded(func: Callable[P, T]) -> Threaded[P, T]:
+    ...
+
+
+def threaded(
+    func: Callable[P, T] | Callable[P, Generator[T, None, None]],
+) -> Threaded[P, T] | ThreadedIterable[P, T]:
     """Run ``func`` in the default executor; a generator function becomes a
     ``threaded_iterable`` with ``THREADED_ITERABLE_DEFAULT_MAX_SIZE``."""
     if inspect.isgeneratorfunction(_unwrap(func)):
         return threaded_iterable(
-            func, max_size=THREADED_ITERABLE_DEFAULT_MAX_SIZE,
+            func,  # type: ignore[arg-type]
+            max_size=THREADED_ITERABLE_DEFAULT_MAX_SIZE,
         )
-    return Threaded(func)   # noqa: F821 (bound by bind_twins)
+    return Threaded(func)   # type: ignore[arg-type]  # not a generator
+
+
+@overload
+def threaded_separate(
+    func: Callable[P, T], detach: bool = True,
+) -> ThreadedSeparate[P, T]:
+    ...
+
+
+@overload
+def threaded_separate(
+    func: bool | None = None, detach: bool = True,
+) -> Callable[[Callable[P, T]], ThreadedSeparate[P, T]]:
+    ...
 
 
 def threaded_separate(
-    func: Optional[Callable[..., Any]] = None, detach: bool = True,
-) -> Any:
+    func: Callable[P, T] | bool | None = None, detach: bool = True,
+) -> ThreadedSeparate[P, T] | Callable[[Callable[P, T]], ThreadedSeparate[P, T]]:
     """Like ``threaded`` but every call runs in a new thread.
 
     ``@threaded_separate``, ``@threaded_separate(detach=False)`` and (17.x
@@ -281,16 +326,17 @@ def threaded_separate(
     taken as ``detach`` (17.x ignored it).
     """
     if isinstance(func, bool):
-        return partial(threaded_separate, detach=func)
+        return partial(threaded_separate, detach=func)  # type: ignore[return-value]
     if func is None:
-        return partial(threaded_separate, detach=detach)
+        return partial(threaded_separate, detach=detach)  # type: ignore[return-value]
     if iscoroutinefunction(_unwrap(func)):
         raise TypeError("Can not wrap coroutine")
-    return ThreadedSeparate(func, detach=detach)   # noqa: F821
+    return ThreadedSeparate(func, detach=detach)
 
 
 class ThreadedIterableBase(Generic[P, T], ABC):
-    """Holds ``func`` and ``max_size``; calling returns an IteratorWrapper."""
+    """Holds ``func`` and ``max_size``; calling returns an IteratorWrapper
+    (an async iterator and async context manager of the items)."""
 
     func: Callable[..., Generator[T, None, None]]
     max_size: int
@@ -299,20 +345,28 @@ class ThreadedIterableBase(Generic[P, T], ABC):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         ...
 
-    def sync_call(self, *args: Any, **kwargs: Any) -> Generator[T, None, None]:
+    def sync_call(
+        self, *args: P.args, **kwargs: P.kwargs,
+    ) -> Generator[T, None, None]:
         return self.func(*args, **kwargs)
 
-    def async_call(self, /, *args: Any, **kwargs: Any) -> IteratorWrapper:
+    def async_call(
+        self, /, *args: P.args, **kwargs: P.kwargs,
+    ) -> IteratorWrapper[P, T]:
         return self.create_wrapper(*args, **kwargs)
 
-    def create_wrapper(self, *args: Any, **kwargs: Any) -> IteratorWrapper:
+    def create_wrapper(
+        self, *args: P.args, **kwargs: P.kwargs,
+    ) -> IteratorWrapper[P, T]:
         from .iterator_wrapper import IteratorWrapper
 
         return IteratorWrapper(
             partial(self.func, *args, **kwargs), max_size=self.max_size,
         )
 
-    def __call__(self, *args: Any, **kwargs: Any) -> IteratorWrapper:
+    def __call__(
+        self, *args: P.args, **kwargs: P.kwargs,
+    ) -> IteratorWrapper[P, T]:
         return self.async_call(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -325,7 +379,7 @@ class ThreadedIterable(ThreadedIterableBase[P, T]):
     func_type: type
 
     def __init__(
-        self, func: Callable[..., Generator[T, None, None]], max_size: int = 0,
+        self, func: Callable[P, Generator[T, None, None]], max_size: int = 0,
     ) -> None:
         if isinstance(func, (staticmethod, classmethod)):
             self.func_type = type(func)
@@ -335,9 +389,24 @@ class ThreadedIterable(ThreadedIterableBase[P, T]):
             self.func = func
         self.max_size = max_size
 
+    # Read from the class: the ThreadedIterable itself; from an instance: a
+    # BoundThreadedIterable without the ``self`` parameter.
+    @overload
+    def __get__(
+        self, instance: None, owner: Optional[type] = None,
+    ) -> ThreadedIterable[P, T]:
+        ...
+
+    @overload
+    def __get__(
+        self: ThreadedIterable[Concatenate[S, BP], T], instance: S,
+        owner: Optional[type] = None,
+    ) -> BoundThreadedIterable[BP, T]:
+        ...
+
     def __get__(
         self, instance: Any, owner: Optional[type] = None,
-    ) -> Union["ThreadedIterable[P, T]", "BoundThreadedIterable[Any, T]"]:
+    ) -> Union[ThreadedIterable[P, T], BoundThreadedIterable[Any, T]]:
         if self.func_type is staticmethod:
             return self
         if self.func_type is classmethod:
@@ -360,11 +429,29 @@ class BoundThreadedIterable(ThreadedIterableBase[P, T]):
         self.max_size = max_size
 
 
+@overload
 def threaded_iterable(
-    func: Optional[Callable[..., Generator[T, None, None]]] = None,
+    func: Callable[P, Generator[T, None, None]], *, max_size: int = 0,
+) -> ThreadedIterable[P, T]:
+    ...
+
+
+@overload
+def threaded_iterable(
+    *, max_size: int = 0,
+) -> Callable[
+    [Callable[P, Generator[T, None, None]]], ThreadedIterable[P, T],
+]:
+    ...
+
+
+def threaded_iterable(
+    func: Optional[Callable[P, Generator[T, None, None]]] = None,
     *,
     max_size: int = 0,
-) -> Any:
+) -> ThreadedIterable[P, T] | Callable[
+    [Callable[P, Generator[T, None, None]]], ThreadedIterable[P, T],
+]:
     """Iterate a generator function in the default executor:
     ``async for item in fn(): ...``."""
     if func is None:
@@ -374,8 +461,8 @@ def threaded_iterable(
 
 class ThreadedIterableSeparate(ThreadedIterable[P, T]):
     def create_wrapper(
-        self, *args: Any, **kwargs: Any,
-    ) -> IteratorWrapperSeparate:
+        self, *args: P.args, **kwargs: P.kwargs,
+    ) -> IteratorWrapperSeparate[P, T]:
         from .iterator_wrapper import IteratorWrapperSeparate
 
         return IteratorWrapperSeparate(
@@ -383,11 +470,29 @@ class ThreadedIterableSeparate(ThreadedIterable[P, T]):
         )
 
 
+@overload
 def threaded_iterable_separate(
-    func: Optional[Callable[..., Generator[T, None, None]]] = None,
+    func: Callable[P, Generator[T, None, None]], *, max_size: int = 0,
+) -> ThreadedIterableSeparate[P, T]:
+    ...
+
+
+@overload
+def threaded_iterable_separate(
+    *, max_size: int = 0,
+) -> Callable[
+    [Callable[P, Generator[T, None, None]]], ThreadedIterableSeparate[P, T],
+]:
+    ...
+
+
+def threaded_iterable_separate(
+    func: Optional[Callable[P, Generator[T, None, None]]] = None,
     *,
     max_size: int = 0,
-) -> Any:
+) -> ThreadedIterableSeparate[P, T] | Callable[
+    [Callable[P, Generator[T, None, None]]], ThreadedIterableSeparate[P, T],
+]:
     """Like ``threaded_iterable``; each iteration runs in a new thread."""
     if func is None:
         return lambda f: ThreadedIterableSeparate(f, max_size=max_size)
@@ -414,7 +519,7 @@ class CoroutineWaiter:
         self.__result: Any = None
         self.__exception: Optional[BaseException] = None
 
-    def _on_result(self, task: asyncio.Future) -> None:
+    def _on_result(self, task: asyncio.Future[Any]) -> None:
         if task.cancelled():
             self.__exception = asyncio.CancelledError()
         else:
@@ -460,7 +565,8 @@ def wait_coroutine(
     (deadlocks on the loop's own thread)."""
     waiter = CoroutineWaiter(coro, loop)
     waiter.start()
-    return waiter.wait()
+    result: T = waiter.wait()
+    return result
 
 
 def sync_wait_coroutine(

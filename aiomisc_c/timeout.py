@@ -12,7 +12,7 @@ cancellation propagates unchanged.
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import TYPE_CHECKING, Union
 
 from . import _compat
 
@@ -20,9 +20,16 @@ __all__ = ("timeout",)
 
 Number = Union[int, float]
 
+# The Python twin is what a type checker sees; the C twin runs when built.
+_c_twin = _compat.import_c_module("_backoff")
+if TYPE_CHECKING or _c_twin is None:
+    from ._backoff_py import timeout
+else:
+    timeout = _c_twin.timeout
+
 _compat.bind_twins(
     "timeout", globals(),
     _compat.lazy_module("aiomisc_c._backoff_py"),   # imported on first need
-    _compat.import_c_module("_backoff"),
-    ["timeout"],
+    _c_twin, ["timeout"],
 )
+del _c_twin

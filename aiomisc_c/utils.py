@@ -14,7 +14,9 @@ from collections.abc import (
     Awaitable, Callable, Collection, Coroutine, Generator, Iterable, Iterator,
 )
 from functools import wraps
-from typing import Any, Optional, Set, Tuple, TypeVar
+from typing import (
+    TYPE_CHECKING, Any, Optional, ParamSpec, Set, Tuple, TypeVar, overload,
+)
 
 from . import _compat, _loop_py
 from ._backoff_base import iscoroutinefunction
@@ -39,17 +41,22 @@ __all__ = (
     "shield",
 )
 
-# Binds create_default_event_loop / new_event_loop, plus _Py* and _C* twins.
+# The Python twin is what a type checker sees; the C twin runs when built.
+_c_twin = _compat.import_c_module("_loop")
+if TYPE_CHECKING or _c_twin is None:
+    from ._loop_py import create_default_event_loop, new_event_loop
+else:
+    create_default_event_loop = _c_twin.create_default_event_loop
+    new_event_loop = _c_twin.new_event_loop
+
 _compat.bind_twins(
-    "loop", globals(), _loop_py, _compat.import_c_module("_loop"),
+    "loop", globals(), _loop_py, _c_twin,
     ["create_default_event_loop", "new_event_loop"],
 )
-
-# Bound by bind_twins above (declared for readers and type checkers).
-create_default_event_loop: Any
-new_event_loop: Any
+del _c_twin
 
 T = TypeVar("T")
+P = ParamSpec("P")
 TimeoutType = int | float
 OptionsType = Iterable[Tuple[int, int, int]]
 
@@ -88,7 +95,7 @@ def fast_uuid1() -> Any:
 # chunk_list
 
 
-def chunk_list(iterable: Iterable[T], size: int) -> Iterator[list]:
+def chunk_list(iterable: Iterable[T], size: int) -> Iterator[list[T]]:
     """Lazily split ``iterable`` into lists of at most ``size`` items."""
     if isinstance(size, bool) or not isinstance(size, int):
         raise TypeError(f"'size' must be an int, not {type(size).__name__}")
@@ -97,7 +104,7 @@ def chunk_list(iterable: Iterable[T], size: int) -> Iterator[list]:
     return _chunks(iter(iterable), size)
 
 
-def _chunks(iterator: Iterator[T], size: int) -> Iterator[list]:
+def _chunks(iterator: Iterator[T], size: int) -> Iterator[list[T]]:
     while True:
         chunk = list(itertools.islice(iterator, size))
         if not chunk:
@@ -179,8 +186,8 @@ def _check_callable(func: Any, decorator: str) -> None:
 
 
 def shield(
-    func: Callable[..., Coroutine[Any, Any, T]],
-) -> Callable[..., Coroutine[Any, Any, T]]:
+    func: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
     """Decorator: the call runs under ``asyncio.shield``, so cancelling the
     caller does not cancel the inner coroutine.  The inner task starts when
     the wrapper is *called*."""
@@ -197,13 +204,27 @@ def shield(
             setattr(await_shielded, attr, name)
 
     @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Coroutine[Any, Any, T]:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Coroutine[Any, Any, T]:
         return await_shielded(asyncio.shield(func(*args, **kwargs)))
 
     return wrapper
 
 
-def awaitable(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
+# A function returning an awaitable keeps its type; any other function's
+# result becomes awaitable.
+@overload
+def awaitable(
+    func: Callable[P, Awaitable[T]],
+) -> Callable[P, Awaitable[T]]:
+    ...
+
+
+@overload
+def awaitable(func: Callable[P, T]) -> Callable[P, Awaitable[T]]:
+    ...
+
+
+def awaitable(func: Callable[P, Any]) -> Callable[P, Awaitable[Any]]:
     """Decorator: the wrapper always returns something awaitable.
 
     Coroutine functions are returned unchanged; an awaitable result (future,
@@ -215,10 +236,10 @@ def awaitable(func: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
         return func
 
     @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Awaitable[Any]:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> Awaitable[Any]:
         result = func(*args, **kwargs)
         if hasattr(result, "__await__"):
-            return result
+            return result  # type: ignore[no-any-return]
         return _ready(result)
 
     return wrapper
@@ -243,13 +264,13 @@ def pending_futures(futures: Iterable[Any]) -> Iterator[Any]:
 def set_exception(
     futures: Iterable[Any],
     exc: Optional[BaseException] = None,
-) -> Set[asyncio.Task]:
+) -> Set[asyncio.Task[Any]]:
     """Finish every pending item: tasks are cancelled (and returned), plain
     futures get ``exc`` (a fresh ``CancelledError`` by default); anything
     else is skipped with a warning."""
     if exc is None:
         exc = asyncio.CancelledError()
-    cancelled: Set[asyncio.Task] = set()
+    cancelled: Set[asyncio.Task[Any]] = set()
     for future in tuple(futures):
         if not isinstance(future, asyncio.Future):
             log.warning(
@@ -266,7 +287,7 @@ def set_exception(
     return cancelled
 
 
-def cancel_tasks(tasks: Iterable[Any]) -> asyncio.Future:
+def cancel_tasks(tasks: Iterable[Any]) -> asyncio.Future[Any]:
     """Cancel ``tasks``; the returned future resolves once the cancelled tasks
     have finished (it is already resolved when there was nothing to wait for).
     Needs a current event loop."""
@@ -283,7 +304,7 @@ def cancel_tasks(tasks: Iterable[Any]) -> asyncio.Future:
 # select
 
 
-class SelectResult(Collection):
+class SelectResult(Collection[Any]):
     """Outcome of :class:`SelectAwaitable`: the first value (or exception),
     at its position among ``length`` slots."""
 
@@ -375,7 +396,7 @@ class SelectAwaitable:
         else:
             self._result.set_result(idx, value, is_exception=False)
 
-    async def _select(self, tasks: list) -> SelectResult:
+    async def _select(self, tasks: list[Any]) -> SelectResult:
         try:
             _, pending = await asyncio.wait(
                 tasks, timeout=self._timeout,

@@ -130,7 +130,8 @@ class AliasFinder:
         else:
             is_package = hasattr(loaded, "__path__")
         return importlib.machinery.ModuleSpec(
-            fullname, _AliasLoader(target_module), is_package=is_package,
+            fullname, _AliasLoader(target_module),  # type: ignore[arg-type]
+            is_package=is_package,
         )
 
 

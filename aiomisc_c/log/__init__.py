@@ -12,8 +12,21 @@ asyncio, colorlog, logging-journald and rich are imported only when used.
 """
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import _compat
 from .enum import DateFormat, LogFormat, LogLevel  # noqa: F401
+
+if TYPE_CHECKING:   # imported on first use at run time (see below)
+    from . import _configure, _threaded_handler, core, formatter
+    from ._configure import (
+        UnhandledLoopHook, basic_config, suppressor, wrap_logging_handler,
+    )
+    from ._threaded_handler import ThreadedHandler, ThreadedHandlerStatistic
+    from .core import (
+        DEFAULT_FORMAT, LOG_FORMAT, LOG_LEVEL, UnhandledHook,
+        UnhandledPythonHook, create_logging_handler, pass_wrapper,
+    )
 
 __all__ = ("LogFormat", "LogLevel", "ThreadedHandler", "basic_config")
 

@@ -230,7 +230,7 @@ class ThreadedHandler(logging.Handler):
                     return True
                 if type(item) is _FlushMarker:
                     self._flush_target()
-                    item.done.set()  # type: ignore[union-attr]
+                    item.done.set()  # type: ignore[union-attr, unused-ignore]
                 elif item is _STOP:
                     return False
                 else:

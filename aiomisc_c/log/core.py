@@ -37,8 +37,8 @@ __all__ = (
 )
 
 # The last configuration; WorkerPool and ProcessService hand it to children.
-LOG_LEVEL: ContextVar = ContextVar("LOG_LEVEL", default=logging.INFO)
-LOG_FORMAT: ContextVar = ContextVar("LOG_FORMAT", default=LogFormat.default())
+LOG_LEVEL: ContextVar[Any] = ContextVar("LOG_LEVEL", default=logging.INFO)
+LOG_FORMAT: ContextVar[Any] = ContextVar("LOG_FORMAT", default=LogFormat.default())
 
 DEFAULT_FORMAT = "%(levelname)s:%(name)s:%(message)s"
 MESSAGE_ONLY_FORMAT = "%(message)s"
@@ -127,7 +127,7 @@ class UnhandledHookBase:
         self.logger_name = logger_name
         self.logger_default_message = logger_default_message
 
-    def _fields(self) -> tuple:
+    def _fields(self) -> tuple[Any, ...]:
         return (self.logger, self.logger_name, self.logger_default_message)
 
     def __repr__(self) -> str:
@@ -140,7 +140,7 @@ class UnhandledHookBase:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
-        return self._fields() == other._fields()  # type: ignore[attr-defined]
+        return self._fields() == other._fields()  # type: ignore[attr-defined, unused-ignore]
 
     __hash__ = None  # type: ignore[assignment]
 
@@ -212,7 +212,7 @@ def basic_config(
     _close_format_handler()
 
     unhandled_hook = UnhandledPythonHook()
-    sys.excepthook = unhandled_hook  # type: ignore[assignment]
+    sys.excepthook = unhandled_hook  # type: ignore[assignment, unused-ignore]
 
     format_handler = create_logging_handler(log_format, **kwargs)
     _FORMAT_HANDLERS.append(format_handler)

@@ -128,7 +128,7 @@ def _all_entry_points(marker: str) -> Iterator[Any]:
 def _entry_points(groups: Tuple[str, ...] = PLUGIN_GROUPS) -> Iterator[Any]:
     """Entry points of ``groups``, group by group, in one scan of the
     installed distributions (this runs on every ``import aiomisc_c``)."""
-    found: Dict[str, list] = {group: [] for group in groups}
+    found: Dict[str, list[Any]] = {group: [] for group in groups}
     for entry_point in _all_entry_points("[" + os.path.commonprefix(list(groups))):
         bucket = found.get(entry_point.group)
         if bucket is not None:
@@ -137,7 +137,7 @@ def _entry_points(groups: Tuple[str, ...] = PLUGIN_GROUPS) -> Iterator[Any]:
         yield from found[group]
 
 
-def setup_plugins() -> Mapping[str, Callable]:
+def setup_plugins() -> Mapping[str, Callable[..., Any]]:
     """Load every plugin entry point and call its ``setup()``.
 
     A plugin that fails to load is logged and skipped; a failing
@@ -196,4 +196,4 @@ def _load_aiomisc_plugins() -> None:
 
 # The mapping behind the read-only ``plugins`` (the alias adds to it).
 _plugins_by_name: Dict[str, Any] = dict(setup_plugins())
-plugins: Mapping[str, Callable] = MappingProxyType(_plugins_by_name)
+plugins: Mapping[str, Callable[..., Any]] = MappingProxyType(_plugins_by_name)

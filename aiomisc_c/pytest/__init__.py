@@ -186,7 +186,7 @@ def pytest_pycollect_makeitem(collector: Any, name: str, obj: Any) -> None:
 def _test_argnames(pyfuncitem: pytest.Function) -> Iterable[str]:
     fixtureinfo = getattr(pyfuncitem, "_fixtureinfo", None)
     if fixtureinfo is not None:
-        return fixtureinfo.argnames
+        return fixtureinfo.argnames  # type: ignore[no-any-return]
     parameters = inspect.signature(pyfuncitem.obj).parameters
     return [name for name in parameters if name in pyfuncitem.funcargs]
 
@@ -216,19 +216,19 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> Optional[bool]:
     return True
 
 
-def _bound_fixture_function(fixturedef: Any, request: Any) -> Callable:
+def _bound_fixture_function(fixturedef: Any, request: Any) -> Callable[..., Any]:
     """The fixture function bound to the test's instance, as pytest does."""
     func = fixturedef.func
     instance = request.instance
     if instance is None:
-        return func
+        return func  # type: ignore[no-any-return]
     owner = getattr(func, "__self__", None)
     if owner is not None and not isinstance(instance, type(owner)):
-        return func     # a fixture of some other class (e.g. a plugin)
+        return func  # type: ignore[no-any-return]  # a fixture of some other class (e.g. a plugin)
     unbound = getattr(func, "__func__", func)
     if unbound is not func:
-        return unbound.__get__(instance)
-    return func
+        return unbound.__get__(instance)  # type: ignore[no-any-return]
+    return func  # type: ignore[no-any-return]
 
 
 def _finish_before_event_loop(fixturedef: Any, request: Any) -> None:
@@ -246,9 +246,9 @@ def _finish_before_event_loop(fixturedef: Any, request: Any) -> None:
 
 
 def _sync_fixture(
-    func: Callable, is_async_gen: bool, event_loop: asyncio.AbstractEventLoop,
+    func: Callable[..., Any], is_async_gen: bool, event_loop: asyncio.AbstractEventLoop,
     fixture_name: str,
-) -> Callable:
+) -> Callable[..., Any]:
     """A plain (generator) function that runs the async fixture ``func`` on
     ``event_loop``; pytest then caches and finalises it as any other."""
     if not is_async_gen:
@@ -303,21 +303,21 @@ def pytest_fixture_setup(fixturedef: Any, request: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def loop_debug(pytestconfig: pytest.Config) -> bool:
-    return pytestconfig.getoption("--aiomisc-debug")
+    return pytestconfig.getoption("--aiomisc-debug")  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
 def thread_pool_size(request: pytest.FixtureRequest) -> int:
-    return request.config.getoption("--aiomisc-pool-size")
+    return request.config.getoption("--aiomisc-pool-size")  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="session")
 def aiomisc_test_timeout(pytestconfig: pytest.Config) -> Optional[Union[int, float]]:
-    return pytestconfig.getoption("--aiomisc-test-timeout")
+    return pytestconfig.getoption("--aiomisc-test-timeout")  # type: ignore[no-any-return]
 
 
 @pytest.fixture(autouse=True)
-def aiomisc_func_wrap() -> Callable:
+def aiomisc_func_wrap() -> Callable[..., Any]:
     return awaitable
 
 
@@ -346,7 +346,7 @@ def _default_policy() -> asyncio.AbstractEventLoopPolicy:
 def _event_loop_policy() -> asyncio.AbstractEventLoopPolicy:
     if USE_UVLOOP and uvloop_module is not None:
         with _policies_deprecated_quietly():
-            return uvloop_module.EventLoopPolicy()
+            return uvloop_module.EventLoopPolicy()  # type: ignore[no-any-return]
     return _default_policy()
 
 

@@ -16,7 +16,7 @@ def unused_port(*args: Any) -> int:
     to port 0, then closed)."""
     with socket.socket(*args) as sock:
         sock.bind(("", 0))
-        return sock.getsockname()[1]
+        return sock.getsockname()[1]  # type: ignore[no-any-return]
 
 
 def get_unused_port(*args: Any) -> int:

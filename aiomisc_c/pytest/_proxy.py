@@ -18,7 +18,7 @@ ProxyProcessorType = Callable[[bytes], Awaitable[bytes]]
 TimeoutType = Union[int, float]
 
 
-def delayed_future(timeout: TimeoutType, result: Any = True) -> asyncio.Future:
+def delayed_future(timeout: TimeoutType, result: Any = True) -> asyncio.Future[Any]:
     """A future of the running loop resolved with ``result`` after
     ``timeout`` seconds (the timer is cancelled with the future)."""
     loop = asyncio.get_running_loop()
@@ -41,7 +41,7 @@ class Delay:
 
     def __init__(self) -> None:
         self._timeout: TimeoutType = 0
-        self.future: Optional[asyncio.Future] = None
+        self.future: Optional[asyncio.Future[Any]] = None
         self.lock = asyncio.Lock()
 
     @property
@@ -91,11 +91,11 @@ class TCPProxyClient:
         self.client_writer = client_writer
         self.server_reader: Optional[asyncio.StreamReader] = None
         self.server_writer: Optional[asyncio.StreamWriter] = None
-        self.tasks: Tuple[asyncio.Task, ...] = ()
+        self.tasks: Tuple[asyncio.Task[Any], ...] = ()
         self.chunk_size = chunk_size
         self.read_delay = Delay()
         self.write_delay = Delay()
-        self.closing: asyncio.Future = self.loop.create_future()
+        self.closing: asyncio.Future[Any] = self.loop.create_future()
         self.buffered = bool(buffered)
         self._processors: Dict[str, ProxyProcessorType] = {
             "read": _identity, "write": _identity,
@@ -103,7 +103,7 @@ class TCPProxyClient:
         self._client_repr = ""
         self._server_repr = ""
 
-    def _set_processor(self, name: str, value: Optional[Callable]) -> None:
+    def _set_processor(self, name: str, value: Optional[Callable[..., Any]]) -> None:
         self._processors[name] = _identity if value is None else awaitable(value)
 
     @property
@@ -112,7 +112,7 @@ class TCPProxyClient:
         return self._processors["read"]
 
     @read_processor.setter
-    def read_processor(self, value: Optional[Callable]) -> None:
+    def read_processor(self, value: Optional[Callable[..., Any]]) -> None:
         self._set_processor("read", value)
 
     @property
@@ -121,7 +121,7 @@ class TCPProxyClient:
         return self._processors["write"]
 
     @write_processor.setter
-    def write_processor(self, value: Optional[Callable]) -> None:
+    def write_processor(self, value: Optional[Callable[..., Any]]) -> None:
         self._set_processor("write", value)
 
     def __repr__(self) -> str:
@@ -224,8 +224,8 @@ class TCPProxy:
         self.buffered = buffered
         self.clients: Set[TCPProxyClient] = set()
         self.server: Optional[asyncio.AbstractServer] = None
-        self.read_processor: Optional[Callable] = None
-        self.write_processor: Optional[Callable] = None
+        self.read_processor: Optional[Callable[..., Any]] = None
+        self.write_processor: Optional[Callable[..., Any]] = None
 
     def __repr__(self) -> str:
         return (
@@ -285,7 +285,7 @@ class TCPProxy:
         self.write_delay = write_delay
 
     def set_content_processors(
-        self, read: Optional[Callable], write: Optional[Callable],
+        self, read: Optional[Callable[..., Any]], write: Optional[Callable[..., Any]],
     ) -> None:
         """``read`` rewrites chunks to the server, ``write`` chunks to the
         client (sync or async callables; ``None`` leaves them unchanged)."""
@@ -299,7 +299,7 @@ class TCPProxy:
         self.read_processor = read
         self.write_processor = write
 
-    def disconnect_all(self) -> asyncio.Future:
+    def disconnect_all(self) -> asyncio.Future[Any]:
         """Close every proxied connection; the clients then read EOF."""
         log.debug("Disconnecting %s clients of %r", len(self.clients), self)
         return asyncio.ensure_future(asyncio.gather(

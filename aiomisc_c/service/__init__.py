@@ -6,9 +6,23 @@ need one live only in their own submodules.
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .base import Service, ServiceMeta, SimpleServer  # noqa: F401 - re-exported
+# "as" marks explicit re-exports for type checkers.
+from .base import (
+    Service as Service, ServiceMeta as ServiceMeta, SimpleServer as SimpleServer,
+)
+
+if TYPE_CHECKING:  # imported on first access at run time (see __getattr__)
+    from .tcp import (
+        RobustTCPClient as RobustTCPClient, TCPClient as TCPClient,
+        TCPServer as TCPServer,
+    )
+    from .tls import (
+        RobustTLSClient as RobustTLSClient, TLSClient as TLSClient,
+        TLSServer as TLSServer,
+    )
+    from .udp import UDPServer as UDPServer
 
 # The dependency-free service submodules re-exported here, by name.  Each is
 # imported on first access of one of its names (never by importing this
@@ -44,7 +58,7 @@ def __getattr__(name: str) -> Any:
                 names.extend(attributes)
         globals()["__all__"] = value = tuple(sorted(names))
         return value
-    module_name = _MODULE_OF.get(name)
+    module_name = _MODULE_OF.get(name)  # type: ignore[assignment]
     if module_name is None or not _present(module_name):
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     module = importlib.import_module(f"{__name__}.{module_name}")

@@ -104,7 +104,9 @@ class PickledArguments:
     _pickled_arguments: dict[str, Any]
 
     def __getstate__(self) -> dict[str, Any]:
-        state = dict(super().__getstate__())  # type: ignore[misc]
+        state: dict[str, Any] = dict(
+            super().__getstate__(),  # type: ignore[misc, call-overload, unused-ignore]
+        )
         state[_ARGUMENTS_KEY] = self._pickled_arguments
         return state
 
@@ -154,9 +156,13 @@ class HandshakingTLS(sslproto.SSLProtocol):
         self, loop: asyncio.AbstractEventLoop, app_protocol: Any,
         context: ssl.SSLContext, handshaking: set[HandshakingTLS],
     ):
-        super().__init__(loop, app_protocol, context, None, server_side=True)
+        super().__init__(
+            loop, app_protocol, context,
+            None,  # type: ignore[arg-type]  # no waiter
+            server_side=True,
+        )
         self.handshaking = handshaking
-        self.raw_transport: asyncio.BaseTransport | None = None
+        self.raw_transport: asyncio.Transport | None = None
         self.lost: asyncio.Future[None] = loop.create_future()
 
     def connection_made(self, transport: Any) -> None:
@@ -164,7 +170,7 @@ class HandshakingTLS(sslproto.SSLProtocol):
         self.handshaking.add(self)
         super().connection_made(transport)
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def connection_lost(self, exc: BaseException | None) -> None:
         self.handshaking.discard(self)
         if not self.lost.done():
             self.lost.set_result(None)

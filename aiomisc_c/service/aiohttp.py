@@ -74,7 +74,7 @@ class AIOHTTPService(Service):
         self.socket = _listening_socket(address, port, sock)
         self.shutdown_timeout = shutdown_timeout
 
-        self.runner_kwargs: dict = dict(runner_kwargs or {})
+        self.runner_kwargs: dict[str, Any] = dict(runner_kwargs or {})
         self.runner_kwargs.setdefault("access_log_class", AccessLogger)
         self.runner_kwargs.setdefault("access_log_format", AccessLogger.LOG_FORMAT)
         self.runner_kwargs.setdefault("handler_cancellation", handler_cancellation)

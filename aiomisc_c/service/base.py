@@ -36,7 +36,7 @@ class ServiceMeta(ABCMeta):
         mcs, name: str, bases: tuple[type, ...], namespace: dict[str, Any],
         **kwargs: Any,
     ) -> Any:
-        cls = super().__new__(mcs, name, bases, dict(namespace), **kwargs)
+        cls: Any = super().__new__(mcs, name, bases, dict(namespace), **kwargs)
         for key in ("__async_required__", "__required__"):
             setattr(cls, key, frozenset(getattr(cls, key, ())))
 
@@ -104,7 +104,7 @@ class Service(metaclass=ServiceMeta):
         event = self.__dict__.get("_Service__start_event")
         if event is None:
             raise RuntimeError
-        return event
+        return event  # type: ignore[no-any-return]
 
     @property
     def context(self) -> "Context":
@@ -139,11 +139,11 @@ class TaskStoreBase(Service, ABC):
     """A service that tracks the tasks it creates and cancels them on stop."""
 
     def __init__(self, **kwargs: Any):
-        self.tasks: set[asyncio.Task] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
         super().__init__(**kwargs)
 
-    def create_task(self, coro: CoroutineType) -> asyncio.Task:
-        task: asyncio.Task = self.loop.create_task(coro)
+    def create_task(self, coro: CoroutineType[T]) -> asyncio.Task[T]:
+        task = self.loop.create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return task

@@ -48,7 +48,7 @@ class GRPCService(Service):
     GRACEFUL_STOP_TIME: float = 60.0
 
     _server: grpc.aio.Server
-    _server_args: MappingProxyType
+    _server_args: MappingProxyType[str, Any]
 
     def __init__(
         self,

@@ -65,7 +65,9 @@ class StreamServerBase(PickledArguments, SimpleServer):
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
     ) -> Any:
         try:
-            return await awaitable(self.handle_client)(reader, writer)
+            return await awaitable(self.handle_client)(  # type: ignore[no-untyped-call]
+                reader, writer,
+            )
         except Exception:
             # Nobody awaits this task: say what went wrong here.
             log.exception("Error when handling a %s client", self.PROTO_NAME)
@@ -129,7 +131,7 @@ class StreamServerBase(PickledArguments, SimpleServer):
     @property
     def port(self) -> int | None:
         """The bound port (None before start and for a Unix socket)."""
-        return split_sockname(self._bound_name)[1]
+        return split_sockname(self._bound_name)[1]  # type: ignore[no-any-return]
 
 
 class TCPServer(StreamServerBase):
@@ -164,7 +166,7 @@ class TCPClient(PickledArguments, SimpleClient, ABC):
         self.port = port
         self._pickled_arguments = {"address": address, "port": port}
         self._connections = ConnectionTracker()
-        self._start_task: asyncio.Task | None = None
+        self._start_task: asyncio.Task[Any] | None = None
         super().__init__(**kwargs)
 
     async def _open_connection(self) -> StreamPair:

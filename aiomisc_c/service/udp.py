@@ -30,7 +30,7 @@ __all__ = ("HandleDatagramType", "TransportType", "UDPServer")
 log = logging.getLogger(__name__)
 
 TransportType = Optional[asyncio.DatagramTransport]
-HandleDatagramType = Callable[[bytes, tuple], Union[Awaitable[None], None]]
+HandleDatagramType = Callable[[bytes, tuple[Any, ...]], Union[Awaitable[None], None]]
 
 
 class UDPServer(PickledArguments, SimpleServer):
@@ -38,7 +38,7 @@ class UDPServer(PickledArguments, SimpleServer):
         def __init__(
             self,
             handle_datagram: HandleDatagramType,
-            task_factory: Callable[..., asyncio.Task],
+            task_factory: Callable[..., asyncio.Task[Any]],
         ):
             super().__init__()
             self.task_factory = task_factory
@@ -56,7 +56,7 @@ class UDPServer(PickledArguments, SimpleServer):
             if self.closed is not None and not self.closed.done():
                 self.closed.set_result(None)
 
-        def datagram_received(self, data: bytes, addr: tuple) -> None:
+        def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
             try:
                 # A plain function runs right here; a coroutine becomes a task.
                 handling = self.handler(data, addr)
@@ -85,28 +85,28 @@ class UDPServer(PickledArguments, SimpleServer):
         self.socket: socket.socket | None = None
         super().__init__(**kwargs)
 
-    def create_task(self, coro: Any) -> asyncio.Task:
-        task: asyncio.Task = self.loop.create_task(coro)
+    def create_task(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = self.loop.create_task(coro)
         self.tasks.add(task)
         # One callback per datagram task: forget it, and report a failure
         # nobody else would see.
         task.add_done_callback(self.__task_done)
         return task
 
-    def __task_done(self, task: asyncio.Task) -> None:
+    def __task_done(self, task: asyncio.Task[Any]) -> None:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error(
                 "Error when handling a datagram", exc_info=task.exception(),
             )
 
-    def sendto(self, data: bytes, addr: tuple) -> Any:
+    def sendto(self, data: bytes, addr: tuple[Any, ...]) -> Any:
         if self._transport is None:
             raise RuntimeError
         return self._transport.sendto(data, addr)
 
     @abstractmethod
-    async def handle_datagram(self, data: bytes, addr: tuple) -> None:
+    async def handle_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         raise NotImplementedError
 
     async def start(self) -> None:
@@ -135,7 +135,7 @@ class UDPServer(PickledArguments, SimpleServer):
     @property
     def port(self) -> int | None:
         """The bound port (None before start and for a Unix socket)."""
-        return split_sockname(self._bound_name)[1]
+        return split_sockname(self._bound_name)[1]  # type: ignore[no-any-return]
 
     async def stop(self, exc: Exception | None = None) -> None:
         await super().stop(exc)

@@ -40,7 +40,7 @@ from .base import Service
 
 log = logging.getLogger(__name__)
 
-UvicornApplication = Union[ASGIApplication, Callable]
+UvicornApplication = Union[ASGIApplication, Callable]  # type: ignore[type-arg]
 
 _STARTUP_FAILED = "uvicorn could not start the application"
 
@@ -98,7 +98,7 @@ def _bind_socket(config: Config) -> socket.socket:
 class _Server(Server):
     """A uvicorn server that resolves ``ready`` when its startup is over."""
 
-    def __init__(self, config: Config, ready: asyncio.Future):
+    def __init__(self, config: Config, ready: asyncio.Future[None]):
         super().__init__(config)
         self._ready = ready
 
@@ -143,7 +143,7 @@ class UvicornService(Service, abc.ABC):
     timeout_graceful_shutdown: Optional[int] = None
     callback_notify: Optional[Callable[..., Awaitable[None]]] = None
     ssl_keyfile: Optional[str] = None
-    ssl_certfile: Union[str, os.PathLike, None] = None
+    ssl_certfile: Union[str, os.PathLike[str], None] = None
     ssl_keyfile_password: Optional[str] = None
     ssl_version: int = SSL_PROTOCOL_VERSION
     ssl_cert_reqs: int = ssl.CERT_NONE
@@ -170,7 +170,7 @@ class UvicornService(Service, abc.ABC):
         if not self.sock:
             self.sock = _bind_socket(config)
 
-        ready: asyncio.Future = asyncio.get_running_loop().create_future()
+        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.server = _Server(config, ready)
         self.serve_task = asyncio.create_task(self._serve(ready))
         await ready
@@ -180,7 +180,7 @@ class UvicornService(Service, abc.ABC):
             await self.serve_task
             raise RuntimeError(_STARTUP_FAILED)
 
-    async def _serve(self, ready: asyncio.Future) -> None:
+    async def _serve(self, ready: asyncio.Future[None]) -> None:
         sock = self.sock
         assert sock is not None  # bound by start()
         try:

@@ -20,4 +20,4 @@ def journald_formatter(**_: Any) -> logging.Handler:
 
     handler = JournaldLogHandler()
     handler.setFormatter(logging.Formatter("%(message)s"))
-    return handler
+    return handler  # type: ignore[no-any-return]

@@ -66,7 +66,11 @@ class JSONLogFormatter(logging.Formatter):
     ):
         super().__init__(
             fmt=fmt,
-            datefmt=datefmt if datefmt is not Ellipsis else None,
+            datefmt=(
+                datefmt
+                if datefmt is not Ellipsis  # type: ignore[comparison-overlap]
+                else None
+            ),
             style=style,
         )
         self.dumps = dumps
