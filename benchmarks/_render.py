@@ -201,13 +201,22 @@ def text_report(results: Dict[str, Any]) -> str:
 
 # --- docs --------------------------------------------------------------------
 
+def rst_text(text: str) -> str:
+    """``text`` with the ``*`` outside ````literals```` escaped (case titles
+    such as ``entrypoint(*10 services)`` are plain text)."""
+    parts = str(text).split("``")
+    for index in range(0, len(parts), 2):  # even parts: outside literals
+        parts[index] = parts[index].replace("*", "\\*")
+    return "``".join(parts)
+
+
 def rst_table(caption: str, header: Sequence[str],
               rows: List[List[str]]) -> List[str]:
     lines = [f".. list-table:: {caption}", "   :header-rows: 1", ""]
     for row in [list(header)] + rows:
         for index, cell in enumerate(row):
             bullet = "   * - " if index == 0 else "     - "
-            lines.append(f"{bullet}{cell}".rstrip())
+            lines.append(f"{bullet}{rst_text(cell)}".rstrip())
     lines.append("")
     return lines
 
