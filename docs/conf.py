@@ -22,7 +22,9 @@ import _apiref  # noqa: E402
 project = "aiomisc_c"
 author = "aiomisc_c contributors"
 copyright = "aiomisc_c contributors"
-release = aiomisc_c.__version__
+from aiomisc_c.version import package_version  # noqa: E402
+
+release = package_version
 version = release
 
 extensions = [
