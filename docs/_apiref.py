@@ -74,6 +74,10 @@ def collect() -> Tuple[Dict[str, List[Tuple[str, Any]]], Dict[int, str]]:
             and is_documentable(getattr(module, attr))
         ]
 
+    exported_ids = {
+        module: {id(value) for _, value in names}
+        for module, names in exports.items()
+    }
     homes: Dict[int, str] = {}
     ordered = [m for m in modules if m not in LAST_RESORT] + [
         m for m in LAST_RESORT if m in exports
@@ -81,19 +85,14 @@ def collect() -> Tuple[Dict[str, List[Tuple[str, Any]]], Dict[int, str]]:
     for module in ordered:
         for _, value in exports[module]:
             key = id(value)
-            origin = getattr(value, "__module__", None)
             if key in homes:
                 continue
-            if origin == module or origin is None or module in LAST_RESORT:
-                homes[key] = module
-            elif origin in exports:
-                homes[key] = origin
-            elif twin_home(origin) in exports and any(
-                id(v) == key for _, v in exports[twin_home(origin)]
-            ):
-                homes[key] = twin_home(origin)
-            else:
-                homes[key] = module
+            origin = getattr(value, "__module__", None)
+            candidates = [origin, twin_home(origin)] if origin else []
+            homes[key] = next(
+                (c for c in candidates if key in exported_ids.get(c, ())),
+                module,
+            )
     return exports, homes
 
 
