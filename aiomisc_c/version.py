@@ -8,6 +8,12 @@ has its own numbering, so it is never mistaken for an aiomisc release.
 version checks written for aiomisc keep passing under
 ``import aiomisc_c as aiomisc``.
 """
+__all__ = (
+    "AIOMISC_API_LEVEL", "__version__", "__version_tuple__",
+    "aiomisc_api_version", "package_version", "package_version_info",
+    "version", "version_info", "version_tuple",
+)
+
 # The version of the aiomisc_c distribution.
 package_version = "0.1.0.dev0"
 package_version_info = (0, 1, 0, "dev0")

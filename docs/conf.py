@@ -46,5 +46,12 @@ autodoc_inherit_docstrings = True
 autoclass_content = "class"
 
 
+def drop_type_docstrings(app, what, name, obj, options, lines):
+    """Constants (tuples, strings, ...) would show their type's docstring."""
+    if what in ("data", "attribute") and obj.__doc__ == type(obj).__doc__:
+        lines[:] = []
+
+
 def setup(app):
     app.connect("builder-inited", _apiref.write_reference)
+    app.connect("autodoc-process-docstring", drop_type_docstrings)
