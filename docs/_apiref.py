@@ -12,7 +12,7 @@ import inspect
 import os
 import pkgutil
 import types
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 PACKAGE = "aiomisc_c"
 OUTPUT = "api"
@@ -61,13 +61,23 @@ def twin_home(origin: str) -> str:
     return ".".join(parts[:-1] + [last])
 
 
-def collect() -> Tuple[Dict[str, List[Tuple[str, Any]]], Dict[int, str]]:
+def collect(
+    failed: Optional[Dict[str, str]] = None,
+) -> Tuple[Dict[str, List[Tuple[str, Any]]], Dict[int, str]]:
     """The documentable names of every public module, and each object's
-    home module (by object identity)."""
+    home module (by object identity).  A module that cannot be imported
+    (an optional dependency is missing) is left out and put in ``failed``
+    with the error, or its ImportError raised when ``failed`` is None."""
     modules = public_modules()
     exports: Dict[str, List[Tuple[str, Any]]] = {}
     for name in modules:
-        module = importlib.import_module(name)
+        try:
+            module = importlib.import_module(name)
+        except ImportError as exc:
+            if failed is None:
+                raise
+            failed[name] = str(exc)
+            continue
         exports[name] = [
             (attr, getattr(module, attr)) for attr in exported_names(module)
             if hasattr(module, attr)
@@ -79,7 +89,7 @@ def collect() -> Tuple[Dict[str, List[Tuple[str, Any]]], Dict[int, str]]:
         for module, names in exports.items()
     }
     homes: Dict[int, str] = {}
-    ordered = [m for m in modules if m not in LAST_RESORT] + [
+    ordered = [m for m in exports if m not in LAST_RESORT] + [
         m for m in LAST_RESORT if m in exports
     ]
     for module in ordered:
@@ -145,7 +155,15 @@ def write_reference(app: Any = None) -> None:
     )
     out_dir = os.path.join(str(docs_dir), OUTPUT)
     os.makedirs(out_dir, exist_ok=True)
-    exports, homes = collect()
+    failed: Dict[str, str] = {}
+    exports, homes = collect(failed)
+    if failed:
+        from sphinx.util import logging as sphinx_logging
+
+        logger = sphinx_logging.getLogger(__name__)
+        for name, error in sorted(failed.items()):
+            # an error under -W: install '.[docs]' for the whole reference
+            logger.warning("API reference: %s left out: %s", name, error)
     modules = sorted(exports)
     pages = {}
     for name in modules:
