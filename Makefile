@@ -42,3 +42,7 @@ docs-bench:
 
 clean:
 	rm -rf build dist *.egg-info aiomisc_c/_*.so
+
+.PHONY: docs
+docs:  ## the HTML docs with warnings as errors (pip install '.[docs]' first)
+	sphinx-build -W --keep-going -b html docs docs/_build/html

@@ -6,12 +6,27 @@ Environment switches:
 * ``AIOMISC_C_DEBUG_BUILD=1``: ``-O0 -g3`` with asserts enabled;
 * ``AIOMISC_C_SANITIZE=1``: AddressSanitizer + UndefinedBehaviorSanitizer;
 * ``AIOMISC_C_WERROR=1``: warnings are errors (CI sets it).
+
+A change of these switches rebuilds the C modules even when an earlier build
+in the same tree looks up to date; a compiler failure says how to install the
+pure-Python package instead.
 """
+import json
 import os
 import platform
 import sys
 
 from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+NO_COMPILER_HINT = """
+aiomisc_c: building the C extension modules failed (see the compiler
+output above).  They need a C compiler and the Python headers (e.g.
+"apt-get install gcc python3-dev").  To install the pure-Python twins
+only, with the same API, run:
+
+    AIOMISC_C_NO_EXTENSIONS=1 pip install .
+"""
 
 
 def env_flag(name: str) -> bool:
@@ -70,4 +85,46 @@ def extensions() -> list:
     ]
 
 
-setup(ext_modules=extensions())
+def build_flags(ext_modules: list) -> dict:
+    """What decides the compiled code, besides the sources."""
+    return {
+        ext.name: {
+            "compile": ext.extra_compile_args,
+            "link": ext.extra_link_args,
+            "undef": ext.undef_macros,
+            "cc": os.environ.get("CC", ""),
+            "cflags": os.environ.get("CFLAGS", ""),
+        }
+        for ext in ext_modules
+    }
+
+
+class BuildExt(build_ext):
+    """build_ext that rebuilds when the build switches changed since the last
+    build in this tree, and explains a compiler failure."""
+
+    def flags_path(self) -> str:
+        kind = "inplace" if self.inplace else "build"
+        return os.path.join(self.build_temp, f"aiomisc_c-flags-{kind}.json")
+
+    def run(self) -> None:
+        flags = build_flags(self.extensions)
+        path = self.flags_path()
+        try:
+            with open(path) as fp:
+                previous = json.load(fp)
+        except (OSError, ValueError):
+            previous = None
+        if previous != flags:
+            self.force = True
+        try:
+            super().run()
+        except Exception:
+            sys.stderr.write(NO_COMPILER_HINT)
+            raise
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "w") as fp:
+            json.dump(flags, fp, sort_keys=True)
+
+
+setup(ext_modules=extensions(), cmdclass={"build_ext": BuildExt})

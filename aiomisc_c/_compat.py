@@ -28,6 +28,7 @@ import os
 import signal
 import sys
 import types
+import warnings
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 _TRUE_VALUES = frozenset({"1", "enable", "enabled", "on", "true", "yes"})
@@ -144,7 +145,36 @@ def import_c_module(name: str) -> Optional[types.ModuleType]:
     try:
         return importlib.import_module(f"aiomisc_c.{name}")
     except ImportError:
+        _warn_if_source_checkout()
         return None
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_source_checkout_warned = False
+# pyproject.toml's pytest settings ignore this message by its start.
+SOURCE_CHECKOUT_MESSAGE = (
+    "aiomisc_c is imported from a source checkout ({path}) whose C extension "
+    "modules are not built, so the slower pure-Python twins are in use. "
+    "Build them in place with 'python setup.py build_ext --inplace' (or "
+    "'make inplace'), or install the package with 'pip install .'; set "
+    "AIOMISC_C_NO_EXTENSIONS=1 to choose the Python twins without this "
+    "warning."
+)
+
+
+def _warn_if_source_checkout() -> None:
+    """Warn once when the C modules are missing only because the package is
+    imported from a clone (``csrc/`` beside it) where they were not built."""
+    global _source_checkout_warned
+    if _source_checkout_warned:
+        return
+    if not os.path.isdir(os.path.join(os.path.dirname(_PACKAGE_DIR), "csrc")):
+        return
+    _source_checkout_warned = True
+    warnings.warn(
+        SOURCE_CHECKOUT_MESSAGE.format(path=_PACKAGE_DIR), RuntimeWarning,
+        stacklevel=3,
+    )
 
 
 def _c_module_state(c_module: Any) -> Optional[str]:

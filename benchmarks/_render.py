@@ -7,12 +7,14 @@ Ratios, all "higher is better" except the floor multiple:
 * ``X / floor`` = X's ns/op / the floor's ns/op on the same loop in the same
   process: how many times the no-thread lower bound X costs.
 """
+import json
 import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ._harness import fmt_value, spread
 
+DOCS_DATA = "benchmarks.json"
 LOOP_TITLES = {"asyncio": "asyncio loop", "uvloop": "uvloop"}
 RATIO_TICKS = [0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100]
 SUBJECT_COLOURS = {
@@ -128,8 +130,12 @@ class ModuleView:
                     row.append("—")
                     continue
                 cell = fmt_value(found["median"])
-                if with_spread and len(found["samples"]) > 1:
-                    cell += f" ±{spread(found['samples']):.0f}%"
+                if with_spread:
+                    mad = found.get("mad_percent")
+                    if mad is None and len(found["samples"]) > 1:
+                        mad = spread(found["samples"])
+                    if mad is not None:
+                        cell += f" ±{mad:.0f}%"
                 row.append(cell)
             rows.append(row)
         return rows
@@ -201,13 +207,22 @@ def text_report(results: Dict[str, Any]) -> str:
 
 # --- docs --------------------------------------------------------------------
 
+def rst_text(text: str) -> str:
+    """``text`` with the ``*`` outside ````literals```` escaped (case titles
+    such as ``entrypoint(*10 services)`` are plain text)."""
+    parts = str(text).split("``")
+    for index in range(0, len(parts), 2):  # even parts: outside literals
+        parts[index] = parts[index].replace("*", "\\*")
+    return "``".join(parts)
+
+
 def rst_table(caption: str, header: Sequence[str],
               rows: List[List[str]]) -> List[str]:
     lines = [f".. list-table:: {caption}", "   :header-rows: 1", ""]
     for row in [list(header)] + rows:
         for index, cell in enumerate(row):
             bullet = "   * - " if index == 0 else "     - "
-            lines.append(f"{bullet}{cell}".rstrip())
+            lines.append(f"{bullet}{rst_text(cell)}".rstrip())
     lines.append("")
     return lines
 
@@ -344,10 +359,154 @@ def write_chart(results: Dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+# --- README summary ----------------------------------------------------------
+
+SUMMARY_START = ".. include-benchmarks-start"
+SUMMARY_END = ".. include-benchmarks-end"
+# (module, case, label) of each row of the README's table
+SUMMARY_ROWS = (
+    ("thread_pool", "threaded_gather", "``threaded`` call, 1,000 gathered"),
+    ("thread_pool", "threaded_in_turn",
+     "``threaded`` call, 1,000 submitted, awaited in turn"),
+    ("thread_pool", "threaded_one_by_one",
+     "``threaded`` call awaited one by one"),
+    ("thread_pool", "executor_gather",
+     "``run_in_executor(pool)``, 1,000 gathered"),
+    ("circuit_breaker", "call", "``CircuitBreaker.call``"),
+    ("circuit_breaker", "call_async", "``CircuitBreaker.call_async``"),
+    ("circuit_breaker", "cutout_async",
+     "``await`` a ``@cutout`` coroutine function"),
+    ("backoff", "backoff_1_2", "``asyncbackoff(1, 2)`` call"),
+    ("backoff", "retry_3", "``asyncretry(3)`` call"),
+    ("backoff", "timeout_1", "``timeout(1)`` call"),
+    ("entrypoint", "enter_exit", "``entrypoint()`` enter + exit"),
+)
+SUMMARY_LOOPS = ("asyncio", "uvloop")
+OURS, THEIRS, STDLIB = "aiomisc_c", "aiomisc", "stdlib"
+
+
+def summary_ratio(theirs: Optional[float], ours: Optional[float]) -> str:
+    if not theirs or not ours:
+        return "—"
+    ratio = theirs / ours
+    return f"{ratio:.1f}×" if ratio < 10 else f"{ratio:.0f}×"
+
+
+def summary_value(view: Optional[ModuleView], loop: str, subject: str,
+                  case: str) -> Optional[float]:
+    if view is None or case not in view.case_by_name:
+        return None
+    return view.value(loop, subject, case)
+
+
+def rst_simple_table(widths: Sequence[int], head: List[List[str]],
+                     spans: List[str], body: List[List[str]]) -> List[str]:
+    def line(cells: Sequence[str], sizes: Sequence[int]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, sizes)).rstrip()
+
+    border = line(["=" * w for w in widths], widths)
+    # the group row: the first column, then one cell per loop spanning three
+    group_widths = [widths[0]] + [
+        sum(widths[1:4]) + 4 for _ in range((len(widths) - 1) // 3)
+    ]
+    return (
+        [border, line(head[0], group_widths),
+         line(["-" * w for w in group_widths], group_widths),
+         line(spans, widths), border]
+        + [line(row, widths) for row in body]
+        + [border]
+    )
+
+
+def readme_summary(results: Dict[str, Any]) -> str:
+    """The README's benchmark summary (between the two markers)."""
+    meta = results.get("meta", {})
+    by_name = {view.name: view for view in views(results)}
+    python = " ".join(str(meta.get("python", "?")).split()[:2])
+    python = python.rsplit(".", 1)[0] if python.count(".") > 1 else python
+    lines = [
+        f"One run on these {meta.get('cpu_count', '?')}-vCPU machines "
+        f"({meta.get('date', '?')}, {python},",
+        f"medians of {meta.get('repeats', '?')}; ns per operation; *×* is "
+        "aiomisc 17.x's time divided by",
+        "aiomisc_c's). The machines are noisy: whole processes slow down by "
+        "up to 2×",
+        "for seconds at a time, so ratios move by ±30 % between runs. The "
+        "full",
+        "tables, with the Python twin, the stdlib, the peers and each case's "
+        "spread,",
+        "are in ``docs/benchmarks.rst``.",
+        "",
+    ]
+    body = []
+    for module, case, label in SUMMARY_ROWS:
+        view = by_name.get(module)
+        row = [label]
+        for loop in SUMMARY_LOOPS:
+            ours = summary_value(view, loop, OURS, case)
+            theirs = summary_value(view, loop, THEIRS, case)
+            row += [fmt_value(ours), fmt_value(theirs),
+                    summary_ratio(theirs, ours)]
+        body.append(row)
+    widths = [max(len(row[0]) for row in body)]
+    for column in range(1, 1 + 3 * len(SUMMARY_LOOPS)):
+        minimum = 7 if column % 3 == 0 else 10
+        widths.append(max([minimum] + [len(row[column]) for row in body]))
+    head = [["case"] + list(SUMMARY_LOOPS)]
+    spans = ["\\"] + [OURS, THEIRS, "×"] * len(SUMMARY_LOOPS)
+    lines += rst_simple_table(widths, head, spans, body)
+
+    memory = by_name.get("thread_pool")
+    ours = summary_value(memory, "asyncio", OURS, "pending_memory")
+    theirs = summary_value(memory, "asyncio", THEIRS, "pending_memory")
+    if ours and theirs:
+        lines += ["", f"Memory per pending ``threaded`` call: "
+                      f"{ours:,.0f} bytes (aiomisc: {theirs:,.0f})."]
+    imports = by_name.get("entrypoint")
+    ours = summary_value(imports, "asyncio", OURS, "import_cold")
+    theirs = summary_value(imports, "asyncio", THEIRS, "import_cold")
+    stdlib = summary_value(imports, "asyncio", STDLIB, "import_cold")
+    if ours and theirs:
+        lines += [
+            "",
+            f"Cold ``import aiomisc_c`` in a new process: {ours / 1e6:.0f} "
+            f"ms, aiomisc {theirs / 1e6:.0f} ms",
+            f"({summary_ratio(theirs, ours)})"
+            + (f"; ``import asyncio`` alone took {stdlib / 1e6:.0f} ms in "
+               "the same run." if stdlib else "."),
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def replace_between_markers(text: str, block: str) -> str:
+    """``text`` with what lies between the summary markers replaced."""
+    start = text.index(SUMMARY_START + "\n") + len(SUMMARY_START) + 1
+    end = text.index(SUMMARY_END, start)
+    return text[:start] + "\n" + block + "\n" + text[end:]
+
+
+def readme_block(text: str) -> str:
+    """What lies between the summary markers of ``text``, as rendered."""
+    start = text.index(SUMMARY_START + "\n") + len(SUMMARY_START) + 1
+    end = text.index(SUMMARY_END, start)
+    return text[start:end].strip("\n") + "\n"
+
+
+def write_readme(results: Dict[str, Any], readme: Path) -> None:
+    text = readme.read_text(encoding="utf-8")
+    readme.write_text(replace_between_markers(text, readme_summary(results)),
+                      encoding="utf-8")
+
+
 def write_docs(results: Dict[str, Any], docs_dir: Path) -> Tuple[Path, Path]:
     docs_dir.mkdir(parents=True, exist_ok=True)
     png = docs_dir / "benchmarks.png"
     rst = docs_dir / "benchmarks.rst"
     write_chart(results, png)
     rst.write_text(rst_report(results, png.name))
+    # the data the page and the README summary are rendered from, kept so
+    # that the tests can check the README against it
+    with open(docs_dir / DOCS_DATA, "w") as fp:
+        json.dump(results, fp, indent=1)
+        fp.write("\n")
     return rst, png

@@ -1,9 +1,10 @@
 """Run every benchmark module and collect the results.
 
     python -m benchmarks                  # everything, tables on stdout
-    python -m benchmarks --docs           # ... and docs/benchmarks.rst + .png
+    python -m benchmarks --docs           # ... and docs/benchmarks.rst, .png,
+                                          # .json and the README's summary
     python -m benchmarks --only thread_pool --repeats 5 --scale 0.5
-    python -m benchmarks --from-json benchmarks/results.json --docs
+    python -m benchmarks --from-json docs/benchmarks.json --docs  # re-render
 
 Each ``benchmarks/bench_<name>.py`` is picked up automatically (see
 ``_harness.py`` for what it must define). Every (module, loop, subject) runs
@@ -203,6 +204,7 @@ def measure_in_turn(case: Dict[str, Any], children: List[Child],
         measurement = {
             "unit": case["unit"], "median": median(values),
             "min": min(values), "samples": values,
+            "mad_percent": spread(values),
             "iterations": iterations, "ops": case["ops"],
         }
         if any(extras[child.name]):
@@ -296,7 +298,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--from-json", type=Path, metavar="PATH",
                         help="run nothing; report on saved results")
     parser.add_argument("--docs", action="store_true",
-                        help="render docs/benchmarks.rst and .png")
+                        help="render docs/benchmarks.rst, .png and .json "
+                        "and the README's summary")
     return parser.parse_args(argv)
 
 
@@ -343,7 +346,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     print(_render.text_report(results))
     if args.docs:
         rst, png = _render.write_docs(results, REPO_DIR / "docs")
-        print(f"docs: {rst} {png}", file=sys.stderr)
+        _render.write_readme(results, REPO_DIR / "README.rst")
+        print(f"docs: {rst} {png} {rst.parent / _render.DOCS_DATA}, "
+              "README.rst's summary", file=sys.stderr)
 
 
 def save(results: Dict[str, Any], path: Path) -> None:

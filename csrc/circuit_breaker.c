@@ -2380,10 +2380,10 @@ static PyMethodDef Breaker_methods[] = {
     {"context", (PyCFunction)Breaker_context, METH_NOARGS,
      "A context manager guarding its body."},
     {"call", (PyCFunction)(void (*)(void))Breaker_call,
-     METH_FASTCALL | METH_KEYWORDS, "func(*args, **kwargs), guarded."},
+     METH_FASTCALL | METH_KEYWORDS, "Call ``func(*args, **kwargs)``, guarded."},
     {"call_async", (PyCFunction)(void (*)(void))Breaker_call_async,
      METH_FASTCALL | METH_KEYWORDS,
-     "Await func(*args, **kwargs) (or take its value), guarded."},
+     "Await ``func(*args, **kwargs)`` (or take its value), guarded."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,75 @@
+"""``import aiomisc_c`` from a clone whose C modules are not built warns once
+with how to get them; nowhere else does it warn."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+import aiomisc_c
+
+PACKAGE_DIR = os.path.dirname(os.path.abspath(aiomisc_c.__file__))
+MESSAGE = "aiomisc_c is imported from a source checkout"
+
+
+@pytest.fixture
+def unbuilt_copy(tmp_path):
+    """A copy of the package without compiled modules; no csrc/ yet."""
+    shutil.copytree(
+        PACKAGE_DIR, tmp_path / "aiomisc_c",
+        ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"),
+    )
+    return tmp_path
+
+
+def import_package(root, **env_changes):
+    env = {
+        key: value for key, value in os.environ.items()
+        if not key.startswith("AIOMISC_C_") and key != "PYTHONWARNINGS"
+    }
+    env["PYTHONPATH"] = str(root)
+    env.update(env_changes)
+    code = (
+        "import aiomisc_c, aiomisc_c.thread_pool, aiomisc_c.backoff\n"
+        "print(aiomisc_c.implementation)\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code], cwd=str(root), env=env,
+        capture_output=True, text=True, timeout=60,
+    )
+
+
+def test_warns_once_from_an_unbuilt_source_checkout(unbuilt_copy):
+    os.mkdir(unbuilt_copy / "csrc")
+    result = import_package(unbuilt_copy)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "python"
+    assert result.stderr.count(MESSAGE) == 1, result.stderr
+    assert "RuntimeWarning" in result.stderr
+    assert "build_ext --inplace" in result.stderr
+    assert "pip install ." in result.stderr
+    assert str(unbuilt_copy / "aiomisc_c") in result.stderr
+
+
+def test_the_warning_is_an_error_under_w_error(unbuilt_copy):
+    os.mkdir(unbuilt_copy / "csrc")
+    result = import_package(unbuilt_copy, PYTHONWARNINGS="error")
+    assert result.returncode != 0
+    assert MESSAGE in result.stderr
+
+
+def test_no_warning_when_the_python_twins_are_chosen(unbuilt_copy):
+    os.mkdir(unbuilt_copy / "csrc")
+    result = import_package(unbuilt_copy, AIOMISC_C_NO_EXTENSIONS="1")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "python"
+    assert MESSAGE not in result.stderr
+
+
+def test_no_warning_for_an_installed_pure_python_package(unbuilt_copy):
+    # no csrc/ beside the package: AIOMISC_C_NO_EXTENSIONS=1 pip install .
+    result = import_package(unbuilt_copy)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "python"
+    assert MESSAGE not in result.stderr
