@@ -248,22 +248,34 @@ monotonic_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Log a warning through logging.getLogger("aiomisc_c.thread_pool"); never
- * raises (errors become unraisable). */
+/* logging.getLogger("aiomisc_c.thread_pool"), made once: 0, or -1 after
+ * reporting the error as unraisable. */
+static int
+tp_logger(tp_state *st)
+{
+    if (st->logger != NULL) {
+        return 0;
+    }
+    PyObject *get_logger = aio_import_attr("logging", "getLogger");
+    if (get_logger != NULL) {
+        st->logger =
+            PyObject_CallFunction(get_logger, "s", "aiomisc_c.thread_pool");
+        Py_DECREF(get_logger);
+    }
+    if (st->logger == NULL) {
+        PyErr_WriteUnraisable(NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Log a warning through the module's logger; never raises (errors become
+ * unraisable). */
 static void
 log_warning(tp_state *st, const char *fmt, PyObject *arg1, Py_ssize_t arg2)
 {
-    if (st->logger == NULL) {
-        PyObject *get_logger = aio_import_attr("logging", "getLogger");
-        if (get_logger != NULL) {
-            st->logger = PyObject_CallFunction(get_logger, "s",
-                                               "aiomisc_c.thread_pool");
-            Py_DECREF(get_logger);
-        }
-        if (st->logger == NULL) {
-            PyErr_WriteUnraisable(NULL);
-            return;
-        }
+    if (tp_logger(st) < 0) {
+        return;
     }
     PyObject *r =
         PyObject_CallMethod(st->logger, "warning", "sOn", fmt, arg1, arg2);
@@ -271,6 +283,30 @@ log_warning(tp_state *st, const char *fmt, PyObject *arg1, Py_ssize_t arg2)
         PyErr_WriteUnraisable(st->logger);
     }
     Py_XDECREF(r);
+}
+
+/* logger.warning(message, exc_info=exc); never raises. */
+static void
+log_warning_exc(tp_state *st, const char *message, PyObject *exc)
+{
+    if (tp_logger(st) < 0) {
+        return;
+    }
+    PyObject *warning = PyObject_GetAttrString(st->logger, "warning");
+    PyObject *args = Py_BuildValue("(s)", message);
+    PyObject *kwargs =
+        Py_BuildValue("{sO}", "exc_info", exc != NULL ? exc : Py_True);
+    PyObject *r = NULL;
+    if (warning != NULL && args != NULL && kwargs != NULL) {
+        r = PyObject_Call(warning, args, kwargs);
+    }
+    if (r == NULL) {
+        PyErr_WriteUnraisable(st->logger);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(warning);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -684,6 +720,27 @@ executor_spawn(Executor *self, Py_ssize_t n)
     return 0;
 }
 
+/* GIL held: start `n` reserved threads for a submit.  When none can be
+ * started and the pool has no thread at all, raise (-1): nothing would run
+ * the item.  Otherwise the live workers will: log and carry on (0). */
+static int
+executor_grow(Executor *self, tp_state *st, Py_ssize_t n)
+{
+    if (executor_spawn(self, n) == 0) {
+        return 0;
+    }
+    LOCK(self);
+    Py_ssize_t spawned = self->spawned;
+    UNLOCK(self);
+    if (spawned == 0) {
+        return -1;
+    }
+    PyObject *exc = aio_err_take();
+    log_warning_exc(st, "Can not start a new thread pool worker", exc);
+    Py_XDECREF(exc);
+    return 0;
+}
+
 static inline void
 counter_add(Executor *self, int which, int64_t delta)
 {
@@ -826,7 +883,28 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
     }
     PyObject *future = Py_NewRef(it->future);
 
+    /* Growth: double (capped) when every thread has an unfinished item.
+     * Threads start before the item is queued: a submit that raises
+     * leaves nothing behind for a worker to run later. */
     Py_ssize_t to_spawn = 0;
+    LOCK(self);
+    if (self->spawned < self->max_workers &&
+        atomic_load_explicit(&self->queued, memory_order_relaxed) +
+                self->running >=
+            self->spawned) {
+        to_spawn =
+            self->spawned == 0
+                ? initial_workers(self)
+                : Py_MIN(self->spawned, self->max_workers - self->spawned);
+        self->spawned += to_spawn;
+    }
+    UNLOCK(self);
+    if (to_spawn > 0 && executor_grow(self, st, to_spawn) < 0) {
+        Py_DECREF(future);
+        item_free(st, it);
+        return NULL;
+    }
+
     int signal = 0;
     LOCK(self);
     if (atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
@@ -835,17 +913,6 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
         item_free(st, it);
         return raise_shutdown();
     }
-    /* Growth: double (capped) when every thread has an unfinished item. */
-    Py_ssize_t queued =
-        atomic_load_explicit(&self->queued, memory_order_relaxed);
-    if (self->spawned < self->max_workers &&
-        queued + self->running >= self->spawned) {
-        to_spawn =
-            self->spawned == 0
-                ? initial_workers(self)
-                : Py_MIN(self->spawned, self->max_workers - self->spawned);
-        self->spawned += to_spawn;
-    }
     if (self->tail != NULL) {
         self->tail->next = it;
     }
@@ -853,7 +920,7 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
         self->head = it;
     }
     self->tail = it;
-    atomic_store_explicit(&self->queued, queued + 1, memory_order_release);
+    atomic_fetch_add_explicit(&self->queued, 1, memory_order_release);
     if (self->idle_awake == 0) {
         signal = claim_sleeper(self);
     }
@@ -861,12 +928,7 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
     if (signal) {
         pthread_cond_signal(&self->wake);
     }
-
     counter_add(self, C_SUBMITTED, 1);
-    if (to_spawn > 0 && executor_spawn(self, to_spawn) < 0) {
-        Py_DECREF(future);
-        return NULL;
-    }
     return future;
 
 fail:

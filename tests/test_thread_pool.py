@@ -870,14 +870,17 @@ def core_type(implementation):
 class Harness:
     """A core plus the thread bookkeeping the shell normally does."""
 
-    def __init__(self, core_type, max_workers, name):
+    def __init__(self, core_type, max_workers, name, can_spawn=lambda: True):
         self.statistic = thread_pool.ThreadPoolStatistic(name)
         self.threads = []
+        self.can_spawn = can_spawn
         self.core = core_type(
             max_workers, self.statistic, self.spawn, ClosedForTest,
         )
 
     def spawn(self):
+        if not self.can_spawn():
+            raise RuntimeError("can't start new thread")
         thread = threading.Thread(
             target=self.core.run_worker, daemon=True,
             name=f"core worker {len(self.threads)}",
@@ -1010,6 +1013,100 @@ def test_core_submit_validates_callable(core_type, loop, pool_name, run):
         run(main())
     finally:
         harness.close()
+
+
+# --------------------------------------------------------------------------
+# a worker thread that can not be started
+
+
+def test_core_submit_that_can_not_start_a_thread_leaves_nothing_queued(
+    core_type, loop, pool_name, run,
+):
+    """Regression: the item was queued before the thread start failed, so a
+    submit that raised still ran its work later (twice for a caller that
+    retries) or, with no worker at all, left it queued forever."""
+    can_start = []
+    harness = Harness(core_type, 2, pool_name, can_spawn=lambda: can_start)
+    core = harness.core
+    ran = []
+
+    async def main():
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            core.submit(ran.append, "refused")
+        assert core.queued == 0
+        assert core.unfinished == 0
+        assert core.spawned_threads == 0
+        assert harness.statistic.submitted == 0
+        can_start.append(True)
+        await asyncio.wait_for(core.submit(ran.append, "accepted"), 30)
+        assert core.spawned_threads == 2
+
+    try:
+        run(main())
+    finally:
+        harness.close()
+    assert ran == ["accepted"]
+
+
+@pytest.fixture
+def thread_start_fails():
+    """Thread starts fail for real from now on: no address space can hold a
+    2**47-byte stack (with any overcommit setting)."""
+    def fail_thread_starts():
+        threading.stack_size(2 ** 47)
+
+    try:
+        yield fail_thread_starts
+    finally:
+        threading.stack_size(0)
+
+
+@pytest.mark.parametrize("pool_size", [4])
+def test_growth_failure_with_live_workers_still_runs_the_item_once(
+    loop, pool, pool_name, run, caplog, thread_start_fails,
+):
+    caplog.set_level(logging.WARNING)
+    gates = [Gate(), Gate()]
+    ran = []
+
+    async def main():
+        blocked = [pool.submit(gate) for gate in gates]
+        for gate in gates:
+            await wait_event(gate.started)
+        thread_start_fails()
+        # Growth is due (2 threads, 2 unfinished) and fails: the two live
+        # workers will run the item, so the submit succeeds.
+        future = pool.submit(ran.append, "once")
+        threading.stack_size(0)
+        for gate in gates:
+            gate.release.set()
+        await asyncio.wait_for(asyncio.gather(future, *blocked), 30)
+        # the pool still grows when it can
+        await asyncio.wait_for(
+            asyncio.gather(*(pool.submit(time.sleep, 0.01) for _ in range(8))),
+            30,
+        )
+
+    run(main())
+    assert ran == ["once"]
+    assert len(pool_threads(pool_name)) == 4
+    messages = [
+        r for r in caplog.records
+        if r.getMessage() == "Can not start a new thread pool worker"
+    ]
+    assert len(messages) == 1
+    assert messages[0].levelno == logging.WARNING
+    assert "can't start new thread" in str(messages[0].exc_info[1])
+
+
+def test_pool_that_can_not_start_any_thread_raises(
+    implementation, pool_name, thread_start_fails,
+):
+    thread_start_fails()
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        thread_pool.ThreadPoolExecutor(2, statistic_name=pool_name)
+    threading.stack_size(0)
+    assert pool_threads(pool_name) == []
 
 
 # --------------------------------------------------------------------------
