@@ -52,11 +52,12 @@
  *
  * Threaded calls submit straight to our core when the running loop's
  *   default executor is one of our pools: asyncio loops expose it as
- *   `loop._default_executor` (then `._core`); uvloop hides it, so the first
- *   call goes through loop.run_in_executor(None, ...) and, if our core's
- *   submit() receives it, that core is remembered for the loop (re-checked
- *   every 1024 calls and dropped when the core shuts down).  Otherwise the
- *   call goes through loop.run_in_executor / _thread_pool_base.
+ *   `loop._default_executor` (then `._core`).  uvloop keeps it in a C
+ *   field with no attribute, so the loop's tp_traverse (what
+ *   gc.get_referents uses) finds the one pool of ours the loop refers to:
+ *   read on every call, nothing cached, so loop.set_default_executor()
+ *   takes effect at once.  Otherwise the call goes through
+ *   loop.run_in_executor / _thread_pool_base.
  *
  * Statistics are incremented natively through buffers exported by
  *   statistic._counter_slot(name); the buffers stay exported (pinned) for the
@@ -103,6 +104,7 @@ typedef struct {
     PyObject *kwnames_args_kwargs; /* ("args", "kwargs") */
     PyObject *logger;              /* lazily: aiomisc_c.thread_pool logger */
     PyObject *run_in_executor;     /* lazily: _thread_pool_base's */
+    PyObject *shell_type; /* lazily: _thread_pool_base.ThreadPoolExecutorBase */
     /* A loop type whose instances cannot have `_default_executor` (uvloop):
      * skips a failing attribute lookup per threaded call. */
     PyObject *loop_type_without_executor;
@@ -120,19 +122,6 @@ typedef struct {
     PyObject *str_set_exception;
     PyObject *str_set_result;
     PyObject *str_async_call;
-
-    /* uvloop hides its default executor.  While Threaded goes through
-     * loop.run_in_executor(None, ...), `probe_loop` is that loop and the
-     * core whose submit() sees it is recorded as `learned_core` for
-     * `learned_loop` (identity only: trusted while the core's channel for
-     * that address still refers to this very loop).  Re-probed every 1024
-     * calls. */
-    PyObject *probe_loop;   /* borrowed, only during a probe */
-    PyObject *probe_hit;    /* strong: the core that saw probe_hit_loop */
-    void *probe_hit_loop;   /* identity key, no reference */
-    PyObject *learned_core; /* strong */
-    void *learned_loop;     /* identity key, no reference */
-    unsigned learned_uses;
 
     /* Free list of work items; only touched with the GIL held. */
     work_item *free_items;
@@ -1211,12 +1200,6 @@ executor_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     if (loop == NULL) {
         return NULL;
     }
-    if (loop == st->probe_loop) {
-        /* We are that loop's default executor.  Keyed by loop: another
-         * thread may probe its own loop while this probe is in flight. */
-        Py_XSETREF(st->probe_hit, Py_NewRef(op));
-        st->probe_hit_loop = (void *)loop;
-    }
     PyObject *future = executor_submit_impl(self, st, loop, fn, NULL, args + 1,
                                             nargs - 1, kwnames);
     Py_DECREF(loop);
@@ -1263,10 +1246,6 @@ executor_shutdown(PyObject *op, PyObject *Py_UNUSED(unused))
     atomic_store_explicit(&self->queued, 0, memory_order_relaxed);
     UNLOCK(self);
     pthread_cond_broadcast(&self->wake);
-    if (st->learned_core == op) {
-        st->learned_loop = NULL;
-        Py_CLEAR(st->learned_core);
-    }
     executor_fail_items(self, st, pending, "Pool closed");
     Py_RETURN_NONE;
 }
@@ -1803,18 +1782,31 @@ threaded_via_loop(tp_state *st, PyObject *loop, int use_partial,
     }
     else {
         /* loop.run_in_executor(None, func, [prefix,] *args) (uvloop) */
-        Py_ssize_t shift = prefix != NULL ? 3 : 2;
-        call_args = PyTuple_New(nargs + shift);
-        if (call_args != NULL) {
-            PyTuple_SET_ITEM(call_args, 0, Py_NewRef(Py_None));
-            PyTuple_SET_ITEM(call_args, 1, Py_NewRef(func));
-            if (prefix != NULL) {
-                PyTuple_SET_ITEM(call_args, 2, Py_NewRef(prefix));
-            }
-            for (Py_ssize_t i = 0; i < nargs; i++) {
-                PyTuple_SET_ITEM(call_args, i + shift, Py_NewRef(args[i]));
+        PyObject *small[8];
+        Py_ssize_t shift = prefix != NULL ? 4 : 3;
+        Py_ssize_t n = nargs + shift;
+        PyObject **stack = small;
+        if (n > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+            stack = PyMem_Malloc((size_t)n * sizeof(PyObject *));
+            if (stack == NULL) {
+                return PyErr_NoMemory();
             }
         }
+        stack[0] = loop;
+        stack[1] = Py_None;
+        stack[2] = func;
+        if (prefix != NULL) {
+            stack[3] = prefix;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            stack[i + shift] = args[i];
+        }
+        PyObject *result = PyObject_VectorcallMethod(
+            st->str_run_in_executor, stack, (size_t)n, NULL);
+        if (stack != small) {
+            PyMem_Free(stack);
+        }
+        return result;
     }
     if (call_args == NULL) {
         return NULL;
@@ -1829,39 +1821,71 @@ threaded_via_loop(tp_state *st, PyObject *loop, int use_partial,
     return result;
 }
 
-/* uvloop fast path: submit to the core learned for `loop`.  Returns NULL
- * without an exception when the cache does not apply (then the caller takes
- * the probing path). */
-static PyObject *
-threaded_learned_submit(tp_state *st, PyObject *loop, PyObject *func,
-                        PyObject *prefix, PyObject *const *args,
-                        Py_ssize_t nargs, PyObject *kwnames)
+/* getattr without building the AttributeError when it is missing (0 with
+ * *result = NULL); uvloop's loops go through here on every threaded call. */
+static inline int
+lookup_attr_quiet(PyObject *obj, PyObject *name, PyObject **result)
 {
-    Executor *core = (Executor *)st->learned_core;
-    if (core == NULL ||
-        atomic_load_explicit(&core->shutdown, memory_order_relaxed) ||
-        (++st->learned_uses & 1023) == 0) {
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttr(obj, name, result);
+#else
+    return _PyObject_LookupAttr(obj, name, result);
+#endif
+}
+
+typedef struct {
+    PyTypeObject *shell_type;
+    PyObject *found; /* borrowed */
+} find_shell_arg;
+
+static int
+find_shell_visit(PyObject *obj, void *arg)
+{
+    find_shell_arg *find = (find_shell_arg *)arg;
+    if (PyObject_TypeCheck(obj, find->shell_type)) {
+        find->found = obj;
+        return 1;
+    }
+    return 0;
+}
+
+/* A loop that hides its default executor (uvloop): the core of the pool of
+ * ours among the loop's own fields (only the default executor can be one),
+ * as a new reference; NULL without an exception when there is none (or it
+ * is shut down: the loop then reports that itself). */
+static PyObject *
+hidden_default_core(tp_state *st, PyObject *loop)
+{
+    traverseproc traverse = Py_TYPE(loop)->tp_traverse;
+    if (traverse == NULL) {
         return NULL;
     }
-    /* The pointer is only a key: trust it while the core's channel for it
-     * still refers to this very (live) loop. */
-    Channel *ch = core->last_channel;
-    if (ch == NULL || !channel_is_for(ch, loop)) {
-        PyObject *key = PyLong_FromVoidPtr((void *)loop);
-        if (key == NULL) {
-            return NULL;
-        }
-        ch = (Channel *)PyDict_GetItemWithError(core->channels, key);
-        Py_DECREF(key);
-        if (ch == NULL || !channel_is_for(ch, loop)) {
+    if (st->shell_type == NULL) {
+        st->shell_type = aio_import_attr("aiomisc_c._thread_pool_base",
+                                         "ThreadPoolExecutorBase");
+        if (st->shell_type == NULL || !PyType_Check(st->shell_type)) {
+            Py_CLEAR(st->shell_type);
+            PyErr_Clear();
             return NULL;
         }
     }
-    Py_INCREF(core);
-    PyObject *result = executor_submit_impl(core, st, loop, func, prefix, args,
-                                            nargs, kwnames);
-    Py_DECREF(core);
-    return result;
+    find_shell_arg find = {(PyTypeObject *)st->shell_type, NULL};
+    (void)traverse(loop, find_shell_visit, &find);
+    if (find.found == NULL) {
+        return NULL;
+    }
+    PyObject *core = NULL;
+    if (aio_getattr_optional(find.found, st->str_core, &core) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (core == NULL || !Py_IS_TYPE(core, st->executor_type) ||
+        atomic_load_explicit(&((Executor *)core)->shutdown,
+                             memory_order_relaxed)) {
+        Py_XDECREF(core);
+        return NULL;
+    }
+    return core;
 }
 
 /* The hot path of `await threaded_fn(...)`. */
@@ -1882,17 +1906,9 @@ threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
     PyObject *result = NULL;
     PyObject *executor = NULL;
     int has_executor_attr = 0;
-    if ((void *)loop == st->learned_loop) {
-        result = threaded_learned_submit(st, loop, func, prefix, args, nargs,
-                                         kwnames);
-        if (result != NULL || PyErr_Occurred()) {
-            Py_DECREF(loop);
-            return result;
-        }
-    }
     if ((PyObject *)Py_TYPE(loop) != st->loop_type_without_executor) {
         has_executor_attr =
-            aio_getattr_optional(loop, st->str_default_executor, &executor);
+            lookup_attr_quiet(loop, st->str_default_executor, &executor);
         if (has_executor_attr < 0) {
             goto done;
         }
@@ -1920,31 +1936,17 @@ threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
             threaded_via_loop(st, loop, 1, func, prefix, args, nargs, kwnames);
         goto done;
     }
-    /* No visible default executor (uvloop): go through the loop and learn
-     * whether one of our cores received the work. */
-    PyObject *outer_probe = st->probe_loop;
-    st->probe_loop = loop;
+    /* No visible default executor (uvloop): look it up every time, so
+     * that loop.set_default_executor() takes effect at once. */
+    PyObject *core = hidden_default_core(st, loop);
+    if (core != NULL) {
+        result = executor_submit_impl((Executor *)core, st, loop, func,
+                                      prefix, args, nargs, kwnames);
+        Py_DECREF(core);
+        goto done;
+    }
     result =
         threaded_via_loop(st, loop, 0, func, prefix, args, nargs, kwnames);
-    st->probe_loop = outer_probe;
-    PyObject *hit = NULL;
-    if (st->probe_hit_loop == (void *)loop) {
-        hit = st->probe_hit; /* steal */
-        st->probe_hit = NULL;
-        st->probe_hit_loop = NULL;
-    }
-    if (result != NULL) {
-        if (hit != NULL) {
-            Py_XSETREF(st->learned_core, Py_NewRef(hit));
-            st->learned_loop = (void *)loop;
-            st->learned_uses = 0;
-        }
-        else if (st->learned_loop == (void *)loop) {
-            st->learned_loop = NULL;
-            Py_CLEAR(st->learned_core);
-        }
-    }
-    Py_XDECREF(hit);
 done:
     Py_XDECREF(executor);
     Py_DECREF(loop);
@@ -2465,9 +2467,8 @@ static PyType_Spec bound_threaded_spec = {
     X(kwnames_args_kwargs)                                                    \
     X(logger)                                                                 \
     X(run_in_executor)                                                        \
+    X(shell_type)                                                             \
     X(loop_type_without_executor)                                             \
-    X(learned_core)                                                           \
-    X(probe_hit)                                                              \
     X(str_call_soon_threadsafe)                                               \
     X(str_core)                                                               \
     X(str_counter_slot)                                                       \
