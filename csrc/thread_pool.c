@@ -110,6 +110,7 @@ typedef struct {
     PyObject *loop_type_without_executor;
 
     PyObject *str_call_soon_threadsafe;
+    PyObject *str_closed;
     PyObject *str_core;
     PyObject *str_counter_slot;
     PyObject *str_create_future;
@@ -148,6 +149,7 @@ typedef struct {
     Py_ssize_t batch_len;
     int scheduled;    /* a drain is pending on the loop */
     int stock_future; /* type(loop).create_future is asyncio's / uvloop's */
+    int closed;       /* the loop is closed or gone: nothing is delivered */
 } Channel;
 
 struct work_item {
@@ -160,6 +162,11 @@ struct work_item {
     Channel *channel;  /* owned */
     PyObject *outcome; /* owned after the call: result or exception */
     int failed;        /* outcome is an exception */
+    /* While its call runs: links in the executor's `running` list, and
+     * whether shutdown() failed its future already (GIL-guarded). */
+    work_item *run_prev;
+    work_item *run_next;
+    int abandoned;
 };
 
 enum {
@@ -184,7 +191,7 @@ typedef struct {
     work_item *head;
     work_item *tail;
     _Atomic Py_ssize_t queued;
-    Py_ssize_t running;
+    Py_ssize_t running_count;
     Py_ssize_t spawned;
     int sleeping;
     int idle_awake;
@@ -200,6 +207,7 @@ typedef struct {
     PyObject *closed_exception;
     PyObject *channels; /* dict: loop -> Channel */
     Channel *last_channel;
+    work_item *running; /* items whose call runs now; GIL-guarded */
     Py_buffer counter_views[N_COUNTERS];
     int n_counter_views;
     int64_t *counters[N_COUNTERS - 1];
@@ -235,6 +243,18 @@ monotonic_ns(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* getattr without building the AttributeError when it is missing (0 with
+ * *result = NULL); uvloop's loops go through here on every threaded call. */
+static inline int
+lookup_attr_quiet(PyObject *obj, PyObject *name, PyObject **result)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttr(obj, name, result);
+#else
+    return _PyObject_LookupAttr(obj, name, result);
+#endif
 }
 
 /* logging.getLogger("aiomisc_c.thread_pool"), made once: 0, or -1 after
@@ -516,13 +536,137 @@ channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
     Py_RETURN_NONE;
 }
 
+static inline int
+is_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* GIL held: 1 if the channel's loop is closed or gone (remembered), else
+ * 0.  Read through `loop._closed` (asyncio's loops and uvloop have it),
+ * else loop.is_closed(); a loop that cannot tell counts as open. */
+static int
+channel_is_closed(tp_state *st, Channel *ch)
+{
+    if (ch->closed) {
+        return 1;
+    }
+    PyObject *loop = channel_loop(ch);
+    if (loop == NULL) {
+        ch->closed = 1;
+        return 1;
+    }
+    PyObject *flag = NULL;
+    int found = lookup_attr_quiet(loop, st->str_closed, &flag);
+    if (found == 0) {
+        flag = PyObject_VectorcallMethod(
+            st->str_is_closed, &loop, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+            NULL);
+    }
+    Py_DECREF(loop);
+    int closed = flag != NULL ? PyObject_IsTrue(flag) : -1;
+    Py_XDECREF(flag);
+    if (closed < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    ch->closed = closed;
+    return closed;
+}
+
+/* Items a worker (or shutdown) could not deliver because their loop is
+ * closed, counted per channel so that one log line covers a batch. */
+typedef struct {
+    Channel *channel; /* strong, or NULL */
+    Py_ssize_t count;
+} drop_tally;
+
+/* GIL held, no exception set: log the tally (not while the interpreter
+ * finalizes: logging may be half torn down, its locks held by dead
+ * daemon threads) and reset it. */
+static void
+drop_tally_flush(tp_state *st, drop_tally *tally)
+{
+    Channel *ch = tally->channel;
+    Py_ssize_t count = tally->count;
+    tally->channel = NULL;
+    tally->count = 0;
+    if (ch == NULL) {
+        return;
+    }
+    if (count > 0 && !is_finalizing()) {
+        PyObject *loop = channel_loop(ch);
+        log_warning(st,
+                    "Event loop %r is closed. Dropping %d thread pool "
+                    "call(s)",
+                    loop != NULL ? loop : Py_None, count);
+        Py_XDECREF(loop);
+    }
+    Py_DECREF(ch);
+}
+
+static void
+drop_tally_add(tp_state *st, drop_tally *tally, Channel *ch, Py_ssize_t n)
+{
+    if (n <= 0) {
+        return;
+    }
+    if (tally->channel != ch) {
+        drop_tally_flush(st, tally);
+        tally->channel = (Channel *)Py_NewRef(ch);
+    }
+    tally->count += n;
+}
+
+/* GIL held: report that call_soon_threadsafe failed for a reason other
+ * than a closed loop (the exception is taken). */
+static void
+report_delivery_error(tp_state *st, Channel *ch, Py_ssize_t n)
+{
+    PyObject *exc = aio_err_take();
+    if (is_finalizing() || tp_logger(st) < 0) {
+        Py_XDECREF(exc);
+        return;
+    }
+    PyObject *loop = channel_loop(ch);
+    PyObject *error = PyObject_GetAttrString(st->logger, "error");
+    PyObject *args = Py_BuildValue("(snO)",
+                                   "Can not deliver %d thread pool result(s) "
+                                   "to %r",
+                                   n, loop != NULL ? loop : Py_None);
+    PyObject *kwargs =
+        Py_BuildValue("{sO}", "exc_info", exc != NULL ? exc : Py_True);
+    PyObject *r = NULL;
+    if (error != NULL && args != NULL && kwargs != NULL) {
+        r = PyObject_Call(error, args, kwargs);
+    }
+    if (r == NULL) {
+        PyErr_WriteUnraisable(st->logger);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(error);
+    Py_XDECREF(loop);
+    Py_XDECREF(exc);
+}
+
 /* Any thread, GIL held, no exception set: add a finished item to its
  * channel's batch; the first item of a batch schedules the drain.  Takes
- * ownership of `it`. */
-static void
+ * ownership of `it`.  Returns how many items were dropped because the loop
+ * is closed (the caller logs them through a drop_tally). */
+static Py_ssize_t
 channel_push(tp_state *st, work_item *it)
 {
     Channel *ch = it->channel;
+    if (ch->closed) {
+        item_free(st, it);
+        return 1;
+    }
     it->next = NULL;
     if (ch->batch_tail != NULL) {
         ch->batch_tail->next = it;
@@ -533,7 +677,7 @@ channel_push(tp_state *st, work_item *it)
     ch->batch_tail = it;
     ch->batch_len++;
     if (ch->scheduled) {
-        return;
+        return 0;
     }
     /* Set before calling out: other workers may run (and push) while
      * call_soon_threadsafe executes Python code. */
@@ -546,36 +690,35 @@ channel_push(tp_state *st, work_item *it)
         r = PyObject_VectorcallMethod(st->str_call_soon_threadsafe, &stack[1],
                                       2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                       NULL);
+        Py_DECREF(loop);
     }
     else {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is gone");
     }
     if (r != NULL) {
         Py_DECREF(r);
-        Py_DECREF(loop);
         Py_DECREF(ch);
-        return;
+        return 0;
     }
-    /* The loop is closed (RuntimeError) or broken: nobody will drain this
-     * batch, so drop it (with everything pushed meanwhile). */
-    PyObject *err = aio_err_take();
+    /* Nobody will drain this batch: drop it (with everything pushed
+     * meanwhile).  Only RuntimeError means the loop is closed. */
     work_item *batch = ch->batch_head;
     Py_ssize_t n = ch->batch_len;
     ch->batch_head = ch->batch_tail = NULL;
     ch->batch_len = 0;
     ch->scheduled = 0;
-    if (err != NULL && !PyErr_GivenExceptionMatches(err, PyExc_RuntimeError)) {
-        aio_err_restore(err);
-        PyErr_WriteUnraisable((PyObject *)ch);
-        err = NULL;
+    Py_ssize_t dropped = 0;
+    if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        PyErr_Clear();
+        ch->closed = 1;
+        dropped = n;
     }
-    Py_XDECREF(err);
-    log_warning(st,
-                "Event loop %r is closed. Dropping %d thread pool result(s)",
-                loop != NULL ? loop : Py_None, n);
-    Py_XDECREF(loop);
+    else {
+        report_delivery_error(st, ch, n);
+    }
     item_list_free(st, batch);
     Py_DECREF(ch);
+    return dropped;
 }
 
 static int
@@ -879,7 +1022,7 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
     LOCK(self);
     if (self->spawned < self->max_workers &&
         atomic_load_explicit(&self->queued, memory_order_relaxed) +
-                self->running >=
+                self->running_count >=
             self->spawned) {
         to_spawn =
             self->spawned == 0
@@ -948,10 +1091,17 @@ worker_exception(PyObject *exc)
     return wrapped;
 }
 
-/* Worker thread, GIL held: run one item and push it to its channel. */
+/* Worker thread, GIL held: run one item and push it to its channel (an
+ * item of a closed loop is dropped unrun and counted in `drops`). */
 static void
-worker_run_item(Executor *self, tp_state *st, work_item *it)
+worker_run_item(Executor *self, tp_state *st, work_item *it,
+                drop_tally *drops)
 {
+    if (channel_is_closed(st, it->channel)) {
+        drop_tally_add(st, drops, it->channel, 1);
+        item_free(st, it);
+        return;
+    }
     int done = future_is_done(st, it->future);
     if (done != 0) {
         /* Cancelled or failed by its owner meanwhile: skip silently. */
@@ -961,6 +1111,14 @@ worker_run_item(Executor *self, tp_state *st, work_item *it)
         item_free(st, it);
         return;
     }
+
+    /* Visible to shutdown() while the call runs. */
+    it->run_prev = NULL;
+    it->run_next = self->running;
+    if (self->running != NULL) {
+        self->running->run_prev = it;
+    }
+    self->running = it;
 
     double started = monotonic_seconds();
     PyObject *result = NULL;
@@ -988,6 +1146,17 @@ worker_run_item(Executor *self, tp_state *st, work_item *it)
     }
     double elapsed = monotonic_seconds() - started;
 
+    if (it->run_prev != NULL) {
+        it->run_prev->run_next = it->run_next;
+    }
+    else {
+        self->running = it->run_next;
+    }
+    if (it->run_next != NULL) {
+        it->run_next->run_prev = it->run_prev;
+    }
+    it->run_prev = it->run_next = NULL;
+
     if (self->sum_time != NULL) {
         *self->sum_time += elapsed;
     }
@@ -1007,8 +1176,13 @@ worker_run_item(Executor *self, tp_state *st, work_item *it)
             return;
         }
     }
+    if (it->abandoned) {
+        /* shutdown() failed the future meanwhile: drop the outcome. */
+        item_free(st, it);
+        return;
+    }
     item_clear_call(it);
-    channel_push(st, it);
+    drop_tally_add(st, drops, it->channel, channel_push(st, it));
 }
 
 /* Worker thread, GIL held: run items until the queue is empty (or the pool
@@ -1017,12 +1191,13 @@ static void
 worker_drain_queue(Executor *self, tp_state *st)
 {
     int was_running = 0;
+    drop_tally drops = {NULL, 0};
     for (;;) {
         int signal = 0;
         work_item *it = NULL;
         LOCK(self);
         if (was_running) {
-            self->running--;
+            self->running_count--;
             self->idle_awake++;
         }
         if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed) &&
@@ -1035,7 +1210,7 @@ worker_drain_queue(Executor *self, tp_state *st)
             Py_ssize_t left =
                 atomic_load_explicit(&self->queued, memory_order_relaxed) - 1;
             atomic_store_explicit(&self->queued, left, memory_order_relaxed);
-            self->running++;
+            self->running_count++;
             self->idle_awake--;
             /* More work and nobody awake to take it: this item might block,
              * so get another worker going. */
@@ -1048,11 +1223,12 @@ worker_drain_queue(Executor *self, tp_state *st)
             pthread_cond_signal(&self->wake);
         }
         if (it == NULL) {
+            drop_tally_flush(st, &drops);
             return;
         }
         it->next = NULL;
         was_running = 1;
-        worker_run_item(self, st, it);
+        worker_run_item(self, st, it, &drops);
     }
 }
 
@@ -1206,25 +1382,48 @@ executor_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     return future;
 }
 
-/* GIL held: fail every item of `it` with closed_exception(message) through
- * its channel. */
+/* GIL held: fail the future of `it` (its call data is dropped) with
+ * closed_exception(message): at once when this thread runs the future's
+ * loop, else through its channel.  Takes ownership of `it`. */
 static void
-executor_fail_items(Executor *self, tp_state *st, work_item *it,
-                    const char *message)
+executor_fail_item(Executor *self, tp_state *st, work_item *it,
+                   const char *message, PyObject *running_loop,
+                   drop_tally *drops)
 {
-    while (it != NULL) {
-        work_item *next = it->next;
-        it->next = NULL;
-        item_clear_call(it);
-        it->outcome =
-            PyObject_CallFunction(self->closed_exception, "s", message);
-        if (it->outcome == NULL) {
-            it->outcome = aio_err_take();
-        }
-        it->failed = 1;
-        channel_push(st, it);
-        it = next;
+    it->next = NULL;
+    item_clear_call(it);
+    it->outcome = PyObject_CallFunction(self->closed_exception, "s", message);
+    if (it->outcome == NULL) {
+        it->outcome = aio_err_take();
     }
+    it->failed = 1;
+    if (running_loop != NULL && channel_is_for(it->channel, running_loop)) {
+        item_resolve(st, it);
+        item_free(st, it);
+        return;
+    }
+    drop_tally_add(st, drops, it->channel, channel_push(st, it));
+}
+
+/* GIL held: a failure item for each running call (marked abandoned, so its
+ * worker drops the outcome), as a list. */
+static work_item *
+executor_abandon_running(tp_state *st, Executor *self)
+{
+    work_item *head = NULL;
+    for (work_item *r = self->running; r != NULL; r = r->run_next) {
+        r->abandoned = 1;
+        work_item *f = item_alloc(st);
+        if (f == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        f->future = Py_NewRef(r->future);
+        f->channel = (Channel *)Py_NewRef(r->channel);
+        f->next = head;
+        head = f;
+    }
+    return head;
 }
 
 static PyObject *
@@ -1246,7 +1445,27 @@ executor_shutdown(PyObject *op, PyObject *Py_UNUSED(unused))
     atomic_store_explicit(&self->queued, 0, memory_order_relaxed);
     UNLOCK(self);
     pthread_cond_broadcast(&self->wake);
-    executor_fail_items(self, st, pending, "Pool closed");
+
+    /* Like aiomisc: every unfinished future fails now, running calls
+     * included (their results are dropped).  Snapshot the running ones
+     * before any Python code runs: workers unlink them as they finish. */
+    work_item *running = executor_abandon_running(st, self);
+    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
+    if (loop == NULL) {
+        PyErr_Clear();
+    }
+    drop_tally drops = {NULL, 0};
+    work_item *lists[2] = {running, pending};
+    for (int k = 0; k < 2; k++) {
+        work_item *it = lists[k];
+        while (it != NULL) {
+            work_item *next = it->next;
+            executor_fail_item(self, st, it, "Pool closed", loop, &drops);
+            it = next;
+        }
+    }
+    drop_tally_flush(st, &drops);
+    Py_XDECREF(loop);
     Py_RETURN_NONE;
 }
 
@@ -1282,7 +1501,8 @@ executor_after_fork_in_child(PyObject *op, PyObject *Py_UNUSED(unused))
     work_item *pending = self->head;
     self->head = self->tail = NULL;
     atomic_store_explicit(&self->queued, 0, memory_order_relaxed);
-    self->running = 0;
+    self->running_count = 0;
+    self->running = NULL; /* owned by the parent's workers */
     self->spawned = 0;
     self->sleeping = 0;
     self->idle_awake = 0;
@@ -1365,7 +1585,7 @@ executor_get_unfinished(PyObject *op, void *Py_UNUSED(closure))
     Executor *self = (Executor *)op;
     LOCK(self);
     Py_ssize_t n = atomic_load_explicit(&self->queued, memory_order_relaxed) +
-                   self->running;
+                   self->running_count;
     UNLOCK(self);
     return PyLong_FromSsize_t(n);
 }
@@ -1455,7 +1675,7 @@ executor_take_counters(Executor *self, tp_state *st)
         self->n_counter_views = i + 1;
         const char *want = i == C_SUM_TIME ? "d" : "q";
         if (view->itemsize != 8 || view->format == NULL ||
-            strcmp(view->format, want) != 0 || (index + 1) * 8 > view->len) {
+            strcmp(view->format, want) != 0 || index >= view->len / 8) {
             PyErr_Format(PyExc_TypeError,
                          "statistic counter %s is not an array('%s') slot",
                          counter_names[i], want);
@@ -1628,7 +1848,7 @@ executor_repr(PyObject *op)
     Py_ssize_t spawned = self->spawned;
     Py_ssize_t queued =
         atomic_load_explicit(&self->queued, memory_order_relaxed);
-    Py_ssize_t running = self->running;
+    Py_ssize_t running = self->running_count;
     UNLOCK(self);
     return PyUnicode_FromFormat(
         "<_thread_pool.Executor max_workers=%zd spawned=%zd queued=%zd "
@@ -1819,18 +2039,6 @@ threaded_via_loop(tp_state *st, PyObject *loop, int use_partial,
     }
     Py_DECREF(call_args);
     return result;
-}
-
-/* getattr without building the AttributeError when it is missing (0 with
- * *result = NULL); uvloop's loops go through here on every threaded call. */
-static inline int
-lookup_attr_quiet(PyObject *obj, PyObject *name, PyObject **result)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyObject_GetOptionalAttr(obj, name, result);
-#else
-    return _PyObject_LookupAttr(obj, name, result);
-#endif
 }
 
 typedef struct {
@@ -2470,6 +2678,7 @@ static PyType_Spec bound_threaded_spec = {
     X(shell_type)                                                             \
     X(loop_type_without_executor)                                             \
     X(str_call_soon_threadsafe)                                               \
+    X(str_closed)                                                             \
     X(str_core)                                                               \
     X(str_counter_slot)                                                       \
     X(str_create_future)                                                      \
@@ -2536,6 +2745,7 @@ module_exec(PyObject *module)
         return -1;                                                            \
     }
     INTERN(str_call_soon_threadsafe, "call_soon_threadsafe")
+    INTERN(str_closed, "_closed")
     INTERN(str_core, "_core")
     INTERN(str_counter_slot, "_counter_slot")
     INTERN(str_create_future, "create_future")
