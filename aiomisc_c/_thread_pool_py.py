@@ -346,7 +346,9 @@ class Executor:
                 count = min(2, self._max_workers)
             try:
                 self._spawn(count)
-            except RuntimeError:
+            except Exception:
+                # With no thread at all nothing would run the item: raise
+                # (submit queues nothing).  Else the live workers will.
                 if not self._spawned:
                     raise
                 log.warning("Can not start a new thread pool worker",
@@ -598,6 +600,7 @@ class Executor:
         self._channels_lock = threading.Lock()
         items = list(self._queue)
         self._queue.clear()
+        self._running = {}   # calls of the parent's threads
         self._spawned = 0
         self._unfinished = 0
         self._idle_awake = 0

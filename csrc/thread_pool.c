@@ -864,7 +864,7 @@ executor_grow(Executor *self, tp_state *st, Py_ssize_t n)
     LOCK(self);
     Py_ssize_t spawned = self->spawned;
     UNLOCK(self);
-    if (spawned == 0) {
+    if (spawned == 0 || !PyErr_ExceptionMatches(PyExc_Exception)) {
         return -1;
     }
     PyObject *exc = aio_err_take();
