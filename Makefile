@@ -3,6 +3,7 @@
 PYTHON ?= python3
 ASAN_LIB := $(shell gcc -print-file-name=libasan.so)
 PRIMITIVE_TESTS := tests/test_thread_pool.py tests/test_threaded.py \
+	tests/test_thread_pool_closing.py \
 	tests/test_iterator_wrapper.py tests/test_loop.py tests/test_counters.py \
 	tests/test_twins.py tests/test_circuit_breaker.py tests/test_backoff.py \
 	tests/test_timeout.py tests/test_c_types.py

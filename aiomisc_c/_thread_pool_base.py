@@ -224,8 +224,9 @@ class ThreadPoolExecutorBase(concurrent.futures.ThreadPoolExecutor):
         return None
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
-        """Stop accepting work and fail every queued item's future with
-        ``ThreadPoolException("Pool closed")``; running items finish.
+        """Stop accepting work and, as aiomisc does, fail every unfinished
+        future with ``ThreadPoolException("Pool closed")`` at once: queued
+        items never run, running calls' results are dropped.
 
         With ``wait``, join the workers for at most ``SHUTDOWN_TIMEOUT``
         seconds in total, then log a warning and return.  Idempotent; safe to

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import sys
 import threading
 import time
 import weakref
@@ -80,7 +81,8 @@ class _LoopChannel:
     """
 
     __slots__ = (
-        "loop_ref", "stock_future", "pending", "scheduled", "__weakref__",
+        "loop_ref", "stock_future", "pending", "scheduled", "closed",
+        "__weakref__",
     )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -91,24 +93,40 @@ class _LoopChannel:
         self.stock_future = _has_stock_create_future(loop)
         self.pending: Deque[_Outcome] = deque()
         self.scheduled = False
+        self.closed = False   # the loop is closed or gone: deliver nothing
 
-    def push(self, outcome: _Outcome) -> None:
-        """Deliver ``outcome`` (any thread, GIL held)."""
+    def is_closed(self) -> bool:
+        """Whether the loop is closed or gone (remembered once seen)."""
+        if self.closed:
+            return True
+        loop = self.loop_ref()
+        try:
+            self.closed = loop is None or bool(loop.is_closed())
+        except Exception:   # a loop that cannot tell counts as open
+            return False
+        return self.closed
+
+    def push(self, outcome: _Outcome) -> int:
+        """Deliver ``outcome`` (any thread, GIL held); returns how many
+        outcomes were dropped because the loop is closed (log them with a
+        :class:`_DropTally`)."""
+        if self.closed:
+            return 1
         self.pending.append(outcome)
         if not self.scheduled:
-            self.schedule()
+            return self.schedule()
+        return 0
 
-    def schedule(self) -> None:
+    def schedule(self) -> int:
         self.scheduled = True
         loop = self.loop_ref()
         try:
             if loop is None:
                 raise RuntimeError("Event loop was garbage-collected")
             loop.call_soon_threadsafe(self.drain)
-        except Exception as e:
-            # The loop is closed: nobody can receive these results.
-            if not isinstance(e, RuntimeError):   # pragma: no cover
-                log.exception("call_soon_threadsafe failed")
+            return 0
+        except BaseException as e:
+            # Nobody will drain what is pending: drop it.
             dropped = 0
             while self.pending:
                 try:
@@ -117,10 +135,15 @@ class _LoopChannel:
                     break
                 dropped += 1
             self.scheduled = False
-            log.warning(
-                "Event loop %r is closed. Dropping %d thread pool result(s)",
-                loop, dropped,
-            )
+            if isinstance(e, RuntimeError):   # only this means "closed"
+                self.closed = True
+                return dropped
+            if not sys.is_finalizing():
+                log.error(
+                    "Can not deliver %d thread pool result(s) to %r",
+                    dropped, loop, exc_info=e,
+                )
+            return 0
 
     def drain(self) -> None:
         """Resolve every pending future (runs on the loop thread)."""
@@ -140,6 +163,37 @@ class _LoopChannel:
                     future.set_exception(value)
             except Exception:   # pragma: no cover - a broken Future subclass
                 log.exception("Can not deliver a thread pool result")
+
+
+class _DropTally:
+    """Calls dropped because their loop is closed, counted per channel so
+    that one log line covers a batch (kept by one thread at a time)."""
+
+    __slots__ = ("channel", "count")
+
+    def __init__(self) -> None:
+        self.channel: Optional[_LoopChannel] = None
+        self.count = 0
+
+    def add(self, channel: _LoopChannel, count: int) -> None:
+        if count <= 0:
+            return
+        if channel is not self.channel:
+            self.flush()
+            self.channel = channel
+        self.count += count
+
+    def flush(self) -> None:
+        channel, count = self.channel, self.count
+        self.channel, self.count = None, 0
+        # Silent while the interpreter finalizes: logging may be half torn
+        # down there, its locks held by dead daemon threads.
+        if channel is None or not count or sys.is_finalizing():
+            return
+        log.warning(
+            "Event loop %r is closed. Dropping %d thread pool call(s)",
+            channel.loop_ref(), count,
+        )
 
 
 def _stop_iteration_error(exc: StopIteration) -> RuntimeError:
@@ -169,7 +223,8 @@ class Executor:
         "_queue", "_cond", "_grow_lock", "_channels", "_strong_channels",
         "_channels_lock",
         "_last_channel", "_shutdown", "_spawned", "_unfinished",
-        "_idle_awake", "_sleepers", "_slots", "_submitted_slot", "__weakref__",
+        "_idle_awake", "_sleepers", "_slots", "_submitted_slot", "_running",
+        "__weakref__",
     )
 
     def __init__(
@@ -204,6 +259,16 @@ class Executor:
             raise TypeError(
                 "statistic must be a ThreadPoolStatistic-like Statistic",
             ) from e
+        for name, (buffer, index) in self._slots.items():
+            want = "d" if name == "sum_time" else "q"
+            if (
+                getattr(buffer, "typecode", None) != want
+                or not isinstance(index, int)
+                or not 0 <= index < len(buffer)
+            ):
+                raise TypeError(
+                    f"statistic counter {name} is not an array({want!r}) slot",
+                )
         self._submitted_slot = self._slots["submitted"]
 
         self._max_workers = max_workers
@@ -228,6 +293,8 @@ class Executor:
         self._unfinished = 0     # queued + running items
         self._idle_awake = 0     # workers awake and not running an item
         self._sleepers = 0       # workers waiting on _cond, not yet notified
+        # future -> channel of each call running now (shutdown fails them)
+        self._running: Dict["asyncio.Future[Any]", _LoopChannel] = {}
 
     # -- read-only state -----------------------------------------------------
 
@@ -283,7 +350,9 @@ class Executor:
                 count = min(2, self._max_workers)
             try:
                 self._spawn(count)
-            except RuntimeError:
+            except Exception:
+                # With no thread at all nothing would run the item: raise
+                # (submit queues nothing).  Else the live workers will.
                 if not self._spawned:
                     raise
                 log.warning("Can not start a new thread pool worker",
@@ -409,10 +478,13 @@ class Executor:
         queue = self._queue
         popleft = queue.popleft
         perf_counter = _perf_counter
+        running = self._running
+        drops = _DropTally()
 
         while True:
             # (test first: raising IndexError costs more than the check)
             if not queue:
+                drops.flush()
                 if self._sleep():
                     continue
                 return
@@ -425,12 +497,20 @@ class Executor:
             if queue and not self._idle_awake and self._sleepers:
                 self._wake_one()
 
+            if channel.is_closed():
+                # Its loop is closed: nobody can receive the result.
+                drops.add(channel, 1)
+                self._unfinished -= 1
+                self._idle_awake += 1
+                future = fn = args = kwargs = context = channel = None  # type: ignore[assignment]  # noqa: E501
+                continue
             if future.done():    # the caller gave up on it
                 self._unfinished -= 1
                 self._idle_awake += 1
                 future = fn = args = kwargs = context = channel = None  # type: ignore[assignment]  # noqa: E501
                 continue
 
+            running[future] = channel
             started = perf_counter()
             try:
                 outcome = (future, True, context.run(fn, *args, **kwargs))
@@ -439,19 +519,26 @@ class Executor:
             except BaseException as e:
                 outcome = (future, False, e)
             time_buf[time_i] += perf_counter() - started
+            # Gone from the map: shutdown() failed the future meanwhile and
+            # the outcome is dropped.
+            abandoned = running.pop(future, None) is None
             done_buf[done_i] += 1
             if outcome[1]:
                 success_buf[success_i] += 1
             else:
                 error_buf[error_i] += 1
 
-            channel.pending.append(outcome)
+            if not abandoned:
+                if channel.closed:
+                    drops.add(channel, 1)
+                else:
+                    channel.pending.append(outcome)
             # Keep no reference to a finished item: its future must be
             # collectable once the caller drops it, and scheduling the
             # drain may hand the GIL to the loop thread.
             future = fn = args = kwargs = context = outcome = None  # type: ignore[assignment]  # noqa: E501
-            if not channel.scheduled:
-                channel.schedule()
+            if not abandoned and not channel.scheduled and not channel.closed:
+                drops.add(channel, channel.schedule())
             channel = None  # type: ignore[assignment]
 
             self._unfinished -= 1
@@ -460,7 +547,9 @@ class Executor:
     # -- shutdown and fork -----------------------------------------------------
 
     def shutdown(self, /) -> None:
-        """Refuse new work, fail queued items, let workers exit (no wait)."""
+        """Refuse new work, let workers exit (no wait) and, like aiomisc,
+        fail every unfinished future now: queued items never run, running
+        calls' results are dropped."""
         with self._cond:
             if self._shutdown:
                 return
@@ -468,18 +557,45 @@ class Executor:
             self._idle_awake += self._sleepers
             self._sleepers = 0
             self._cond.notify_all()
-        self._fail_queued(self._closed_exception("Pool closed"))
+        running = []
+        while self._running:
+            try:
+                running.append(self._running.popitem())
+            except KeyError:   # a worker finished meanwhile
+                break
+        self._fail_unfinished(
+            running, self._closed_exception("Pool closed"),
+        )
 
-    def _fail_queued(self, exc: BaseException) -> None:
+    def _fail_unfinished(
+        self,
+        running: "list[Tuple[asyncio.Future[Any], _LoopChannel]]",
+        exc: BaseException,
+    ) -> None:
         queue = self._queue
+        loop = _get_running_loop()
+        drops = _DropTally()
+
+        def fail(future: "asyncio.Future[Any]", channel: _LoopChannel) -> None:
+            # Each future gets its own exception object (own traceback);
+            # at once on the future's own loop thread.
+            error = type(exc)(*exc.args)
+            if loop is not None and channel.loop_ref() is loop:
+                if not future.done():
+                    future.set_exception(error)
+            else:
+                drops.add(channel, channel.push((future, False, error)))
+
+        for future, channel in running:
+            fail(future, channel)
         while True:
             try:
                 future, _, _, _, _, channel = queue.popleft()
             except IndexError:
-                return
+                break
             self._unfinished -= 1
-            # Each future gets its own exception object (own traceback).
-            channel.push((future, False, type(exc)(*exc.args)))
+            fail(future, channel)
+        drops.flush()
 
     def after_fork_in_child(self, /) -> None:
         """Reset after ``os.fork()`` in the child, which has no workers."""
@@ -488,6 +604,7 @@ class Executor:
         self._channels_lock = threading.Lock()
         items = list(self._queue)
         self._queue.clear()
+        self._running = {}   # calls of the parent's threads
         self._spawned = 0
         self._unfinished = 0
         self._idle_awake = 0

@@ -52,11 +52,12 @@
  *
  * Threaded calls submit straight to our core when the running loop's
  *   default executor is one of our pools: asyncio loops expose it as
- *   `loop._default_executor` (then `._core`); uvloop hides it, so the first
- *   call goes through loop.run_in_executor(None, ...) and, if our core's
- *   submit() receives it, that core is remembered for the loop (re-checked
- *   every 1024 calls and dropped when the core shuts down).  Otherwise the
- *   call goes through loop.run_in_executor / _thread_pool_base.
+ *   `loop._default_executor` (then `._core`).  uvloop keeps it in a C
+ *   field with no attribute, so the loop's tp_traverse (what
+ *   gc.get_referents uses) finds the one pool of ours the loop refers to:
+ *   read on every call, nothing cached, so loop.set_default_executor()
+ *   takes effect at once.  Otherwise the call goes through
+ *   loop.run_in_executor / _thread_pool_base.
  *
  * Statistics are incremented natively through buffers exported by
  *   statistic._counter_slot(name); the buffers stay exported (pinned) for the
@@ -103,11 +104,13 @@ typedef struct {
     PyObject *kwnames_args_kwargs; /* ("args", "kwargs") */
     PyObject *logger;              /* lazily: aiomisc_c.thread_pool logger */
     PyObject *run_in_executor;     /* lazily: _thread_pool_base's */
+    PyObject *shell_type; /* lazily: _thread_pool_base.ThreadPoolExecutorBase */
     /* A loop type whose instances cannot have `_default_executor` (uvloop):
      * skips a failing attribute lookup per threaded call. */
     PyObject *loop_type_without_executor;
 
     PyObject *str_call_soon_threadsafe;
+    PyObject *str_closed;
     PyObject *str_core;
     PyObject *str_counter_slot;
     PyObject *str_create_future;
@@ -120,19 +123,6 @@ typedef struct {
     PyObject *str_set_exception;
     PyObject *str_set_result;
     PyObject *str_async_call;
-
-    /* uvloop hides its default executor.  While Threaded goes through
-     * loop.run_in_executor(None, ...), `probe_loop` is that loop and the
-     * core whose submit() sees it is recorded as `learned_core` for
-     * `learned_loop` (identity only: trusted while the core's channel for
-     * that address still refers to this very loop).  Re-probed every 1024
-     * calls. */
-    PyObject *probe_loop;   /* borrowed, only during a probe */
-    PyObject *probe_hit;    /* strong: the core that saw probe_hit_loop */
-    void *probe_hit_loop;   /* identity key, no reference */
-    PyObject *learned_core; /* strong */
-    void *learned_loop;     /* identity key, no reference */
-    unsigned learned_uses;
 
     /* Free list of work items; only touched with the GIL held. */
     work_item *free_items;
@@ -159,6 +149,7 @@ typedef struct {
     Py_ssize_t batch_len;
     int scheduled;    /* a drain is pending on the loop */
     int stock_future; /* type(loop).create_future is asyncio's / uvloop's */
+    int closed;       /* the loop is closed or gone: nothing is delivered */
 } Channel;
 
 struct work_item {
@@ -171,6 +162,11 @@ struct work_item {
     Channel *channel;  /* owned */
     PyObject *outcome; /* owned after the call: result or exception */
     int failed;        /* outcome is an exception */
+    /* While its call runs: links in the executor's `running` list, and
+     * whether shutdown() failed its future already (GIL-guarded). */
+    work_item *run_prev;
+    work_item *run_next;
+    int abandoned;
 };
 
 enum {
@@ -195,7 +191,7 @@ typedef struct {
     work_item *head;
     work_item *tail;
     _Atomic Py_ssize_t queued;
-    Py_ssize_t running;
+    Py_ssize_t running_count;
     Py_ssize_t spawned;
     int sleeping;
     int idle_awake;
@@ -211,6 +207,7 @@ typedef struct {
     PyObject *closed_exception;
     PyObject *channels; /* dict: loop -> Channel */
     Channel *last_channel;
+    work_item *running; /* items whose call runs now; GIL-guarded */
     Py_buffer counter_views[N_COUNTERS];
     int n_counter_views;
     int64_t *counters[N_COUNTERS - 1];
@@ -248,22 +245,46 @@ monotonic_ns(void)
     return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* Log a warning through logging.getLogger("aiomisc_c.thread_pool"); never
- * raises (errors become unraisable). */
+/* getattr without building the AttributeError when it is missing (0 with
+ * *result = NULL); uvloop's loops go through here on every threaded call. */
+static inline int
+lookup_attr_quiet(PyObject *obj, PyObject *name, PyObject **result)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return PyObject_GetOptionalAttr(obj, name, result);
+#else
+    return _PyObject_LookupAttr(obj, name, result);
+#endif
+}
+
+/* logging.getLogger("aiomisc_c.thread_pool"), made once: 0, or -1 after
+ * reporting the error as unraisable. */
+static int
+tp_logger(tp_state *st)
+{
+    if (st->logger != NULL) {
+        return 0;
+    }
+    PyObject *get_logger = aio_import_attr("logging", "getLogger");
+    if (get_logger != NULL) {
+        st->logger =
+            PyObject_CallFunction(get_logger, "s", "aiomisc_c.thread_pool");
+        Py_DECREF(get_logger);
+    }
+    if (st->logger == NULL) {
+        PyErr_WriteUnraisable(NULL);
+        return -1;
+    }
+    return 0;
+}
+
+/* Log a warning through the module's logger; never raises (errors become
+ * unraisable). */
 static void
 log_warning(tp_state *st, const char *fmt, PyObject *arg1, Py_ssize_t arg2)
 {
-    if (st->logger == NULL) {
-        PyObject *get_logger = aio_import_attr("logging", "getLogger");
-        if (get_logger != NULL) {
-            st->logger = PyObject_CallFunction(get_logger, "s",
-                                               "aiomisc_c.thread_pool");
-            Py_DECREF(get_logger);
-        }
-        if (st->logger == NULL) {
-            PyErr_WriteUnraisable(NULL);
-            return;
-        }
+    if (tp_logger(st) < 0) {
+        return;
     }
     PyObject *r =
         PyObject_CallMethod(st->logger, "warning", "sOn", fmt, arg1, arg2);
@@ -271,6 +292,30 @@ log_warning(tp_state *st, const char *fmt, PyObject *arg1, Py_ssize_t arg2)
         PyErr_WriteUnraisable(st->logger);
     }
     Py_XDECREF(r);
+}
+
+/* logger.warning(message, exc_info=exc); never raises. */
+static void
+log_warning_exc(tp_state *st, const char *message, PyObject *exc)
+{
+    if (tp_logger(st) < 0) {
+        return;
+    }
+    PyObject *warning = PyObject_GetAttrString(st->logger, "warning");
+    PyObject *args = Py_BuildValue("(s)", message);
+    PyObject *kwargs =
+        Py_BuildValue("{sO}", "exc_info", exc != NULL ? exc : Py_True);
+    PyObject *r = NULL;
+    if (warning != NULL && args != NULL && kwargs != NULL) {
+        r = PyObject_Call(warning, args, kwargs);
+    }
+    if (r == NULL) {
+        PyErr_WriteUnraisable(st->logger);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(warning);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -491,13 +536,137 @@ channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
     Py_RETURN_NONE;
 }
 
+static inline int
+is_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* GIL held: 1 if the channel's loop is closed or gone (remembered), else
+ * 0.  Read through `loop._closed` (asyncio's loops and uvloop have it),
+ * else loop.is_closed(); a loop that cannot tell counts as open. */
+static int
+channel_is_closed(tp_state *st, Channel *ch)
+{
+    if (ch->closed) {
+        return 1;
+    }
+    PyObject *loop = channel_loop(ch);
+    if (loop == NULL) {
+        ch->closed = 1;
+        return 1;
+    }
+    PyObject *flag = NULL;
+    int found = lookup_attr_quiet(loop, st->str_closed, &flag);
+    if (found == 0) {
+        flag = PyObject_VectorcallMethod(
+            st->str_is_closed, &loop, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+            NULL);
+    }
+    Py_DECREF(loop);
+    int closed = flag != NULL ? PyObject_IsTrue(flag) : -1;
+    Py_XDECREF(flag);
+    if (closed < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    ch->closed = closed;
+    return closed;
+}
+
+/* Items a worker (or shutdown) could not deliver because their loop is
+ * closed, counted per channel so that one log line covers a batch. */
+typedef struct {
+    Channel *channel; /* strong, or NULL */
+    Py_ssize_t count;
+} drop_tally;
+
+/* GIL held, no exception set: log the tally (not while the interpreter
+ * finalizes: logging may be half torn down, its locks held by dead
+ * daemon threads) and reset it. */
+static void
+drop_tally_flush(tp_state *st, drop_tally *tally)
+{
+    Channel *ch = tally->channel;
+    Py_ssize_t count = tally->count;
+    tally->channel = NULL;
+    tally->count = 0;
+    if (ch == NULL) {
+        return;
+    }
+    if (count > 0 && !is_finalizing()) {
+        PyObject *loop = channel_loop(ch);
+        log_warning(st,
+                    "Event loop %r is closed. Dropping %d thread pool "
+                    "call(s)",
+                    loop != NULL ? loop : Py_None, count);
+        Py_XDECREF(loop);
+    }
+    Py_DECREF(ch);
+}
+
+static void
+drop_tally_add(tp_state *st, drop_tally *tally, Channel *ch, Py_ssize_t n)
+{
+    if (n <= 0) {
+        return;
+    }
+    if (tally->channel != ch) {
+        drop_tally_flush(st, tally);
+        tally->channel = (Channel *)Py_NewRef(ch);
+    }
+    tally->count += n;
+}
+
+/* GIL held: report that call_soon_threadsafe failed for a reason other
+ * than a closed loop (the exception is taken). */
+static void
+report_delivery_error(tp_state *st, Channel *ch, Py_ssize_t n)
+{
+    PyObject *exc = aio_err_take();
+    if (is_finalizing() || tp_logger(st) < 0) {
+        Py_XDECREF(exc);
+        return;
+    }
+    PyObject *loop = channel_loop(ch);
+    PyObject *error = PyObject_GetAttrString(st->logger, "error");
+    PyObject *args = Py_BuildValue("(snO)",
+                                   "Can not deliver %d thread pool result(s) "
+                                   "to %r",
+                                   n, loop != NULL ? loop : Py_None);
+    PyObject *kwargs =
+        Py_BuildValue("{sO}", "exc_info", exc != NULL ? exc : Py_True);
+    PyObject *r = NULL;
+    if (error != NULL && args != NULL && kwargs != NULL) {
+        r = PyObject_Call(error, args, kwargs);
+    }
+    if (r == NULL) {
+        PyErr_WriteUnraisable(st->logger);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(error);
+    Py_XDECREF(loop);
+    Py_XDECREF(exc);
+}
+
 /* Any thread, GIL held, no exception set: add a finished item to its
  * channel's batch; the first item of a batch schedules the drain.  Takes
- * ownership of `it`. */
-static void
+ * ownership of `it`.  Returns how many items were dropped because the loop
+ * is closed (the caller logs them through a drop_tally). */
+static Py_ssize_t
 channel_push(tp_state *st, work_item *it)
 {
     Channel *ch = it->channel;
+    if (ch->closed) {
+        item_free(st, it);
+        return 1;
+    }
     it->next = NULL;
     if (ch->batch_tail != NULL) {
         ch->batch_tail->next = it;
@@ -508,7 +677,7 @@ channel_push(tp_state *st, work_item *it)
     ch->batch_tail = it;
     ch->batch_len++;
     if (ch->scheduled) {
-        return;
+        return 0;
     }
     /* Set before calling out: other workers may run (and push) while
      * call_soon_threadsafe executes Python code. */
@@ -521,36 +690,35 @@ channel_push(tp_state *st, work_item *it)
         r = PyObject_VectorcallMethod(st->str_call_soon_threadsafe, &stack[1],
                                       2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                       NULL);
+        Py_DECREF(loop);
     }
     else {
         PyErr_SetString(PyExc_RuntimeError, "Event loop is gone");
     }
     if (r != NULL) {
         Py_DECREF(r);
-        Py_DECREF(loop);
         Py_DECREF(ch);
-        return;
+        return 0;
     }
-    /* The loop is closed (RuntimeError) or broken: nobody will drain this
-     * batch, so drop it (with everything pushed meanwhile). */
-    PyObject *err = aio_err_take();
+    /* Nobody will drain this batch: drop it (with everything pushed
+     * meanwhile).  Only RuntimeError means the loop is closed. */
     work_item *batch = ch->batch_head;
     Py_ssize_t n = ch->batch_len;
     ch->batch_head = ch->batch_tail = NULL;
     ch->batch_len = 0;
     ch->scheduled = 0;
-    if (err != NULL && !PyErr_GivenExceptionMatches(err, PyExc_RuntimeError)) {
-        aio_err_restore(err);
-        PyErr_WriteUnraisable((PyObject *)ch);
-        err = NULL;
+    Py_ssize_t dropped = 0;
+    if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        PyErr_Clear();
+        ch->closed = 1;
+        dropped = n;
     }
-    Py_XDECREF(err);
-    log_warning(st,
-                "Event loop %r is closed. Dropping %d thread pool result(s)",
-                loop != NULL ? loop : Py_None, n);
-    Py_XDECREF(loop);
+    else {
+        report_delivery_error(st, ch, n);
+    }
     item_list_free(st, batch);
     Py_DECREF(ch);
+    return dropped;
 }
 
 static int
@@ -681,6 +849,27 @@ executor_spawn(Executor *self, Py_ssize_t n)
         }
         Py_DECREF(r);
     }
+    return 0;
+}
+
+/* GIL held: start `n` reserved threads for a submit.  When none can be
+ * started and the pool has no thread at all, raise (-1): nothing would run
+ * the item.  Otherwise the live workers will: log and carry on (0). */
+static int
+executor_grow(Executor *self, tp_state *st, Py_ssize_t n)
+{
+    if (executor_spawn(self, n) == 0) {
+        return 0;
+    }
+    LOCK(self);
+    Py_ssize_t spawned = self->spawned;
+    UNLOCK(self);
+    if (spawned == 0 || !PyErr_ExceptionMatches(PyExc_Exception)) {
+        return -1;
+    }
+    PyObject *exc = aio_err_take();
+    log_warning_exc(st, "Can not start a new thread pool worker", exc);
+    Py_XDECREF(exc);
     return 0;
 }
 
@@ -826,7 +1015,28 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
     }
     PyObject *future = Py_NewRef(it->future);
 
+    /* Growth: double (capped) when every thread has an unfinished item.
+     * Threads start before the item is queued: a submit that raises
+     * leaves nothing behind for a worker to run later. */
     Py_ssize_t to_spawn = 0;
+    LOCK(self);
+    if (self->spawned < self->max_workers &&
+        atomic_load_explicit(&self->queued, memory_order_relaxed) +
+                self->running_count >=
+            self->spawned) {
+        to_spawn =
+            self->spawned == 0
+                ? initial_workers(self)
+                : Py_MIN(self->spawned, self->max_workers - self->spawned);
+        self->spawned += to_spawn;
+    }
+    UNLOCK(self);
+    if (to_spawn > 0 && executor_grow(self, st, to_spawn) < 0) {
+        Py_DECREF(future);
+        item_free(st, it);
+        return NULL;
+    }
+
     int signal = 0;
     LOCK(self);
     if (atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
@@ -835,17 +1045,6 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
         item_free(st, it);
         return raise_shutdown();
     }
-    /* Growth: double (capped) when every thread has an unfinished item. */
-    Py_ssize_t queued =
-        atomic_load_explicit(&self->queued, memory_order_relaxed);
-    if (self->spawned < self->max_workers &&
-        queued + self->running >= self->spawned) {
-        to_spawn =
-            self->spawned == 0
-                ? initial_workers(self)
-                : Py_MIN(self->spawned, self->max_workers - self->spawned);
-        self->spawned += to_spawn;
-    }
     if (self->tail != NULL) {
         self->tail->next = it;
     }
@@ -853,7 +1052,7 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
         self->head = it;
     }
     self->tail = it;
-    atomic_store_explicit(&self->queued, queued + 1, memory_order_release);
+    atomic_fetch_add_explicit(&self->queued, 1, memory_order_release);
     if (self->idle_awake == 0) {
         signal = claim_sleeper(self);
     }
@@ -861,12 +1060,7 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
     if (signal) {
         pthread_cond_signal(&self->wake);
     }
-
     counter_add(self, C_SUBMITTED, 1);
-    if (to_spawn > 0 && executor_spawn(self, to_spawn) < 0) {
-        Py_DECREF(future);
-        return NULL;
-    }
     return future;
 
 fail:
@@ -897,10 +1091,17 @@ worker_exception(PyObject *exc)
     return wrapped;
 }
 
-/* Worker thread, GIL held: run one item and push it to its channel. */
+/* Worker thread, GIL held: run one item and push it to its channel (an
+ * item of a closed loop is dropped unrun and counted in `drops`). */
 static void
-worker_run_item(Executor *self, tp_state *st, work_item *it)
+worker_run_item(Executor *self, tp_state *st, work_item *it,
+                drop_tally *drops)
 {
+    if (channel_is_closed(st, it->channel)) {
+        drop_tally_add(st, drops, it->channel, 1);
+        item_free(st, it);
+        return;
+    }
     int done = future_is_done(st, it->future);
     if (done != 0) {
         /* Cancelled or failed by its owner meanwhile: skip silently. */
@@ -910,6 +1111,14 @@ worker_run_item(Executor *self, tp_state *st, work_item *it)
         item_free(st, it);
         return;
     }
+
+    /* Visible to shutdown() while the call runs. */
+    it->run_prev = NULL;
+    it->run_next = self->running;
+    if (self->running != NULL) {
+        self->running->run_prev = it;
+    }
+    self->running = it;
 
     double started = monotonic_seconds();
     PyObject *result = NULL;
@@ -937,6 +1146,17 @@ worker_run_item(Executor *self, tp_state *st, work_item *it)
     }
     double elapsed = monotonic_seconds() - started;
 
+    if (it->run_prev != NULL) {
+        it->run_prev->run_next = it->run_next;
+    }
+    else {
+        self->running = it->run_next;
+    }
+    if (it->run_next != NULL) {
+        it->run_next->run_prev = it->run_prev;
+    }
+    it->run_prev = it->run_next = NULL;
+
     if (self->sum_time != NULL) {
         *self->sum_time += elapsed;
     }
@@ -956,8 +1176,13 @@ worker_run_item(Executor *self, tp_state *st, work_item *it)
             return;
         }
     }
+    if (it->abandoned) {
+        /* shutdown() failed the future meanwhile: drop the outcome. */
+        item_free(st, it);
+        return;
+    }
     item_clear_call(it);
-    channel_push(st, it);
+    drop_tally_add(st, drops, it->channel, channel_push(st, it));
 }
 
 /* Worker thread, GIL held: run items until the queue is empty (or the pool
@@ -966,12 +1191,13 @@ static void
 worker_drain_queue(Executor *self, tp_state *st)
 {
     int was_running = 0;
+    drop_tally drops = {NULL, 0};
     for (;;) {
         int signal = 0;
         work_item *it = NULL;
         LOCK(self);
         if (was_running) {
-            self->running--;
+            self->running_count--;
             self->idle_awake++;
         }
         if (!atomic_load_explicit(&self->shutdown, memory_order_relaxed) &&
@@ -984,7 +1210,7 @@ worker_drain_queue(Executor *self, tp_state *st)
             Py_ssize_t left =
                 atomic_load_explicit(&self->queued, memory_order_relaxed) - 1;
             atomic_store_explicit(&self->queued, left, memory_order_relaxed);
-            self->running++;
+            self->running_count++;
             self->idle_awake--;
             /* More work and nobody awake to take it: this item might block,
              * so get another worker going. */
@@ -997,11 +1223,12 @@ worker_drain_queue(Executor *self, tp_state *st)
             pthread_cond_signal(&self->wake);
         }
         if (it == NULL) {
+            drop_tally_flush(st, &drops);
             return;
         }
         it->next = NULL;
         was_running = 1;
-        worker_run_item(self, st, it);
+        worker_run_item(self, st, it, &drops);
     }
 }
 
@@ -1149,37 +1376,54 @@ executor_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
     if (loop == NULL) {
         return NULL;
     }
-    if (loop == st->probe_loop) {
-        /* We are that loop's default executor.  Keyed by loop: another
-         * thread may probe its own loop while this probe is in flight. */
-        Py_XSETREF(st->probe_hit, Py_NewRef(op));
-        st->probe_hit_loop = (void *)loop;
-    }
     PyObject *future = executor_submit_impl(self, st, loop, fn, NULL, args + 1,
                                             nargs - 1, kwnames);
     Py_DECREF(loop);
     return future;
 }
 
-/* GIL held: fail every item of `it` with closed_exception(message) through
- * its channel. */
+/* GIL held: fail the future of `it` (its call data is dropped) with
+ * closed_exception(message): at once when this thread runs the future's
+ * loop, else through its channel.  Takes ownership of `it`. */
 static void
-executor_fail_items(Executor *self, tp_state *st, work_item *it,
-                    const char *message)
+executor_fail_item(Executor *self, tp_state *st, work_item *it,
+                   const char *message, PyObject *running_loop,
+                   drop_tally *drops)
 {
-    while (it != NULL) {
-        work_item *next = it->next;
-        it->next = NULL;
-        item_clear_call(it);
-        it->outcome =
-            PyObject_CallFunction(self->closed_exception, "s", message);
-        if (it->outcome == NULL) {
-            it->outcome = aio_err_take();
-        }
-        it->failed = 1;
-        channel_push(st, it);
-        it = next;
+    it->next = NULL;
+    item_clear_call(it);
+    it->outcome = PyObject_CallFunction(self->closed_exception, "s", message);
+    if (it->outcome == NULL) {
+        it->outcome = aio_err_take();
     }
+    it->failed = 1;
+    if (running_loop != NULL && channel_is_for(it->channel, running_loop)) {
+        item_resolve(st, it);
+        item_free(st, it);
+        return;
+    }
+    drop_tally_add(st, drops, it->channel, channel_push(st, it));
+}
+
+/* GIL held: a failure item for each running call (marked abandoned, so its
+ * worker drops the outcome), as a list. */
+static work_item *
+executor_abandon_running(tp_state *st, Executor *self)
+{
+    work_item *head = NULL;
+    for (work_item *r = self->running; r != NULL; r = r->run_next) {
+        r->abandoned = 1;
+        work_item *f = item_alloc(st);
+        if (f == NULL) {
+            PyErr_Clear();
+            continue;
+        }
+        f->future = Py_NewRef(r->future);
+        f->channel = (Channel *)Py_NewRef(r->channel);
+        f->next = head;
+        head = f;
+    }
+    return head;
 }
 
 static PyObject *
@@ -1201,11 +1445,27 @@ executor_shutdown(PyObject *op, PyObject *Py_UNUSED(unused))
     atomic_store_explicit(&self->queued, 0, memory_order_relaxed);
     UNLOCK(self);
     pthread_cond_broadcast(&self->wake);
-    if (st->learned_core == op) {
-        st->learned_loop = NULL;
-        Py_CLEAR(st->learned_core);
+
+    /* Like aiomisc: every unfinished future fails now, running calls
+     * included (their results are dropped).  Snapshot the running ones
+     * before any Python code runs: workers unlink them as they finish. */
+    work_item *running = executor_abandon_running(st, self);
+    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
+    if (loop == NULL) {
+        PyErr_Clear();
     }
-    executor_fail_items(self, st, pending, "Pool closed");
+    drop_tally drops = {NULL, 0};
+    work_item *lists[2] = {running, pending};
+    for (int k = 0; k < 2; k++) {
+        work_item *it = lists[k];
+        while (it != NULL) {
+            work_item *next = it->next;
+            executor_fail_item(self, st, it, "Pool closed", loop, &drops);
+            it = next;
+        }
+    }
+    drop_tally_flush(st, &drops);
+    Py_XDECREF(loop);
     Py_RETURN_NONE;
 }
 
@@ -1241,7 +1501,8 @@ executor_after_fork_in_child(PyObject *op, PyObject *Py_UNUSED(unused))
     work_item *pending = self->head;
     self->head = self->tail = NULL;
     atomic_store_explicit(&self->queued, 0, memory_order_relaxed);
-    self->running = 0;
+    self->running_count = 0;
+    self->running = NULL; /* owned by the parent's workers */
     self->spawned = 0;
     self->sleeping = 0;
     self->idle_awake = 0;
@@ -1324,7 +1585,7 @@ executor_get_unfinished(PyObject *op, void *Py_UNUSED(closure))
     Executor *self = (Executor *)op;
     LOCK(self);
     Py_ssize_t n = atomic_load_explicit(&self->queued, memory_order_relaxed) +
-                   self->running;
+                   self->running_count;
     UNLOCK(self);
     return PyLong_FromSsize_t(n);
 }
@@ -1414,7 +1675,7 @@ executor_take_counters(Executor *self, tp_state *st)
         self->n_counter_views = i + 1;
         const char *want = i == C_SUM_TIME ? "d" : "q";
         if (view->itemsize != 8 || view->format == NULL ||
-            strcmp(view->format, want) != 0 || (index + 1) * 8 > view->len) {
+            strcmp(view->format, want) != 0 || index >= view->len / 8) {
             PyErr_Format(PyExc_TypeError,
                          "statistic counter %s is not an array('%s') slot",
                          counter_names[i], want);
@@ -1587,7 +1848,7 @@ executor_repr(PyObject *op)
     Py_ssize_t spawned = self->spawned;
     Py_ssize_t queued =
         atomic_load_explicit(&self->queued, memory_order_relaxed);
-    Py_ssize_t running = self->running;
+    Py_ssize_t running = self->running_count;
     UNLOCK(self);
     return PyUnicode_FromFormat(
         "<_thread_pool.Executor max_workers=%zd spawned=%zd queued=%zd "
@@ -1741,18 +2002,31 @@ threaded_via_loop(tp_state *st, PyObject *loop, int use_partial,
     }
     else {
         /* loop.run_in_executor(None, func, [prefix,] *args) (uvloop) */
-        Py_ssize_t shift = prefix != NULL ? 3 : 2;
-        call_args = PyTuple_New(nargs + shift);
-        if (call_args != NULL) {
-            PyTuple_SET_ITEM(call_args, 0, Py_NewRef(Py_None));
-            PyTuple_SET_ITEM(call_args, 1, Py_NewRef(func));
-            if (prefix != NULL) {
-                PyTuple_SET_ITEM(call_args, 2, Py_NewRef(prefix));
-            }
-            for (Py_ssize_t i = 0; i < nargs; i++) {
-                PyTuple_SET_ITEM(call_args, i + shift, Py_NewRef(args[i]));
+        PyObject *small[8];
+        Py_ssize_t shift = prefix != NULL ? 4 : 3;
+        Py_ssize_t n = nargs + shift;
+        PyObject **stack = small;
+        if (n > (Py_ssize_t)(sizeof(small) / sizeof(small[0]))) {
+            stack = PyMem_Malloc((size_t)n * sizeof(PyObject *));
+            if (stack == NULL) {
+                return PyErr_NoMemory();
             }
         }
+        stack[0] = loop;
+        stack[1] = Py_None;
+        stack[2] = func;
+        if (prefix != NULL) {
+            stack[3] = prefix;
+        }
+        for (Py_ssize_t i = 0; i < nargs; i++) {
+            stack[i + shift] = args[i];
+        }
+        PyObject *result = PyObject_VectorcallMethod(
+            st->str_run_in_executor, stack, (size_t)n, NULL);
+        if (stack != small) {
+            PyMem_Free(stack);
+        }
+        return result;
     }
     if (call_args == NULL) {
         return NULL;
@@ -1767,39 +2041,59 @@ threaded_via_loop(tp_state *st, PyObject *loop, int use_partial,
     return result;
 }
 
-/* uvloop fast path: submit to the core learned for `loop`.  Returns NULL
- * without an exception when the cache does not apply (then the caller takes
- * the probing path). */
-static PyObject *
-threaded_learned_submit(tp_state *st, PyObject *loop, PyObject *func,
-                        PyObject *prefix, PyObject *const *args,
-                        Py_ssize_t nargs, PyObject *kwnames)
+typedef struct {
+    PyTypeObject *shell_type;
+    PyObject *found; /* borrowed */
+} find_shell_arg;
+
+static int
+find_shell_visit(PyObject *obj, void *arg)
 {
-    Executor *core = (Executor *)st->learned_core;
-    if (core == NULL ||
-        atomic_load_explicit(&core->shutdown, memory_order_relaxed) ||
-        (++st->learned_uses & 1023) == 0) {
+    find_shell_arg *find = (find_shell_arg *)arg;
+    if (PyObject_TypeCheck(obj, find->shell_type)) {
+        find->found = obj;
+        return 1;
+    }
+    return 0;
+}
+
+/* A loop that hides its default executor (uvloop): the core of the pool of
+ * ours among the loop's own fields (only the default executor can be one),
+ * as a new reference; NULL without an exception when there is none (or it
+ * is shut down: the loop then reports that itself). */
+static PyObject *
+hidden_default_core(tp_state *st, PyObject *loop)
+{
+    traverseproc traverse = Py_TYPE(loop)->tp_traverse;
+    if (traverse == NULL) {
         return NULL;
     }
-    /* The pointer is only a key: trust it while the core's channel for it
-     * still refers to this very (live) loop. */
-    Channel *ch = core->last_channel;
-    if (ch == NULL || !channel_is_for(ch, loop)) {
-        PyObject *key = PyLong_FromVoidPtr((void *)loop);
-        if (key == NULL) {
-            return NULL;
-        }
-        ch = (Channel *)PyDict_GetItemWithError(core->channels, key);
-        Py_DECREF(key);
-        if (ch == NULL || !channel_is_for(ch, loop)) {
+    if (st->shell_type == NULL) {
+        st->shell_type = aio_import_attr("aiomisc_c._thread_pool_base",
+                                         "ThreadPoolExecutorBase");
+        if (st->shell_type == NULL || !PyType_Check(st->shell_type)) {
+            Py_CLEAR(st->shell_type);
+            PyErr_Clear();
             return NULL;
         }
     }
-    Py_INCREF(core);
-    PyObject *result = executor_submit_impl(core, st, loop, func, prefix, args,
-                                            nargs, kwnames);
-    Py_DECREF(core);
-    return result;
+    find_shell_arg find = {(PyTypeObject *)st->shell_type, NULL};
+    (void)traverse(loop, find_shell_visit, &find);
+    if (find.found == NULL) {
+        return NULL;
+    }
+    PyObject *core = NULL;
+    if (aio_getattr_optional(find.found, st->str_core, &core) < 0) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (core == NULL || !Py_IS_TYPE(core, st->executor_type) ||
+        atomic_load_explicit(&((Executor *)core)->shutdown,
+                             memory_order_relaxed)) {
+        Py_XDECREF(core);
+        return NULL;
+    }
+    return core;
 }
 
 /* The hot path of `await threaded_fn(...)`. */
@@ -1820,17 +2114,9 @@ threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
     PyObject *result = NULL;
     PyObject *executor = NULL;
     int has_executor_attr = 0;
-    if ((void *)loop == st->learned_loop) {
-        result = threaded_learned_submit(st, loop, func, prefix, args, nargs,
-                                         kwnames);
-        if (result != NULL || PyErr_Occurred()) {
-            Py_DECREF(loop);
-            return result;
-        }
-    }
     if ((PyObject *)Py_TYPE(loop) != st->loop_type_without_executor) {
         has_executor_attr =
-            aio_getattr_optional(loop, st->str_default_executor, &executor);
+            lookup_attr_quiet(loop, st->str_default_executor, &executor);
         if (has_executor_attr < 0) {
             goto done;
         }
@@ -1858,31 +2144,17 @@ threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
             threaded_via_loop(st, loop, 1, func, prefix, args, nargs, kwnames);
         goto done;
     }
-    /* No visible default executor (uvloop): go through the loop and learn
-     * whether one of our cores received the work. */
-    PyObject *outer_probe = st->probe_loop;
-    st->probe_loop = loop;
+    /* No visible default executor (uvloop): look it up every time, so
+     * that loop.set_default_executor() takes effect at once. */
+    PyObject *core = hidden_default_core(st, loop);
+    if (core != NULL) {
+        result = executor_submit_impl((Executor *)core, st, loop, func,
+                                      prefix, args, nargs, kwnames);
+        Py_DECREF(core);
+        goto done;
+    }
     result =
         threaded_via_loop(st, loop, 0, func, prefix, args, nargs, kwnames);
-    st->probe_loop = outer_probe;
-    PyObject *hit = NULL;
-    if (st->probe_hit_loop == (void *)loop) {
-        hit = st->probe_hit; /* steal */
-        st->probe_hit = NULL;
-        st->probe_hit_loop = NULL;
-    }
-    if (result != NULL) {
-        if (hit != NULL) {
-            Py_XSETREF(st->learned_core, Py_NewRef(hit));
-            st->learned_loop = (void *)loop;
-            st->learned_uses = 0;
-        }
-        else if (st->learned_loop == (void *)loop) {
-            st->learned_loop = NULL;
-            Py_CLEAR(st->learned_core);
-        }
-    }
-    Py_XDECREF(hit);
 done:
     Py_XDECREF(executor);
     Py_DECREF(loop);
@@ -2403,10 +2675,10 @@ static PyType_Spec bound_threaded_spec = {
     X(kwnames_args_kwargs)                                                    \
     X(logger)                                                                 \
     X(run_in_executor)                                                        \
+    X(shell_type)                                                             \
     X(loop_type_without_executor)                                             \
-    X(learned_core)                                                           \
-    X(probe_hit)                                                              \
     X(str_call_soon_threadsafe)                                               \
+    X(str_closed)                                                             \
     X(str_core)                                                               \
     X(str_counter_slot)                                                       \
     X(str_create_future)                                                      \
@@ -2473,6 +2745,7 @@ module_exec(PyObject *module)
         return -1;                                                            \
     }
     INTERN(str_call_soon_threadsafe, "call_soon_threadsafe")
+    INTERN(str_closed, "_closed")
     INTERN(str_core, "_core")
     INTERN(str_counter_slot, "_counter_slot")
     INTERN(str_create_future, "create_future")

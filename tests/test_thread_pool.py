@@ -196,12 +196,13 @@ def test_shutdown_nowait_resolves_every_queued_future(
         with pytest.raises(RuntimeError, match="^Pool is shutdown$"):
             pool.submit(print)
 
+        # like aiomisc, the running call's future fails at once too
+        with pytest.raises(thread_pool.ThreadPoolException, match="^Pool closed$"):
+            await asyncio.wait_for(blocked, 30)
         gate.release.set()
         results = await asyncio.wait_for(
             asyncio.gather(*queued, return_exceptions=True), 60,
         )
-        # the item that was running finishes and its result is delivered
-        assert await asyncio.wait_for(blocked, 30) == "finished"
         return results
 
     results = run(main())
@@ -211,12 +212,13 @@ def test_shutdown_nowait_resolves_every_queued_future(
     assert {str(r) for r in results} == {"Pool closed"}
     assert all(isinstance(r, RuntimeError) for r in results)
 
+    # the running call finishes after its future failed (result dropped)
+    wait_until_sync(lambda: not pool_threads(pool_name), message="threads exit")
     counters = stats(pool_name)
     assert counters["submitted"] == 10_001
     assert counters["done"] == 1
     assert counters["success"] == 1
     assert counters["error"] == 0
-    wait_until_sync(lambda: not pool_threads(pool_name), message="threads exit")
 
 
 @pytest.mark.parametrize("pool_size", [1])
@@ -793,6 +795,26 @@ def test_statistic_class(implementation):
     assert stat.threads == 0 and stat.sum_time == 0.0
 
 
+@pytest.mark.parametrize(
+    "index", [1, 2 ** 62, 2 ** 63 // 8, (2 ** 63 - 1) // 8 + 1, 2 ** 63 - 1],
+)
+def test_core_refuses_a_counter_slot_out_of_its_buffer(core_type, pool_name, index):
+    """Regression: the C bounds check computed ``(index + 1) * 8``, which
+    overflows for a huge index and let the core write anywhere."""
+    from array import array
+
+    class OddStatistic(thread_pool.ThreadPoolStatistic):
+        def _counter_slot(self, metric):
+            buffer, real_index = super()._counter_slot(metric)
+            if metric == "done":
+                return array(buffer.typecode, [0]), index
+            return buffer, real_index
+
+    stat = OddStatistic(pool_name)
+    with pytest.raises(TypeError, match="statistic counter done"):
+        core_type(1, stat, lambda: None, ClosedForTest)
+
+
 # --------------------------------------------------------------------------
 # run_in_executor
 
@@ -870,14 +892,17 @@ def core_type(implementation):
 class Harness:
     """A core plus the thread bookkeeping the shell normally does."""
 
-    def __init__(self, core_type, max_workers, name):
+    def __init__(self, core_type, max_workers, name, can_spawn=lambda: True):
         self.statistic = thread_pool.ThreadPoolStatistic(name)
         self.threads = []
+        self.can_spawn = can_spawn
         self.core = core_type(
             max_workers, self.statistic, self.spawn, ClosedForTest,
         )
 
     def spawn(self):
+        if not self.can_spawn():
+            raise RuntimeError("can't start new thread")
         thread = threading.Thread(
             target=self.core.run_worker, daemon=True,
             name=f"core worker {len(self.threads)}",
@@ -946,7 +971,8 @@ def test_core_queue_attributes_and_shutdown(core_type, loop, pool_name, run):
         with pytest.raises(RuntimeError, match="^Pool is shutdown$"):
             core.submit(print)
         gate.release.set()
-        assert await asyncio.wait_for(running, 30) == "done"
+        with pytest.raises(ClosedForTest, match="^Pool closed$"):
+            await asyncio.wait_for(running, 30)
         results = await asyncio.wait_for(
             asyncio.gather(*queued, return_exceptions=True), 30,
         )
@@ -1013,6 +1039,100 @@ def test_core_submit_validates_callable(core_type, loop, pool_name, run):
 
 
 # --------------------------------------------------------------------------
+# a worker thread that can not be started
+
+
+def test_core_submit_that_can_not_start_a_thread_leaves_nothing_queued(
+    core_type, loop, pool_name, run,
+):
+    """Regression: the item was queued before the thread start failed, so a
+    submit that raised still ran its work later (twice for a caller that
+    retries) or, with no worker at all, left it queued forever."""
+    can_start = []
+    harness = Harness(core_type, 2, pool_name, can_spawn=lambda: can_start)
+    core = harness.core
+    ran = []
+
+    async def main():
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            core.submit(ran.append, "refused")
+        assert core.queued == 0
+        assert core.unfinished == 0
+        assert core.spawned_threads == 0
+        assert harness.statistic.submitted == 0
+        can_start.append(True)
+        await asyncio.wait_for(core.submit(ran.append, "accepted"), 30)
+        assert core.spawned_threads == 2
+
+    try:
+        run(main())
+    finally:
+        harness.close()
+    assert ran == ["accepted"]
+
+
+@pytest.fixture
+def thread_start_fails():
+    """Thread starts fail for real from now on: no address space can hold a
+    2**47-byte stack (with any overcommit setting)."""
+    def fail_thread_starts():
+        threading.stack_size(2 ** 47)
+
+    try:
+        yield fail_thread_starts
+    finally:
+        threading.stack_size(0)
+
+
+@pytest.mark.parametrize("pool_size", [4])
+def test_growth_failure_with_live_workers_still_runs_the_item_once(
+    loop, pool, pool_name, run, caplog, thread_start_fails,
+):
+    caplog.set_level(logging.WARNING)
+    gates = [Gate(), Gate()]
+    ran = []
+
+    async def main():
+        blocked = [pool.submit(gate) for gate in gates]
+        for gate in gates:
+            await wait_event(gate.started)
+        thread_start_fails()
+        # Growth is due (2 threads, 2 unfinished) and fails: the two live
+        # workers will run the item, so the submit succeeds.
+        future = pool.submit(ran.append, "once")
+        threading.stack_size(0)
+        for gate in gates:
+            gate.release.set()
+        await asyncio.wait_for(asyncio.gather(future, *blocked), 30)
+        # the pool still grows when it can
+        await asyncio.wait_for(
+            asyncio.gather(*(pool.submit(time.sleep, 0.01) for _ in range(8))),
+            30,
+        )
+
+    run(main())
+    assert ran == ["once"]
+    assert len(pool_threads(pool_name)) == 4
+    messages = [
+        r for r in caplog.records
+        if r.getMessage() == "Can not start a new thread pool worker"
+    ]
+    assert len(messages) == 1
+    assert messages[0].levelno == logging.WARNING
+    assert "can't start new thread" in str(messages[0].exc_info[1])
+
+
+def test_pool_that_can_not_start_any_thread_raises(
+    implementation, pool_name, thread_start_fails,
+):
+    thread_start_fails()
+    with pytest.raises(RuntimeError, match="can't start new thread"):
+        thread_pool.ThreadPoolExecutor(2, statistic_name=pool_name)
+    threading.stack_size(0)
+    assert pool_threads(pool_name) == []
+
+
+# --------------------------------------------------------------------------
 # shutdown(wait=True) gives up after SHUTDOWN_TIMEOUT
 
 
@@ -1035,7 +1155,8 @@ def test_shutdown_wait_gives_up_after_the_timeout(implementation, pool_name, cap
             assert time.monotonic() - started < 8, "shutdown ignored its timeout"
         assert any(r.levelno == logging.WARNING for r in caplog.records)
         gate.release.set()
-        assert event_loop.run_until_complete(asyncio.wait_for(running, 30)) == "gate"
+        with pytest.raises(thread_pool.ThreadPoolException, match="^Pool closed$"):
+            event_loop.run_until_complete(asyncio.wait_for(running, 30))
     finally:
         gate.release.set()
         event_loop.close()
@@ -1172,7 +1293,9 @@ def test_shutdown_called_from_a_worker(loop, pool, pool_name, run):
         return "stopped from inside"
 
     async def main():
-        assert await asyncio.wait_for(pool.submit(stop_pool), 30) == "stopped from inside"
+        # the calling item is unfinished too: its future fails, as in aiomisc
+        with pytest.raises(thread_pool.ThreadPoolException, match="^Pool closed$"):
+            await asyncio.wait_for(pool.submit(stop_pool), 30)
         with pytest.raises(RuntimeError, match="^Pool is shutdown$"):
             pool.submit(print)
 
@@ -1212,7 +1335,8 @@ def test_shutdown_fails_queued_futures_of_several_loops(
         executor.shutdown(wait=False)
         gate.release.set()
         results = await asyncio.wait_for(asyncio.gather(*mine, return_exceptions=True), 60)
-        assert await running == "gate"
+        with pytest.raises(thread_pool.ThreadPoolException, match="^Pool closed$"):
+            await running
         other.join(60)
         assert not other.is_alive()
         return results

@@ -179,6 +179,45 @@ def test_call_with_a_foreign_default_executor(loop, pool, run):
         foreign.shutdown(wait=True)
 
 
+@pytest.mark.parametrize("second", ["ours", "foreign"])
+def test_switching_the_default_executor_takes_effect_at_once(
+    loop, pool, pool_name, run, second,
+):
+    """Regression: on uvloop, whose default executor cannot be read, the C
+    twin remembered the pool it had seen and kept submitting to it for up
+    to 1,024 calls after ``loop.set_default_executor(other)``."""
+    if second == "ours":
+        other = thread_pool.ThreadPoolExecutor(2, statistic_name=pool_name + "-b")
+        prefix = f"from pool {pool_name}-b"
+    else:
+        other = concurrent.futures.ThreadPoolExecutor(
+            2, thread_name_prefix="foreign",
+        )
+        prefix = "foreign"
+    wrapped = thread_pool.threaded(current_thread_name)
+
+    class Owner:
+        where = thread_pool.threaded(lambda self: current_thread_name())
+
+    async def main():
+        for _ in range(20):
+            assert (await wrapped()).endswith(f"from pool {pool_name}")
+            assert (await Owner().where()).endswith(f"from pool {pool_name}")
+        loop.set_default_executor(other)
+        for _ in range(5):
+            name = await wrapped()
+            assert prefix in name, name
+            name = await Owner().where()
+            assert prefix in name, name
+        loop.set_default_executor(pool)
+        assert (await wrapped()).endswith(f"from pool {pool_name}")
+
+    try:
+        run(main())
+    finally:
+        other.shutdown(wait=True)
+
+
 def test_sync_call_runs_in_the_current_thread(implementation):
     wrapped = thread_pool.threaded(current_thread_name)
     assert wrapped.sync_call() == threading.current_thread().name
