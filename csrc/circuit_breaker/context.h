@@ -1,0 +1,136 @@
+/* circuit_breaker/context.h — context(): a one-shot context manager guarding
+ * its body.
+ *
+ * A unit of the aiomisc_c._circuit_breaker translation unit: included once,
+ * by circuit_breaker/module.c, after the units listed before it there. */
+#ifndef AIOMISC_C_CIRCUIT_BREAKER_CONTEXT_H
+#define AIOMISC_C_CIRCUIT_BREAKER_CONTEXT_H
+
+/* ------------------------------------------------------------------------ */
+/* context(): a one-shot context manager                                    */
+
+typedef struct {
+    PyObject_HEAD
+    Breaker *breaker;
+    uint64_t serial;
+    int stage; /* 0 new, 1 entered, 2 exited */
+} Context;
+
+static PyObject *
+Breaker_context(Breaker *self, PyObject *Py_UNUSED(ignored))
+{
+    Context *ctx = PyObject_GC_New(Context, self->st->context_type);
+    if (ctx == NULL) {
+        return NULL;
+    }
+    ctx->breaker = (Breaker *)Py_NewRef(self);
+    ctx->serial = 0;
+    ctx->stage = 0;
+    PyObject_GC_Track(ctx);
+    return (PyObject *)ctx;
+}
+
+static PyObject *
+Context_enter(Context *self, PyObject *Py_UNUSED(ignored))
+{
+    if (self->stage != 0) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "a CircuitBreaker.context() is entered only once");
+        return NULL;
+    }
+    if (guard_enter(self->breaker, &self->serial) < 0) {
+        self->stage = 2;
+        return NULL;
+    }
+    self->stage = 1;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+Context_exit(Context *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "__exit__() takes 3 arguments");
+        return NULL;
+    }
+    if (self->stage != 1) {
+        PyErr_SetString(PyExc_RuntimeError, "context() was not entered");
+        return NULL;
+    }
+    self->stage = 2;
+    PyObject *value = args[1];
+    if (args[0] == Py_None) {
+        record_success(self->breaker, self->serial);
+        Py_RETURN_FALSE;
+    }
+    PyObject *exc;
+    if (PyExceptionInstance_Check(value)) {
+        exc = Py_NewRef(value);
+    }
+    else {
+        /* __exit__(type, None, None) called by hand */
+        exc = PyObject_CallNoArgs(args[0]);
+        if (exc == NULL) {
+            return NULL;
+        }
+    }
+    guard_fail(self->breaker, self->serial, Py_NewRef(exc));
+    /* guard_fail raised again: the original propagates by returning False,
+     * anything else (from the inspector) by raising it here */
+    PyObject *raised = aio_err_take();
+    if (raised == exc) {
+        Py_DECREF(raised);
+        Py_DECREF(exc);
+        Py_RETURN_FALSE;
+    }
+    Py_DECREF(exc);
+    aio_err_restore(raised);
+    return NULL;
+}
+
+static int
+Context_traverse(Context *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    Py_VISIT(self->breaker);
+    return 0;
+}
+
+static int
+Context_clear(Context *self)
+{
+    Py_CLEAR(self->breaker);
+    return 0;
+}
+
+static void
+Context_dealloc(Context *self)
+{
+    aio_gc_dealloc((PyObject *)self, 0);
+}
+
+static PyMethodDef Context_methods[] = {
+    {"__enter__", (PyCFunction)Context_enter, METH_NOARGS, NULL},
+    {"__exit__", (PyCFunction)(void (*)(void))Context_exit, METH_FASTCALL,
+     NULL},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyType_Slot Context_slots[] = {
+    {Py_tp_dealloc, Context_dealloc},
+    {Py_tp_traverse, Context_traverse},
+    {Py_tp_clear, Context_clear},
+    {Py_tp_methods, Context_methods},
+    {Py_tp_doc, "The context manager returned by CircuitBreaker.context()."},
+    {0, NULL},
+};
+
+static PyType_Spec Context_spec = {
+    .name = "aiomisc_c._circuit_breaker._Context",
+    .basicsize = sizeof(Context),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = Context_slots,
+};
+
+#endif /* AIOMISC_C_CIRCUIT_BREAKER_CONTEXT_H */
