@@ -48,54 +48,9 @@ call_send(PyObject *self, PyObject *value)
 static PyObject *
 call_throw(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs < 1 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
+    PyObject *exc = aio_coro_throw_exception(args, nargs);
+    if (exc == NULL) {
         return NULL;
-    }
-    PyObject *typ = args[0];
-    PyObject *val = nargs > 1 ? args[1] : Py_None;
-    PyObject *tb = nargs > 2 ? args[2] : Py_None;
-    PyObject *exc;
-    if (PyExceptionInstance_Check(typ)) {
-        if (val != Py_None) {
-            PyErr_SetString(PyExc_TypeError,
-                            "instance exception may not have a separate value");
-            return NULL;
-        }
-        exc = Py_NewRef(typ);
-    }
-    else if (PyExceptionClass_Check(typ)) {
-        if (PyObject_TypeCheck(val, (PyTypeObject *)typ)) {
-            exc = Py_NewRef(val);
-        }
-        else if (val == Py_None) {
-            exc = PyObject_CallNoArgs(typ);
-        }
-        else if (PyTuple_Check(val)) {
-            exc = PyObject_Call(typ, val, NULL);
-        }
-        else {
-            exc = PyObject_CallOneArg(typ, val);
-        }
-        if (exc == NULL) {
-            return NULL;
-        }
-    }
-    else {
-        PyErr_Format(PyExc_TypeError,
-                     "exceptions must be classes or instances deriving from "
-                     "BaseException, not %.100s",
-                     Py_TYPE(typ)->tp_name);
-        return NULL;
-    }
-    if (tb != Py_None) {
-        if (!PyTraceBack_Check(tb)) {
-            Py_DECREF(exc);
-            PyErr_SetString(PyExc_TypeError,
-                            "throw() third argument must be a traceback object");
-            return NULL;
-        }
-        PyException_SetTraceback(exc, tb);
     }
     PyObject *result;
     PySendResult status = call_step_guarded((CallObject *)self, NULL, exc,

@@ -18,7 +18,7 @@ call_end_attempt(CallObject *self)
 {
     PyObject *in_flight = aio_err_take();
     if (counters_add_time(self->st, self->counters,
-                          monotonic_seconds() - self->started) < 0 ||
+                          aio_monotonic() - self->started) < 0 ||
         counters_inc(self->st, self->counters, M_DONE) < 0) {
         if (in_flight != NULL) {
             PyObject *raised = aio_err_take();
@@ -197,7 +197,7 @@ call_begin_attempt(CallObject *self)
 {
     backoff_state *st = self->st;
     Policy *p = self->policy;
-    double now = monotonic_seconds();
+    double now = aio_monotonic();
     int timed = self->task != NULL;
     if (self->has_deadline) {
         if (!self->attempts_started) {
@@ -265,7 +265,7 @@ call_begin_pause(CallObject *self, PyObject **yielded)
     if (call_get_queue(self) < 0) {
         return -1;
     }
-    double when = monotonic_seconds() + p->pause_s;
+    double when = aio_monotonic() + p->pause_s;
     if (self->has_deadline && self->deadline_at <= when) {
         when = self->deadline_at;
         self->pause_hits_deadline = 1;

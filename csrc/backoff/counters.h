@@ -48,22 +48,6 @@ counters_slot(backoff_state *st, CountersObject *self, int metric,
     return (*index == -1 && PyErr_Occurred()) ? -1 : 0;
 }
 
-static int
-counters_export(PyObject *array, Py_buffer *view, const char *format)
-{
-    if (PyObject_GetBuffer(array, view, PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
-        return -1;
-    }
-    if (view->itemsize != 8 || view->format == NULL ||
-        strcmp(view->format, format) != 0) {
-        PyBuffer_Release(view);
-        view->obj = NULL;
-        PyErr_SetString(PyExc_TypeError, "unexpected counter buffer");
-        return -1;
-    }
-    return 0;
-}
-
 /* Resolve the native slots; returns 0 (fast), 1 (slow: not a
  * counters.Statistic), -1 on a real error. */
 static int
@@ -91,21 +75,20 @@ counters_resolve(backoff_state *st, CountersObject *self)
         < 0) {
         goto slow;
     }
-    if (counters_export(int_array, &self->ints, "q") < 0) {
+    if (aio_counters_export(int_array, &self->ints, "q") < 0) {
         goto slow;
     }
-    if (counters_export(float_array, &self->floats, "d") < 0) {
-        PyBuffer_Release(&self->ints);
-        self->ints.obj = NULL;
+    if (aio_counters_export(float_array, &self->floats, "d") < 0) {
+        aio_counters_release(&self->ints);
         goto slow;
     }
     for (int m = M_DONE; m <= M_ERRORS; m++) {
-        if (index[m] < 0 || index[m] >= self->ints.len / 8) {
+        if (!aio_counters_has_slot(&self->ints, index[m])) {
             goto bad_index;
         }
         self->slots[m] = (long long *)self->ints.buf + index[m];
     }
-    if (index[M_SUM_TIME] < 0 || index[M_SUM_TIME] >= self->floats.len / 8) {
+    if (!aio_counters_has_slot(&self->floats, index[M_SUM_TIME])) {
         goto bad_index;
     }
     self->sum_time = (double *)self->floats.buf + index[M_SUM_TIME];
@@ -115,9 +98,8 @@ counters_resolve(backoff_state *st, CountersObject *self)
     return 0;
 
 bad_index:
-    PyBuffer_Release(&self->ints);
-    PyBuffer_Release(&self->floats);
-    self->ints.obj = self->floats.obj = NULL;
+    aio_counters_release(&self->ints);
+    aio_counters_release(&self->floats);
 slow:
     Py_XDECREF(int_array);
     Py_XDECREF(float_array);
@@ -164,14 +146,8 @@ counters_traverse(CountersObject *self, visitproc visit, void *arg)
 static int
 counters_clear(CountersObject *self)
 {
-    if (self->ints.obj != NULL) {
-        PyBuffer_Release(&self->ints);
-        self->ints.obj = NULL;
-    }
-    if (self->floats.obj != NULL) {
-        PyBuffer_Release(&self->floats);
-        self->floats.obj = NULL;
-    }
+    aio_counters_release(&self->ints);
+    aio_counters_release(&self->floats);
     self->fast = 0;
     Py_CLEAR(self->statistic);
     return 0;

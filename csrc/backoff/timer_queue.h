@@ -219,7 +219,7 @@ queue_arm(QueueObject *q, double when)
         return -1;
     }
     PyObject *when_obj = PyFloat_FromDouble(
-        loop_now + (when - monotonic_seconds()));
+        loop_now + (when - aio_monotonic()));
     if (when_obj == NULL) {
         return -1;
     }
@@ -249,7 +249,7 @@ queue_fire(PyObject *op, PyObject *Py_UNUSED(unused))
     Py_INCREF(q);
     Py_CLEAR(q->handle);
     /* the loop says armed_at is reached, whatever its clock's rounding */
-    double due = monotonic_seconds();
+    double due = aio_monotonic();
     if (q->armed_at > due) {
         due = q->armed_at;
     }

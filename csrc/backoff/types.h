@@ -71,14 +71,6 @@ state_of_final(PyObject *obj)
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 
-static double
-monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* loop.time() as a double; -1 with an exception on error. */
 static int
 loop_time(backoff_state *st, PyObject *loop, double *now)

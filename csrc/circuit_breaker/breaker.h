@@ -11,9 +11,7 @@
 static void
 release_stat(Breaker *self)
 {
-    if (self->stat_view.obj != NULL) {
-        PyBuffer_Release(&self->stat_view);
-    }
+    aio_counters_release(&self->stat_view);
     for (int i = 0; i < STAT_COUNT; i++) {
         self->stat[i] = NULL;
     }
@@ -79,22 +77,13 @@ bind_statistic(Breaker *self, PyObject *statistic_name)
         }
         if (array == NULL) {
             array = buffer;
-            if (PyObject_GetBuffer(array, &self->stat_view,
-                                   PyBUF_WRITABLE | PyBUF_FORMAT) < 0) {
+            if (aio_counters_export(array, &self->stat_view, "q") < 0) {
                 Py_DECREF(slot);
-                goto fail;
-            }
-            if (self->stat_view.itemsize != (Py_ssize_t)sizeof(long long) ||
-                self->stat_view.format == NULL ||
-                self->stat_view.format[0] != 'q') {
-                Py_DECREF(slot);
-                PyErr_SetString(PyExc_TypeError,
-                                "statistic counters must be array('q')");
                 goto fail;
             }
         }
-        if (buffer != array || index < 0 ||
-            index >= self->stat_view.len / self->stat_view.itemsize) {
+        if (buffer != array ||
+            !aio_counters_has_slot(&self->stat_view, index)) {
             Py_DECREF(slot);
             PyErr_SetString(PyExc_RuntimeError,
                             "unexpected statistic counter layout");

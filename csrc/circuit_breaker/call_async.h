@@ -309,58 +309,6 @@ CallAsync_send(CallAsync *self, PyObject *arg)
 }
 
 /* throw(exc) / throw(type[, value[, traceback]]) -> the exception object */
-static PyObject *
-make_exception(PyObject *const *args, Py_ssize_t nargs)
-{
-    PyObject *type = args[0];
-    PyObject *value = nargs > 1 ? args[1] : Py_None;
-    PyObject *tb = nargs > 2 ? args[2] : Py_None;
-    PyObject *exc;
-    if (tb != Py_None && !PyTraceBack_Check(tb)) {
-        PyErr_SetString(PyExc_TypeError,
-                        "throw() third argument must be a traceback object");
-        return NULL;
-    }
-    if (PyExceptionInstance_Check(type)) {
-        if (value != Py_None) {
-            PyErr_SetString(PyExc_TypeError,
-                            "instance exception may not have a separate "
-                            "value");
-            return NULL;
-        }
-        exc = Py_NewRef(type);
-    }
-    else if (PyExceptionClass_Check(type)) {
-        if (PyObject_TypeCheck(value, (PyTypeObject *)type)) {
-            exc = Py_NewRef(value);
-        }
-        else if (value == Py_None) {
-            exc = PyObject_CallNoArgs(type);
-        }
-        else if (PyTuple_Check(value)) {
-            exc = PyObject_Call(type, value, NULL);
-        }
-        else {
-            exc = PyObject_CallOneArg(type, value);
-        }
-        if (exc == NULL) {
-            return NULL;
-        }
-    }
-    else {
-        PyErr_Format(PyExc_TypeError,
-                     "exceptions must be classes or instances deriving from "
-                     "BaseException, not %s",
-                     Py_TYPE(type)->tp_name);
-        return NULL;
-    }
-    if (tb != Py_None && PyException_SetTraceback(exc, tb) < 0) {
-        Py_DECREF(exc);
-        return NULL;
-    }
-    return exc;
-}
-
 static PyObject *ca_throw(CallAsync *self, PyObject *exc);
 
 static PyObject *
@@ -369,11 +317,7 @@ CallAsync_throw(CallAsync *self, PyObject *const *args, Py_ssize_t nargs)
     if (ca_refuse_reentry(self) < 0) {
         return NULL;
     }
-    if (nargs < 1 || nargs > 3) {
-        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
-        return NULL;
-    }
-    PyObject *exc = make_exception(args, nargs);
+    PyObject *exc = aio_coro_throw_exception(args, nargs);
     if (exc == NULL) {
         return NULL;
     }

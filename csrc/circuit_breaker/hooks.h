@@ -177,18 +177,6 @@ call_method0(PyObject *obj, PyObject *name)
 
 /* The time through `_get_time()` and the class constants, read before any
  * bookkeeping (they may run Python code). */
-/* time.monotonic(), natively: the same value as the builtin */
-static double
-monotonic_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    int64_t ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-    if (ns % 1000000000 == 0) {
-        return (double)(ns / 1000000000);
-    }
-    return (double)ns / 1e9;
-}
 
 /* 1 while time.monotonic is the builtin, 0 once patched, -1 on error.
  * Before 3.12 the answer is cached with the dict's version (PEP 509; it
@@ -259,7 +247,7 @@ loop_time(Breaker *self, PyObject *loop, double *now, PyObject **result)
             return -1;
         }
         if (untouched) {
-            *now = monotonic_seconds();
+            *now = aio_monotonic();
             return 1;
         }
     }
