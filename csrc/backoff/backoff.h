@@ -142,20 +142,68 @@ backoff_prepare(PyObject *op, PyObject *func)
     return (PyObject *)execution;
 }
 
+/* Backoff.execute(func=..., **kwargs), the rare spelling: as the Python
+ * twin, `func` may be passed by name (the other arguments are then keyword
+ * arguments too). */
+static PyObject *
+backoff_execute_func_keyword(PyObject *self, backoff_state *st,
+                             PyObject *const *args, PyObject *kwnames)
+{
+    PyObject *kwargs = aio_kwargs_dict(args, 0, kwnames);
+    if (kwargs == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    PyObject *func = NULL;
+    if (kwargs != NULL) {
+        func = PyDict_GetItemWithError(kwargs, st->str_func);
+        if (func == NULL && PyErr_Occurred()) {
+            Py_DECREF(kwargs);
+            return NULL;
+        }
+    }
+    if (func == NULL) {
+        Py_XDECREF(kwargs);
+        PyErr_SetString(PyExc_TypeError,
+                        "execute() missing required argument 'func'");
+        return NULL;
+    }
+    Py_INCREF(func);
+    PyObject *call = NULL;
+    PyObject *execution = NULL;
+    PyObject *no_args = NULL;
+    if (PyDict_DelItem(kwargs, st->str_func) < 0) {
+        goto fail;
+    }
+    execution = PyObject_CallMethodOneArg(self, st->str_prepare, func);
+    if (execution == NULL) {
+        goto fail;
+    }
+    no_args = PyTuple_New(0);
+    if (no_args == NULL) {
+        goto fail;
+    }
+    call = call_named(st, PyObject_Call(execution, no_args, kwargs),
+                      "Backoff.execute");
+fail:
+    Py_XDECREF(no_args);
+    Py_XDECREF(execution);
+    Py_DECREF(func);
+    Py_DECREF(kwargs);
+    return call;
+}
+
 /* Backoff.execute(func, *args, **kwargs): self.prepare(func)(*args, ...). */
 static PyObject *
 backoff_execute(PyObject *self, PyObject *const *args, size_t nargsf,
                 PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
-    if (nargs < 1) {
-        PyErr_SetString(PyExc_TypeError,
-                        "execute() missing required argument 'func'");
-        return NULL;
-    }
     backoff_state *st = backoff_state_from_object(self);
     if (st == NULL) {
         return NULL;
+    }
+    if (nargs < 1) {
+        return backoff_execute_func_keyword(self, st, args, kwnames);
     }
     PyObject *execution = PyObject_CallMethodOneArg(self, st->str_prepare,
                                                     args[0]);
@@ -242,7 +290,8 @@ static PyMethodDef backoff_methods[] = {
      "BackoffExecution for one call of func."},
     {"execute", (PyCFunction)(void (*)(void))backoff_execute,
      METH_FASTCALL | METH_KEYWORDS,
-     "execute(func, *args, **kwargs) -> awaitable: prepare(func)(*args, ...)"},
+     "execute($self, func, *args, **kwargs)\n--\n\n"
+     "An awaitable running prepare(func)(*args, **kwargs)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -256,7 +305,8 @@ static PyType_Slot backoff_slots[] = {
     {Py_tp_doc,
      "Backoff(attempt_timeout, deadline, pause=0, exceptions=(), "
      "max_tries=None, giveup=None, statistic_name=None, "
-     "statistic_class=BackoffStatistic)\n\nThe decorator returned by "
+     "statistic_class=...)\n--\n\n"
+     "statistic_class defaults to BackoffStatistic.  The decorator returned by "
      "asyncbackoff() and asyncretry()."},
     {Py_tp_new, policy_object_new},
     {Py_tp_init, backoff_init},

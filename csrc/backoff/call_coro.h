@@ -273,10 +273,14 @@ call_repr(PyObject *self)
 
 static PyMethodDef call_methods[] = {
     {"send", call_send, METH_O,
-     "send(value) -> the next value yielded, or raise StopIteration."},
+     "send($self, value, /)\n--\n\n"
+     "Send a value into the call; return the next value yielded or raise "
+     "StopIteration."},
     {"throw", (PyCFunction)(void (*)(void))call_throw, METH_FASTCALL,
-     "throw(exc) -> raise exc inside the call."},
-    {"close", call_close, METH_NOARGS, "close() -> stop the call."},
+     "throw($self, typ, val=None, tb=None, /)\n--\n\n"
+     "Raise an exception inside the call, as coroutine.throw() does."},
+    {"close", call_close, METH_NOARGS, 
+     "close($self, /)\n--\n\nStop the call, as coroutine.close() does."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -220,8 +220,8 @@ execution_set_statistic(PyObject *self, PyObject *value, void *Py_UNUSED(c))
 static PyMethodDef execution_methods[] = {
     {"execute", (PyCFunction)(void (*)(void))execution_execute,
      METH_FASTCALL | METH_KEYWORDS,
-     "execute(*args, **kwargs) -> awaitable running the function with "
-     "retries."},
+     "execute($self, /, *args, **kwargs)\n--\n\n"
+     "An awaitable running the function with retries."},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS,
      "See PEP 585"},
     {NULL, NULL, 0, NULL},
@@ -242,7 +242,9 @@ static PyGetSetDef execution_getsets[] = {
 static PyType_Slot execution_slots[] = {
     {Py_tp_doc,
      "BackoffExecution(function, statistic, attempt_timeout, deadline, "
-     "pause=0, exceptions=(), max_tries=None, giveup=None)"},
+     "pause=0, exceptions=(), max_tries=None, giveup=None)\n--\n\n"
+     "One decorated function with its retry settings; calling it (or "
+     "execute()) returns an awaitable call."},
     {Py_tp_new, policy_object_new},
     {Py_tp_init, execution_init},
     {Py_tp_dealloc, execution_dealloc},

@@ -115,6 +115,7 @@ backoff_exec(PyObject *module)
     INTERN(str_counter_slot, "_counter_slot")
     INTERN(str_execute, "execute")
     INTERN(str_prepare, "prepare")
+    INTERN(str_func, "func")
     INTERN(str_code, "__code__")
     INTERN(str_defaults, "__defaults__")
     INTERN(str_kwdefaults, "__kwdefaults__")
@@ -267,7 +268,7 @@ done:
     X(str_create_future) X(str_set_result) X(str_done) X(str_throw)            \
     X(str_close) X(str_future_blocking) X(str_counter_slot) X(str_execute)     \
     X(str_prepare) X(str_code) X(str_defaults) X(str_kwdefaults)               \
-    X(str_qualname) X(str_name)
+    X(str_qualname) X(str_name) X(str_func)
 
 static int
 backoff_module_traverse(PyObject *module, visitproc visit, void *arg)
@@ -342,9 +343,11 @@ loop_timer_armed(PyObject *module, PyObject *loop)
 
 static PyMethodDef backoff_module_methods[] = {
     {"_loop_timer_armed", loop_timer_armed, METH_O,
-     "_loop_timer_armed(loop) -> whether a real timer of ours is armed"},
+     "_loop_timer_armed($module, loop, /)\n--\n\n"
+     "Whether a real timer of ours is armed on loop."},
     {"_pending_timers", pending_timers, METH_O,
-     "_pending_timers(loop) -> number of calls with a timer armed on loop"},
+     "_pending_timers($module, loop, /)\n--\n\n"
+     "The number of calls with a timer armed on loop."},
     {NULL, NULL, 0, NULL},
 };
 

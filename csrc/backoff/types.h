@@ -47,6 +47,7 @@ typedef struct {
     PyObject *str_counter_slot;
     PyObject *str_execute;
     PyObject *str_prepare;
+    PyObject *str_func;            /* "func" */
     PyObject *str_code;
     PyObject *str_defaults;
     PyObject *str_kwdefaults;

@@ -253,8 +253,8 @@ static PyType_Spec backoff_function_spec = {
 
 static PyType_Slot timeout_function_slots[] = {
     {Py_tp_doc,
-     "TimeoutFunction(func, value): a coroutine function decorated by "
-     "timeout(value)."},
+     "TimeoutFunction(func, value)\n--\n\n"
+     "A coroutine function decorated by timeout(value)."},
     {Py_tp_new, timeout_function_tp_new},
     {Py_tp_dealloc, wrapper_dealloc},
     {Py_tp_traverse, wrapper_traverse},

@@ -506,10 +506,15 @@ CallAsync_dealloc(CallAsync *self)
 }
 
 static PyMethodDef CallAsync_methods[] = {
-    {"send", (PyCFunction)CallAsync_send, METH_O, NULL},
+    {"send", (PyCFunction)CallAsync_send, METH_O,
+     "send($self, value, /)\n--\n\n"
+     "Send a value into the call; return the next value yielded or raise "
+     "StopIteration."},
     {"throw", (PyCFunction)(void (*)(void))CallAsync_throw, METH_FASTCALL,
-     NULL},
-    {"close", (PyCFunction)CallAsync_close, METH_NOARGS, NULL},
+     "throw($self, typ, val=None, tb=None, /)\n--\n\n"
+     "Raise an exception inside the call, as coroutine.throw() does."},
+    {"close", (PyCFunction)CallAsync_close, METH_NOARGS,
+     "close($self, /)\n--\n\nStop the call, as coroutine.close() does."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -110,9 +110,11 @@ Context_dealloc(Context *self)
 }
 
 static PyMethodDef Context_methods[] = {
-    {"__enter__", (PyCFunction)Context_enter, METH_NOARGS, NULL},
+    {"__enter__", (PyCFunction)Context_enter, METH_NOARGS,
+     "__enter__($self, /)\n--\n\nStart the guarded block."},
     {"__exit__", (PyCFunction)(void (*)(void))Context_exit, METH_FASTCALL,
-     NULL},
+     "__exit__($self, exc_type, exc_value, traceback, /)\n--\n\n"
+     "Record the outcome of the guarded block."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -69,19 +69,24 @@
 
 static PyMethodDef Breaker_methods[] = {
     {"_get_time", (PyCFunction)Breaker_get_time, METH_NOARGS,
+     "_get_time($self, /)\n--\n\n"
      "The clock of the breaker: self.loop.time() (override to drive it)."},
     {"bucket", (PyCFunction)Breaker_bucket, METH_NOARGS,
-     "The id of the current statistics bucket."},
+     "bucket($self, /)\n--\n\nThe id of the current statistics bucket."},
     {"counter", (PyCFunction)Breaker_counter, METH_NOARGS,
-     "A snapshot Counter of the current bucket."},
+     "counter($self, /)\n--\n\nA snapshot Counter of the current bucket."},
     {"get_state_delay", (PyCFunction)Breaker_get_state_delay, METH_NOARGS,
+     "get_state_delay($self, /)\n--\n\n"
      "Seconds until the state may change: max(stuck_until - now, 0)."},
     {"context", (PyCFunction)Breaker_context, METH_NOARGS,
-     "A context manager guarding its body."},
+     "context($self, /)\n--\n\nA context manager guarding its body."},
     {"call", (PyCFunction)(void (*)(void))Breaker_call,
-     METH_FASTCALL | METH_KEYWORDS, "func(*args, **kwargs), guarded."},
+     METH_FASTCALL | METH_KEYWORDS,
+     "call($self, func, *args, **kwargs)\n--\n\nfunc(*args, **kwargs), "
+     "guarded."},
     {"call_async", (PyCFunction)(void (*)(void))Breaker_call_async,
      METH_FASTCALL | METH_KEYWORDS,
+     "call_async($self, func, *args, **kwargs)\n--\n\n"
      "Await func(*args, **kwargs) (or take its value), guarded."},
     {NULL, NULL, 0, NULL},
 };
@@ -117,6 +122,9 @@ static PyType_Slot Breaker_slots[] = {
     {Py_tp_methods, Breaker_methods},
     {Py_tp_getset, Breaker_getset},
     {Py_tp_doc,
+     "CircuitBreaker(error_ratio, response_time, exceptions=..., "
+     "recovery_time=None, broken_time=None, passing_time=None, "
+     "exception_inspector=None, statistic_name=None)\n--\n\n"
      "Circuit breaker: collects call statistics in time buckets and stops "
      "calls (CircuitBroken) while the error ratio is too high."},
     {0, NULL},
@@ -455,9 +463,13 @@ cb_free(void *module)
 
 static PyMethodDef cb_functions[] = {
     {"_wrap_sync", (PyCFunction)(void (*)(void))module_wrap_sync,
-     METH_FASTCALL, "The synchronous cutout wrapper of func."},
+     METH_FASTCALL,
+     "_wrap_sync($module, circuit_breaker, func, /)\n--\n\n"
+     "The synchronous cutout wrapper of func."},
     {"_wrap_async", (PyCFunction)(void (*)(void))module_wrap_async,
-     METH_FASTCALL, "The asynchronous cutout wrapper of func."},
+     METH_FASTCALL,
+     "_wrap_async($module, circuit_breaker, func, /)\n--\n\n"
+     "The asynchronous cutout wrapper of func."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -12,8 +12,11 @@
 static const char *const create_names[] = {"pool_size", "policy", "debug"};
 
 PyDoc_STRVAR(create_default_event_loop_doc,
-"create_default_event_loop(pool_size=None, policy=<compat.event_loop_policy>, debug=False)\n"
+"create_default_event_loop($module, /, pool_size=None, policy=...,\n"
+"                          debug=False)\n"
+"--\n"
 "\n"
+"policy defaults to aiomisc_c.compat.event_loop_policy, read at call time.\n"
 "Create an event loop and a thread pool executor; returns (loop, pool).\n"
 "\n"
 "Raises RuntimeError when the thread's current loop is running.  Installs\n"
@@ -37,8 +40,10 @@ create_default_event_loop(PyObject *module, PyObject *const *args,
 static const char *const new_loop_names[] = {"pool_size", "policy"};
 
 PyDoc_STRVAR(new_event_loop_doc,
-"new_event_loop(pool_size=None, policy=<compat.event_loop_policy>)\n"
+"new_event_loop($module, /, pool_size=None, policy=...)\n"
+"--\n"
 "\n"
+"policy defaults to aiomisc_c.compat.event_loop_policy, read at call time.\n"
 "create_default_event_loop(pool_size, policy)[0]: a new current loop whose\n"
 "default executor is the package's ThreadPoolExecutor.");
 
