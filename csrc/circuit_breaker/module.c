@@ -125,6 +125,7 @@ static PyType_Slot Breaker_slots[] = {
      "CircuitBreaker(error_ratio, response_time, exceptions=..., "
      "recovery_time=None, broken_time=None, passing_time=None, "
      "exception_inspector=None, statistic_name=None)\n--\n\n"
+     "exceptions defaults to (Exception,).  "
      "Circuit breaker: collects call statistics in time buckets and stops "
      "calls (CircuitBroken) while the error ratio is too high."},
     {0, NULL},

@@ -16,7 +16,8 @@ PyDoc_STRVAR(create_default_event_loop_doc,
 "                          debug=False)\n"
 "--\n"
 "\n"
-"policy defaults to aiomisc_c.compat.event_loop_policy, read at call time.\n"
+"create_default_event_loop(pool_size=None, policy=<compat.event_loop_policy>, debug=False)\n"
+"\n"
 "Create an event loop and a thread pool executor; returns (loop, pool).\n"
 "\n"
 "Raises RuntimeError when the thread's current loop is running.  Installs\n"
@@ -43,7 +44,8 @@ PyDoc_STRVAR(new_event_loop_doc,
 "new_event_loop($module, /, pool_size=None, policy=...)\n"
 "--\n"
 "\n"
-"policy defaults to aiomisc_c.compat.event_loop_policy, read at call time.\n"
+"new_event_loop(pool_size=None, policy=<compat.event_loop_policy>)\n"
+"\n"
 "create_default_event_loop(pool_size, policy)[0]: a new current loop whose\n"
 "default executor is the package's ThreadPoolExecutor.");
 
