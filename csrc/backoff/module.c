@@ -27,6 +27,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "common/fast_paths.h"
 #include "common/running_loop.h"
 
 #if PY_VERSION_HEX >= 0x030C0000
@@ -342,6 +343,7 @@ loop_timer_armed(PyObject *module, PyObject *loop)
 }
 
 static PyMethodDef backoff_module_methods[] = {
+    AIO_SET_FAST_PATHS_METHODDEF,
     {"_loop_timer_armed", loop_timer_armed, METH_O,
      "_loop_timer_armed($module, loop, /)\n--\n\n"
      "Whether a real timer of ours is armed on loop."},

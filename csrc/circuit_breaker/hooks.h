@@ -49,6 +49,16 @@ tag_is_valid(PyTypeObject *type)
 #endif
 }
 
+/* The tp_version_tag fast path: whether a cache filled when `type` had
+ * version tag `tag` still holds (CPython gives a type a new tag, or none,
+ * whenever one of its attributes changes).  Off: every cache misses. */
+static inline int
+version_tag_unchanged(PyTypeObject *type, unsigned int tag)
+{
+    return aio_fast_paths_on() && tag_is_valid(type) &&
+           type->tp_version_tag == tag;
+}
+
 static int
 original_hooks(Breaker *self)
 {
@@ -57,7 +67,7 @@ original_hooks(Breaker *self)
     if (type != st->breaker_type) {
         return 0;
     }
-    if (tag_is_valid(type) && type->tp_version_tag == st->hooks_tag) {
+    if (version_tag_unchanged(type, st->hooks_tag)) {
         return st->hooks_original;
     }
     int original = check_hooks(st, type);
@@ -181,12 +191,23 @@ call_method0(PyObject *obj, PyObject *name)
 /* 1 while time.monotonic is the builtin, 0 once patched, -1 on error.
  * Before 3.12 the answer is cached with the dict's version (PEP 509; it
  * changes on every modification of time.__dict__). */
+#if PY_VERSION_HEX < 0x030C0000
+/* The ma_version_tag fast path: whether time.__dict__ is unchanged since
+ * the last check (its version was `version` then).  Off: always checked. */
+static inline int
+time_dict_unchanged(cb_state *st, uint64_t version)
+{
+    return aio_fast_paths_on() && st->time_dict_checked &&
+           version == st->time_dict_version;
+}
+#endif
+
 static int
 monotonic_untouched(cb_state *st)
 {
 #if PY_VERSION_HEX < 0x030C0000
     uint64_t version = ((PyDictObject *)st->time_dict)->ma_version_tag;
-    if (st->time_dict_checked && version == st->time_dict_version) {
+    if (time_dict_unchanged(st, version)) {
         return st->monotonic_untouched;
     }
 #endif
@@ -221,8 +242,8 @@ loop_time(Breaker *self, PyObject *loop, double *now, PyObject **result)
 {
     cb_state *st = self->st;
     PyTypeObject *type = Py_TYPE(loop);
-    if (loop != self->clock_loop || !tag_is_valid(type) ||
-        type->tp_version_tag != self->clock_tag) {
+    if (loop != self->clock_loop ||
+        !version_tag_unchanged(type, self->clock_tag)) {
         PyObject *method = PyObject_GetAttr(loop, st->str_time);
         if (method == NULL) {
             return -1;

@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "common/fast_paths.h"
 
 /*
  * Layout: the multidict model.  This file is the only translation unit of
@@ -463,6 +464,7 @@ cb_free(void *module)
 }
 
 static PyMethodDef cb_functions[] = {
+    AIO_SET_FAST_PATHS_METHODDEF,
     {"_wrap_sync", (PyCFunction)(void (*)(void))module_wrap_sync,
      METH_FASTCALL,
      "_wrap_sync($module, circuit_breaker, func, /)\n--\n\n"
