@@ -26,6 +26,30 @@ from aiomisc_c import _circuit_breaker_base  # noqa: E402
 from aiomisc_c import _circuit_breaker, _circuit_breaker_py  # noqa: E402
 
 
+try:
+    import uvloop
+except ImportError:  # pragma: no cover - uvloop is part of the test extra
+    uvloop = None
+
+
+def new_loop(kind="asyncio"):
+    """A loop of `kind`, whatever policy earlier tests left installed."""
+    if kind == "uvloop":
+        if uvloop is None:  # pragma: no cover
+            pytest.skip("uvloop is not installed")
+        return uvloop.new_event_loop()
+    return asyncio.DefaultEventLoopPolicy().new_event_loop()
+
+
+def run(coro, kind="asyncio"):
+    loop = new_loop(kind)
+    try:
+        return loop.run_until_complete(coro)
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
 @contextlib.contextmanager
 def fast_paths(module, enabled):
     previous = module._set_fast_paths(enabled)
@@ -108,16 +132,14 @@ def breaker_trace(module):
         observe("restored class", breaker)
 
     original, original_random = time.monotonic, _circuit_breaker_base.random
-    loop = asyncio.new_event_loop()
     try:
         time.monotonic = clock
         # the recovering state lets calls through at random: same draws
         _circuit_breaker_base.random = random.Random(15).random
-        loop.run_until_complete(scenario())
+        run(scenario())     # asyncio's loop: its clock is time.monotonic
     finally:
         time.monotonic = original
         _circuit_breaker_base.random = original_random
-        loop.close()
     return trace
 
 
@@ -133,7 +155,7 @@ def test_breaker_caches_and_fallback_agree():
     assert states == {"0", "1", "2"}
 
 
-def backoff_trace(module):
+def backoff_trace(module, loop_kind):
     """Timed backoff calls (they need the running loop for their timers) on
     two loops one after the other: results, errors, attempts."""
     trace = []
@@ -168,17 +190,18 @@ def backoff_trace(module):
             assert _backoff._pending_timers(loop) == 0
         return loop
 
-    first = asyncio.run(scenario("first loop"))
-    second = asyncio.run(scenario("second loop"))
+    first = run(scenario("first loop"), loop_kind)
+    second = run(scenario("second loop"), loop_kind)
     assert first is not second
     return trace
 
 
-def test_running_loop_shortcut_and_fallback_agree():
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_running_loop_shortcut_and_fallback_agree(loop_kind):
     with fast_paths(_backoff, True):
-        fast = backoff_trace(_backoff)
+        fast = backoff_trace(_backoff, loop_kind)
     with fast_paths(_backoff, False):
-        slow = backoff_trace(_backoff)
-    assert fast == slow == backoff_trace(_backoff_py)
+        slow = backoff_trace(_backoff, loop_kind)
+    assert fast == slow == backoff_trace(_backoff_py, loop_kind)
     assert ("first loop", "flaky", 42, [21, 21, 21]) in fast
     assert ("second loop", "slow", "TimeoutError") in fast

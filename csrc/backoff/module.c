@@ -240,9 +240,10 @@ backoff_exec(PyObject *module)
         goto done;
     }
     PyObject *retry_statistic = PyObject_GetAttrString(base, "RetryStatistic");
-    if (retry_statistic == NULL ||
-        PyModule_AddObject(module, "RetryStatistic", retry_statistic) < 0) {
-        Py_XDECREF(retry_statistic);
+    int added = retry_statistic == NULL ? -1 : PyModule_AddObjectRef(
+        module, "RetryStatistic", retry_statistic);
+    Py_XDECREF(retry_statistic);
+    if (added < 0) {
         goto done;
     }
     rc = 0;

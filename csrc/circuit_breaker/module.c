@@ -366,45 +366,24 @@ cb_exec(PyObject *module)
     if (cutout == NULL) {
         return -1;
     }
-    if (PyModule_AddObject(module, "cutout", cutout) < 0) {
-        Py_DECREF(cutout);
-        return -1;
-    }
-    return 0;
+    int added = PyModule_AddObjectRef(module, "cutout", cutout);
+    Py_DECREF(cutout);
+    return added;
 }
 
 static int
 cb_traverse(PyObject *module, visitproc visit, void *arg)
 {
     cb_state *st = cb_state_from_module(module);
-    Py_VISIT(st->breaker_type);
-    Py_VISIT(st->context_type);
-    Py_VISIT(st->call_async_type);
-    Py_VISIT(st->wrapper_type);
-    Py_VISIT(st->async_wrapper_type);
-    Py_VISIT(st->coroutine_code);
-    Py_VISIT(st->base_module);
-    for (int i = 0; i < 3; i++) {
-        Py_VISIT(st->states[i]);
-        Py_VISIT(st->counter_keys[i]);
+#define VISIT(field) Py_VISIT(st->field);
+#define VISIT_ARRAY(field, count)                                             \
+    for (int i = 0; i < (count); i++) {                                       \
+        Py_VISIT(st->field[i]);                                               \
     }
-    Py_VISIT(st->circuit_broken);
-    Py_VISIT(st->statistic_class);
-    Py_VISIT(st->validate_arguments);
-    Py_VISIT(st->log_inspector_error);
-    Py_VISIT(st->never_failures);
-    Py_VISIT(st->counter_class);
-    Py_VISIT(st->get_running_loop);
-    Py_VISIT(st->update_wrapper);
-    Py_VISIT(st->default_exceptions);
-    Py_VISIT(st->base_loop_time);
-    Py_VISIT(st->time_dict);
-    Py_VISIT(st->orig_monotonic);
-    Py_VISIT(st->orig_get_time);
-    Py_VISIT(st->orig_loop);
-    for (int i = 0; i < LIM_COUNT; i++) {
-        Py_VISIT(st->orig_limits[i]);
-    }
+    CB_STATE_FIELDS(VISIT)
+    CB_STATE_ARRAYS(VISIT_ARRAY)
+#undef VISIT_ARRAY
+#undef VISIT
     return 0;
 }
 
@@ -412,48 +391,15 @@ static int
 cb_clear(PyObject *module)
 {
     cb_state *st = cb_state_from_module(module);
-    Py_CLEAR(st->breaker_type);
-    Py_CLEAR(st->context_type);
-    Py_CLEAR(st->call_async_type);
-    Py_CLEAR(st->wrapper_type);
-    Py_CLEAR(st->async_wrapper_type);
-    Py_CLEAR(st->coroutine_code);
-    Py_CLEAR(st->base_module);
-    for (int i = 0; i < 3; i++) {
-        Py_CLEAR(st->states[i]);
-        Py_CLEAR(st->counter_keys[i]);
+#define CLEAR(field) Py_CLEAR(st->field);
+#define CLEAR_ARRAY(field, count)                                             \
+    for (int i = 0; i < (count); i++) {                                       \
+        Py_CLEAR(st->field[i]);                                               \
     }
-    Py_CLEAR(st->circuit_broken);
-    Py_CLEAR(st->statistic_class);
-    Py_CLEAR(st->validate_arguments);
-    Py_CLEAR(st->log_inspector_error);
-    Py_CLEAR(st->never_failures);
-    Py_CLEAR(st->counter_class);
-    Py_CLEAR(st->get_running_loop);
-    Py_CLEAR(st->update_wrapper);
-    Py_CLEAR(st->default_exceptions);
-    Py_CLEAR(st->base_loop_time);
-    Py_CLEAR(st->time_dict);
-    Py_CLEAR(st->orig_monotonic);
-    Py_CLEAR(st->str_monotonic);
-    Py_CLEAR(st->str_get_time);
-    Py_CLEAR(st->str_loop);
-    Py_CLEAR(st->str_time);
-    Py_CLEAR(st->str_random);
-    Py_CLEAR(st->str_throw);
-    Py_CLEAR(st->str_close);
-    Py_CLEAR(st->str_func);
-    Py_CLEAR(st->str_call_async);
-    Py_CLEAR(st->str_code);
-    Py_CLEAR(st->str_defaults);
-    Py_CLEAR(st->str_kwdefaults);
-    Py_CLEAR(st->str_recovery_ratio);
-    Py_CLEAR(st->orig_get_time);
-    Py_CLEAR(st->orig_loop);
-    for (int i = 0; i < LIM_COUNT; i++) {
-        Py_CLEAR(st->str_limits[i]);
-        Py_CLEAR(st->orig_limits[i]);
-    }
+    CB_STATE_FIELDS(CLEAR)
+    CB_STATE_ARRAYS(CLEAR_ARRAY)
+#undef CLEAR_ARRAY
+#undef CLEAR
     return 0;
 }
 

@@ -84,6 +84,22 @@ typedef struct {
     int hooks_original;
 } cb_state;
 
+/* Every object field of cb_state: the module's traverse and clear are
+ * generated from these lists (add a field here when adding it above). */
+#define CB_STATE_FIELDS(X)                                                    \
+    X(breaker_type) X(context_type) X(call_async_type) X(wrapper_type)        \
+    X(async_wrapper_type) X(base_module) X(circuit_broken)                    \
+    X(statistic_class) X(validate_arguments) X(log_inspector_error)           \
+    X(never_failures) X(counter_class) X(get_running_loop) X(update_wrapper)  \
+    X(default_exceptions) X(coroutine_code) X(str_get_time) X(str_loop)       \
+    X(str_time) X(str_random) X(str_throw) X(str_close) X(str_func)           \
+    X(str_call_async) X(str_code) X(str_defaults) X(str_kwdefaults)           \
+    X(str_recovery_ratio) X(orig_get_time) X(orig_loop) X(base_loop_time)     \
+    X(time_dict) X(str_monotonic) X(orig_monotonic)
+#define CB_STATE_ARRAYS(X)                                                    \
+    X(states, 3) X(counter_keys, 3) X(str_limits, LIM_COUNT)                  \
+    X(orig_limits, LIM_COUNT)
+
 static PyModuleDef cb_module;
 AIO_DEFINE_STATE_ACCESSORS(cb_state, cb_module)
 

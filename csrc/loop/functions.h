@@ -34,7 +34,7 @@ create_default_event_loop(PyObject *module, PyObject *const *args,
                        create_names, 3, argv) < 0) {
         return NULL;
     }
-    return create_default_event_loop_impl(get_loop_state(module), argv[0],
+    return create_default_event_loop_impl(loop_state_from_module(module), argv[0],
                                           argv[1], argv[2]);
 }
 
@@ -58,7 +58,7 @@ new_event_loop(PyObject *module, PyObject *const *args, Py_ssize_t nargs,
                        2, argv) < 0) {
         return NULL;
     }
-    PyObject *pair = create_default_event_loop_impl(get_loop_state(module),
+    PyObject *pair = create_default_event_loop_impl(loop_state_from_module(module),
                                                     argv[0], argv[1], NULL);
     if (pair == NULL) {
         return NULL;

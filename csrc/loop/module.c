@@ -44,38 +44,26 @@
 static int
 loop_traverse(PyObject *module, visitproc visit, void *arg)
 {
-    loop_state *st = get_loop_state(module);
-    Py_VISIT(st->asyncio);
-    Py_VISIT(st->asyncio_events);
-    Py_VISIT(st->mod_compat);
-    Py_VISIT(st->mod_thread_pool);
-    Py_VISIT(st->mod_loop_py);
-    Py_VISIT(st->str_default);
-    Py_VISIT(st->kw_statistic_name);
-    Py_VISIT(st->kw_wait);
-    Py_VISIT(st->zero);
-#define LOOP_VISIT(name) Py_VISIT(st->str_##name);
-    LOOP_NAMES(LOOP_VISIT)
-#undef LOOP_VISIT
+    loop_state *st = loop_state_from_module(module);
+#define VISIT(field) Py_VISIT(st->field);
+#define VISIT_NAME(name) Py_VISIT(st->str_##name);
+    LOOP_STATE_FIELDS(VISIT)
+    LOOP_NAMES(VISIT_NAME)
+#undef VISIT_NAME
+#undef VISIT
     return 0;
 }
 
 static int
 loop_clear(PyObject *module)
 {
-    loop_state *st = get_loop_state(module);
-    Py_CLEAR(st->asyncio);
-    Py_CLEAR(st->asyncio_events);
-    Py_CLEAR(st->mod_compat);
-    Py_CLEAR(st->mod_thread_pool);
-    Py_CLEAR(st->mod_loop_py);
-    Py_CLEAR(st->str_default);
-    Py_CLEAR(st->kw_statistic_name);
-    Py_CLEAR(st->kw_wait);
-    Py_CLEAR(st->zero);
-#define LOOP_CLEAR(name) Py_CLEAR(st->str_##name);
-    LOOP_NAMES(LOOP_CLEAR)
-#undef LOOP_CLEAR
+    loop_state *st = loop_state_from_module(module);
+#define CLEAR(field) Py_CLEAR(st->field);
+#define CLEAR_NAME(name) Py_CLEAR(st->str_##name);
+    LOOP_STATE_FIELDS(CLEAR)
+    LOOP_NAMES(CLEAR_NAME)
+#undef CLEAR_NAME
+#undef CLEAR
     return 0;
 }
 
@@ -88,7 +76,7 @@ loop_free(void *module)
 static int
 loop_exec(PyObject *module)
 {
-    loop_state *st = get_loop_state(module);
+    loop_state *st = loop_state_from_module(module);
 
 #define LOOP_INTERN(name)                                \
     st->str_##name = PyUnicode_InternFromString(#name); \
@@ -147,7 +135,7 @@ static PyModuleDef_Slot loop_slots[] = {
 PyDoc_STRVAR(loop_module_doc,
 "C twin of aiomisc_c._loop_py: event-loop setup for aiomisc_c.utils.");
 
-static struct PyModuleDef loop_module = {
+static PyModuleDef loop_module = {
     .m_base = PyModuleDef_HEAD_INIT,
     .m_name = "aiomisc_c._loop",
     .m_doc = loop_module_doc,

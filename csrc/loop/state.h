@@ -42,13 +42,15 @@ typedef struct {
 #undef LOOP_FIELD
 } loop_state;
 
-static inline loop_state *
-get_loop_state(PyObject *module)
-{
-    void *state = PyModule_GetState(module);
-    assert(state != NULL);
-    return (loop_state *)state;
-}
+/* Every object field of loop_state besides the interned names: the
+ * module's traverse and clear are generated from this list and LOOP_NAMES
+ * (add a field here when adding it above). */
+#define LOOP_STATE_FIELDS(X)                                                  \
+    X(asyncio) X(asyncio_events) X(mod_compat) X(mod_thread_pool)             \
+    X(mod_loop_py) X(str_default) X(kw_statistic_name) X(kw_wait) X(zero)
+
+static PyModuleDef loop_module;
+AIO_DEFINE_STATE_ACCESSORS(loop_state, loop_module)
 
 static const char RUNNING_LOOP_MESSAGE[] =
     "Trying to create new event loop instance but another "
