@@ -172,19 +172,19 @@ backoff_execute_func_keyword(PyObject *self, backoff_state *st,
     PyObject *execution = NULL;
     PyObject *no_args = NULL;
     if (PyDict_DelItem(kwargs, st->str_func) < 0) {
-        goto fail;
+        goto done;
     }
     execution = PyObject_CallMethodOneArg(self, st->str_prepare, func);
     if (execution == NULL) {
-        goto fail;
+        goto done;
     }
     no_args = PyTuple_New(0);
     if (no_args == NULL) {
-        goto fail;
+        goto done;
     }
     call = call_named(st, PyObject_Call(execution, no_args, kwargs),
                       "Backoff.execute");
-fail:
+done:
     Py_XDECREF(no_args);
     Py_XDECREF(execution);
     Py_DECREF(func);
