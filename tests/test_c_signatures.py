@@ -166,3 +166,29 @@ def test_signature_matches_twin(module_name, qualname, obj, owner, twin):
         # a tuple of classes, a sentinel read at call time)
         if c_optional and c_param.default is not Ellipsis:
             assert c_param.default == py_param.default, c_param.name
+
+
+@pytest.mark.parametrize("module_name", ["aiomisc_c._backoff",
+                                         "aiomisc_c._backoff_py"])
+def test_backoff_execute_takes_func_by_name(module_name):
+    """What the signature says: ``func`` is positional-or-keyword."""
+    import asyncio
+
+    module = importlib.import_module(module_name)
+
+    async def add(x, y=0):
+        return x + y
+
+    async def main():
+        backoff = module.Backoff(attempt_timeout=None, deadline=None)
+        by_position = await backoff.execute(add, 1, y=2)
+        by_name = await backoff.execute(func=add, x=3, y=4)
+        with pytest.raises(TypeError, match="func"):
+            await backoff.execute(x=1)
+        return by_position, by_name
+
+    loop = asyncio.DefaultEventLoopPolicy().new_event_loop()
+    try:
+        assert loop.run_until_complete(main()) == (3, 7)
+    finally:
+        loop.close()
