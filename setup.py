@@ -34,6 +34,11 @@ def c_primitives() -> dict:
         elif entry != "common" and os.path.isfile(
             os.path.join(path, "module.c")
         ):
+            if os.path.isfile(path + ".c"):
+                raise RuntimeError(
+                    f"both {path}.c and {path}/module.c build "
+                    f"aiomisc_c._{entry}: remove one",
+                )
             primitives[entry] = (
                 os.path.join(path, "module.c"),
                 headers_of(path),

@@ -9,7 +9,7 @@
 /* --- construction --------------------------------------------------------------- */
 
 static void
-release_stat(Breaker *self)
+release_stat(BreakerObject *self)
 {
     aio_counters_release(&self->stat_view);
     for (int i = 0; i < STAT_COUNT; i++) {
@@ -18,14 +18,14 @@ release_stat(Breaker *self)
 }
 
 static PyObject *
-Breaker_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
+breaker_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
             PyObject *Py_UNUSED(kwargs))
 {
     cb_state *st = cb_state_from_type(type);
     if (st == NULL) {
         return NULL;
     }
-    Breaker *self = (Breaker *)type->tp_alloc(type, 0);
+    BreakerObject *self = (BreakerObject *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
     }
@@ -35,7 +35,7 @@ Breaker_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
 }
 
 static int
-bind_statistic(Breaker *self, PyObject *statistic_name)
+bind_statistic(BreakerObject *self, PyObject *statistic_name)
 {
     cb_state *st = self->st;
     PyObject *counters = PyObject_CallOneArg(st->statistic_class,
@@ -99,7 +99,7 @@ fail:
 }
 
 static int
-Breaker_init(Breaker *self, PyObject *args, PyObject *kwargs)
+breaker_init(BreakerObject *self, PyObject *args, PyObject *kwargs)
 {
     static const char *const names[] = {
         "error_ratio",   "response_time", "exceptions",
@@ -197,7 +197,7 @@ Breaker_init(Breaker *self, PyObject *args, PyObject *kwargs)
 }
 
 static int
-Breaker_traverse(Breaker *self, visitproc visit, void *arg)
+breaker_traverse(BreakerObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->loop);
@@ -213,7 +213,7 @@ Breaker_traverse(Breaker *self, visitproc visit, void *arg)
 }
 
 static int
-Breaker_clear(Breaker *self)
+breaker_clear(BreakerObject *self)
 {
     self->initialized = 0;
     release_stat(self);
@@ -229,7 +229,7 @@ Breaker_clear(Breaker *self)
 }
 
 static void
-Breaker_dealloc(Breaker *self)
+breaker_dealloc(BreakerObject *self)
 {
     PyMem_Free(self->ring);
     self->ring = NULL;
@@ -239,7 +239,7 @@ Breaker_dealloc(Breaker *self)
 /* --- methods and properties -------------------------------------------------------- */
 
 static PyObject *
-Breaker_get_time(Breaker *self, PyObject *Py_UNUSED(ignored))
+breaker_get_time(BreakerObject *self, PyObject *Py_UNUSED(ignored))
 {
     /* the default clock: self.loop.time(), with normal lookups */
     PyObject *loop = PyObject_GetAttr((PyObject *)self, self->st->str_loop);
@@ -252,7 +252,7 @@ Breaker_get_time(Breaker *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-Breaker_bucket(Breaker *self, PyObject *Py_UNUSED(ignored))
+breaker_bucket(BreakerObject *self, PyObject *Py_UNUSED(ignored))
 {
     double now;
     Limits limits;
@@ -265,7 +265,7 @@ Breaker_bucket(Breaker *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-Breaker_counter(Breaker *self, PyObject *Py_UNUSED(ignored))
+breaker_counter(BreakerObject *self, PyObject *Py_UNUSED(ignored))
 {
     double now;
     Limits limits;
@@ -304,7 +304,7 @@ Breaker_counter(Breaker *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-Breaker_get_state_delay(Breaker *self, PyObject *Py_UNUSED(ignored))
+breaker_get_state_delay(BreakerObject *self, PyObject *Py_UNUSED(ignored))
 {
     double now;
     if (check_initialized(self) < 0 ||
@@ -319,7 +319,7 @@ Breaker_get_state_delay(Breaker *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-Breaker_get_recovery_ratio(Breaker *self, void *Py_UNUSED(closure))
+breaker_get_recovery_ratio(BreakerObject *self, void *Py_UNUSED(closure))
 {
     double now;
     Limits limits;
@@ -338,13 +338,13 @@ Breaker_get_recovery_ratio(Breaker *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
-Breaker_get_state(Breaker *self, void *Py_UNUSED(closure))
+breaker_get_state(BreakerObject *self, void *Py_UNUSED(closure))
 {
     return Py_NewRef(self->st->states[self->state]);
 }
 
 static PyObject *
-Breaker_get_response_time(Breaker *self, void *Py_UNUSED(closure))
+breaker_get_response_time(BreakerObject *self, void *Py_UNUSED(closure))
 {
     if (check_initialized(self) < 0) {
         return NULL;
@@ -353,13 +353,13 @@ Breaker_get_response_time(Breaker *self, void *Py_UNUSED(closure))
 }
 
 static PyObject *
-Breaker_get_loop_property(Breaker *self, void *Py_UNUSED(closure))
+breaker_get_loop_property(BreakerObject *self, void *Py_UNUSED(closure))
 {
     return breaker_loop(self);
 }
 
 static PyObject *
-Breaker_get__loop(Breaker *self, void *Py_UNUSED(closure))
+breaker_get__loop(BreakerObject *self, void *Py_UNUSED(closure))
 {
     if (self->loop == NULL) {
         PyErr_SetString(PyExc_AttributeError, "_loop");
@@ -369,14 +369,14 @@ Breaker_get__loop(Breaker *self, void *Py_UNUSED(closure))
 }
 
 static int
-Breaker_set__loop(Breaker *self, PyObject *value, void *Py_UNUSED(closure))
+breaker_set__loop(BreakerObject *self, PyObject *value, void *Py_UNUSED(closure))
 {
     Py_XSETREF(self->loop, Py_XNewRef(value));
     return 0;
 }
 
 #define OBJECT_GETTER(NAME, FIELD)                                            \
-    static PyObject *Breaker_get_##NAME(Breaker *self,                        \
+    static PyObject *breaker_get_##NAME(BreakerObject *self,                        \
                                         void *Py_UNUSED(closure))             \
     {                                                                         \
         return Py_NewRef(self->FIELD ? self->FIELD : Py_None);                \
@@ -387,7 +387,7 @@ OBJECT_GETTER(exceptions, exceptions)
 OBJECT_GETTER(inspector, inspector)
 
 #define DOUBLE_GETTER(NAME, FIELD)                                            \
-    static PyObject *Breaker_get_##NAME(Breaker *self,                        \
+    static PyObject *breaker_get_##NAME(BreakerObject *self,                        \
                                         void *Py_UNUSED(closure))             \
     {                                                                         \
         return PyFloat_FromDouble(self->FIELD);                               \
@@ -400,7 +400,7 @@ DOUBLE_GETTER(stuck_until, stuck_until)
 DOUBLE_GETTER(recovery_at, recovery_at)
 
 static PyObject *
-Breaker_repr(Breaker *self)
+breaker_repr(BreakerObject *self)
 {
     PyObject *name = aio_type_name(Py_TYPE(self));
     if (name == NULL) {

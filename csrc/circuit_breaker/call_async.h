@@ -13,7 +13,7 @@ enum { CA_NEW = 0, CA_RUNNING = 1, CA_DONE = 2 };
 
 typedef struct {
     PyObject_HEAD
-    Breaker *breaker;
+    BreakerObject *breaker;
     PyObject *func;
     PyObject *args;      /* tuple: positional args then keyword values */
     PyObject *kwnames;   /* NULL or tuple */
@@ -22,17 +22,17 @@ typedef struct {
     uint64_t serial;
     int stage;
     int running;         /* a step (send/throw/close) is on the C stack */
-} CallAsync;
+} CallAsyncObject;
 
 /* A CallAsync of `func` with no arguments yet (untracked by the GC). */
-static CallAsync *
-call_async_alloc(Breaker *self, PyObject *func)
+static CallAsyncObject *
+call_async_alloc(BreakerObject *self, PyObject *func)
 {
-    CallAsync *ca = PyObject_GC_New(CallAsync, self->st->call_async_type);
+    CallAsyncObject *ca = PyObject_GC_New(CallAsyncObject, self->st->call_async_type);
     if (ca == NULL) {
         return NULL;
     }
-    ca->breaker = (Breaker *)Py_NewRef(self);
+    ca->breaker = (BreakerObject *)Py_NewRef(self);
     ca->func = Py_NewRef(func);
     ca->args = NULL;
     ca->kwnames = NULL;
@@ -47,10 +47,10 @@ call_async_alloc(Breaker *self, PyObject *func)
 /* The awaitable of call_async(func, *args, **kwargs), from a vectorcall
  * argument vector (nargs positional arguments, then kwnames' values). */
 static PyObject *
-call_async_new(Breaker *self, PyObject *func, PyObject *const *args,
+call_async_new(BreakerObject *self, PyObject *func, PyObject *const *args,
                Py_ssize_t nargs, PyObject *kwnames)
 {
-    CallAsync *ca = call_async_alloc(self, func);
+    CallAsyncObject *ca = call_async_alloc(self, func);
     if (ca == NULL) {
         return NULL;
     }
@@ -70,7 +70,7 @@ call_async_new(Breaker *self, PyObject *func, PyObject *const *args,
 }
 
 static PyObject *
-Breaker_call_async(Breaker *self, PyObject *const *args, Py_ssize_t nargs,
+breaker_call_async(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs,
                    PyObject *kwnames)
 {
     cb_state *st = self->st;
@@ -83,7 +83,7 @@ Breaker_call_async(Breaker *self, PyObject *const *args, Py_ssize_t nargs,
     if (how == 0) {
         return call_async_new(self, func, args + 1, nargs - 1, kwnames);
     }
-    CallAsync *ca = call_async_alloc(self, func);
+    CallAsyncObject *ca = call_async_alloc(self, func);
     if (ca == NULL) {
         Py_XDECREF(slow_args);
         Py_XDECREF(slow_kwargs);
@@ -124,7 +124,7 @@ Breaker_call_async(Breaker *self, PyObject *const *args, Py_ssize_t nargs,
 
 /* The body finished with `exc` raised (new reference, stolen). */
 static PySendResult
-ca_failed(CallAsync *self, PyObject *exc)
+ca_failed(CallAsyncObject *self, PyObject *exc)
 {
     self->stage = CA_DONE;
     Py_CLEAR(self->inner);
@@ -135,7 +135,7 @@ ca_failed(CallAsync *self, PyObject *exc)
 }
 
 static PySendResult
-ca_returned(CallAsync *self, PyObject *value, PyObject **result)
+ca_returned(CallAsyncObject *self, PyObject *value, PyObject **result)
 {
     self->stage = CA_DONE;
     Py_CLEAR(self->inner);
@@ -145,7 +145,7 @@ ca_returned(CallAsync *self, PyObject *value, PyObject **result)
 }
 
 static PySendResult
-ca_forward(CallAsync *self, PySendResult sent, PyObject *value,
+ca_forward(CallAsyncObject *self, PySendResult sent, PyObject *value,
            PyObject **result)
 {
     if (sent == PYGEN_NEXT) {
@@ -192,7 +192,7 @@ await_iterator(PyObject *value, int *awaitable)
 /* A step that the driven body re-enters (send/throw/close on the very
  * awaitable that runs it) is refused, as a coroutine refuses it. */
 static int
-ca_refuse_reentry(CallAsync *self)
+ca_refuse_reentry(CallAsyncObject *self)
 {
     if (self->running) {
         PyErr_SetString(PyExc_ValueError, "coroutine already executing");
@@ -202,7 +202,7 @@ ca_refuse_reentry(CallAsync *self)
 }
 
 static PySendResult
-ca_step(CallAsync *self, PyObject *arg, PyObject **result)
+ca_step(CallAsyncObject *self, PyObject *arg, PyObject **result)
 {
     if (self->stage == CA_DONE) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -258,7 +258,7 @@ ca_step(CallAsync *self, PyObject *arg, PyObject **result)
 }
 
 static PySendResult
-CallAsync_am_send(CallAsync *self, PyObject *arg, PyObject **result)
+call_async_am_send(CallAsyncObject *self, PyObject *arg, PyObject **result)
 {
     if (ca_refuse_reentry(self) < 0) {
         return PYGEN_ERROR;
@@ -293,26 +293,26 @@ send_result_to_object(PySendResult sent, PyObject *value)
 }
 
 static PyObject *
-CallAsync_iternext(CallAsync *self)
+call_async_iternext(CallAsyncObject *self)
 {
     PyObject *value = NULL;
-    PySendResult sent = CallAsync_am_send(self, Py_None, &value);
+    PySendResult sent = call_async_am_send(self, Py_None, &value);
     return send_result_to_object(sent, value);
 }
 
 static PyObject *
-CallAsync_send(CallAsync *self, PyObject *arg)
+call_async_send(CallAsyncObject *self, PyObject *arg)
 {
     PyObject *value = NULL;
-    PySendResult sent = CallAsync_am_send(self, arg, &value);
+    PySendResult sent = call_async_am_send(self, arg, &value);
     return send_result_to_object(sent, value);
 }
 
 /* throw(exc) / throw(type[, value[, traceback]]) -> the exception object */
-static PyObject *ca_throw(CallAsync *self, PyObject *exc);
+static PyObject *ca_throw(CallAsyncObject *self, PyObject *exc);
 
 static PyObject *
-CallAsync_throw(CallAsync *self, PyObject *const *args, Py_ssize_t nargs)
+call_async_throw(CallAsyncObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (ca_refuse_reentry(self) < 0) {
         return NULL;
@@ -329,7 +329,7 @@ CallAsync_throw(CallAsync *self, PyObject *const *args, Py_ssize_t nargs)
 
 /* throw() of `exc` (stolen) into the call */
 static PyObject *
-ca_throw(CallAsync *self, PyObject *exc)
+ca_throw(CallAsyncObject *self, PyObject *exc)
 {
     if (self->stage != CA_RUNNING) {
         /* not started (the guard never ran) or finished: just raise */
@@ -391,10 +391,10 @@ ca_throw(CallAsync *self, PyObject *exc)
     return ca_failed(self, raised), NULL;
 }
 
-static PyObject *ca_close(CallAsync *self);
+static PyObject *ca_close(CallAsyncObject *self);
 
 static PyObject *
-CallAsync_close(CallAsync *self, PyObject *Py_UNUSED(ignored))
+call_async_close(CallAsyncObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (ca_refuse_reentry(self) < 0) {
         return NULL;
@@ -406,7 +406,7 @@ CallAsync_close(CallAsync *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-ca_close(CallAsync *self)
+ca_close(CallAsyncObject *self)
 {
     if (self->stage != CA_RUNNING) {
         self->stage = CA_DONE;
@@ -439,13 +439,13 @@ ca_close(CallAsync *self)
 }
 
 static void
-CallAsync_finalize(CallAsync *self)
+call_async_finalize(CallAsyncObject *self)
 {
     if (self->stage != CA_RUNNING) {
         return;
     }
     PyObject *saved = aio_err_take();
-    PyObject *result = CallAsync_close(self, NULL);
+    PyObject *result = call_async_close(self, NULL);
     if (result == NULL) {
         PyErr_WriteUnraisable((PyObject *)self);
     }
@@ -456,25 +456,25 @@ CallAsync_finalize(CallAsync *self)
 }
 
 static PyObject *
-CallAsync_await(CallAsync *self)
+call_async_await(CallAsyncObject *self)
 {
     return Py_NewRef(self);
 }
 
 static PyObject *
-CallAsync_get_name(CallAsync *Py_UNUSED(self), void *Py_UNUSED(closure))
+call_async_get_name(CallAsyncObject *Py_UNUSED(self), void *Py_UNUSED(closure))
 {
     return PyUnicode_FromString("call_async");
 }
 
 static PyObject *
-CallAsync_get_qualname(CallAsync *Py_UNUSED(self), void *Py_UNUSED(closure))
+call_async_get_qualname(CallAsyncObject *Py_UNUSED(self), void *Py_UNUSED(closure))
 {
     return PyUnicode_FromString("CircuitBreaker.call_async");
 }
 
 static int
-CallAsync_traverse(CallAsync *self, visitproc visit, void *arg)
+call_async_traverse(CallAsyncObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->breaker);
@@ -486,7 +486,7 @@ CallAsync_traverse(CallAsync *self, visitproc visit, void *arg)
 }
 
 static int
-CallAsync_clear(CallAsync *self)
+call_async_clear(CallAsyncObject *self)
 {
     Py_CLEAR(self->breaker);
     Py_CLEAR(self->func);
@@ -497,7 +497,7 @@ CallAsync_clear(CallAsync *self)
 }
 
 static void
-CallAsync_dealloc(CallAsync *self)
+call_async_dealloc(CallAsyncObject *self)
 {
     if (PyObject_CallFinalizerFromDealloc((PyObject *)self) < 0) {
         return; /* resurrected */
@@ -505,46 +505,46 @@ CallAsync_dealloc(CallAsync *self)
     aio_gc_dealloc((PyObject *)self, 0);
 }
 
-static PyMethodDef CallAsync_methods[] = {
-    {"send", (PyCFunction)CallAsync_send, METH_O,
+static PyMethodDef call_async_methods[] = {
+    {"send", (PyCFunction)call_async_send, METH_O,
      "send($self, value, /)\n--\n\n"
      "Send a value into the call; return the next value yielded or raise "
      "StopIteration."},
-    {"throw", (PyCFunction)(void (*)(void))CallAsync_throw, METH_FASTCALL,
+    {"throw", (PyCFunction)(void (*)(void))call_async_throw, METH_FASTCALL,
      "throw($self, typ, val=None, tb=None, /)\n--\n\n"
      "Raise an exception inside the call, as coroutine.throw() does."},
-    {"close", (PyCFunction)CallAsync_close, METH_NOARGS,
+    {"close", (PyCFunction)call_async_close, METH_NOARGS,
      "close($self, /)\n--\n\nStop the call, as coroutine.close() does."},
     {NULL, NULL, 0, NULL},
 };
 
-static PyGetSetDef CallAsync_getset[] = {
-    {"__name__", (getter)CallAsync_get_name, NULL, NULL, NULL},
-    {"__qualname__", (getter)CallAsync_get_qualname, NULL, NULL, NULL},
+static PyGetSetDef call_async_getset[] = {
+    {"__name__", (getter)call_async_get_name, NULL, NULL, NULL},
+    {"__qualname__", (getter)call_async_get_qualname, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyType_Slot CallAsync_slots[] = {
-    {Py_tp_dealloc, CallAsync_dealloc},
-    {Py_tp_finalize, CallAsync_finalize},
-    {Py_tp_traverse, CallAsync_traverse},
-    {Py_tp_clear, CallAsync_clear},
+static PyType_Slot call_async_slots[] = {
+    {Py_tp_dealloc, call_async_dealloc},
+    {Py_tp_finalize, call_async_finalize},
+    {Py_tp_traverse, call_async_traverse},
+    {Py_tp_clear, call_async_clear},
     {Py_tp_iter, PyObject_SelfIter},
-    {Py_tp_iternext, CallAsync_iternext},
-    {Py_tp_methods, CallAsync_methods},
-    {Py_tp_getset, CallAsync_getset},
-    {Py_am_await, CallAsync_await},
-    {Py_am_send, CallAsync_am_send},
+    {Py_tp_iternext, call_async_iternext},
+    {Py_tp_methods, call_async_methods},
+    {Py_tp_getset, call_async_getset},
+    {Py_am_await, call_async_await},
+    {Py_am_send, call_async_am_send},
     {Py_tp_doc, "The awaitable returned by CircuitBreaker.call_async()."},
     {0, NULL},
 };
 
-static PyType_Spec CallAsync_spec = {
+static PyType_Spec call_async_spec = {
     .name = "aiomisc_c._circuit_breaker._CallAsync",
-    .basicsize = sizeof(CallAsync),
+    .basicsize = sizeof(CallAsyncObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = CallAsync_slots,
+    .slots = call_async_slots,
 };
 
 #endif /* AIOMISC_C_CIRCUIT_BREAKER_CALL_ASYNC_H */

@@ -11,19 +11,19 @@
 
 typedef struct {
     PyObject_HEAD
-    Breaker *breaker;
+    BreakerObject *breaker;
     uint64_t serial;
     int stage; /* 0 new, 1 entered, 2 exited */
-} Context;
+} ContextObject;
 
 static PyObject *
-Breaker_context(Breaker *self, PyObject *Py_UNUSED(ignored))
+breaker_context(BreakerObject *self, PyObject *Py_UNUSED(ignored))
 {
-    Context *ctx = PyObject_GC_New(Context, self->st->context_type);
+    ContextObject *ctx = PyObject_GC_New(ContextObject, self->st->context_type);
     if (ctx == NULL) {
         return NULL;
     }
-    ctx->breaker = (Breaker *)Py_NewRef(self);
+    ctx->breaker = (BreakerObject *)Py_NewRef(self);
     ctx->serial = 0;
     ctx->stage = 0;
     PyObject_GC_Track(ctx);
@@ -31,7 +31,7 @@ Breaker_context(Breaker *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-Context_enter(Context *self, PyObject *Py_UNUSED(ignored))
+context_enter(ContextObject *self, PyObject *Py_UNUSED(ignored))
 {
     if (self->stage != 0) {
         PyErr_SetString(PyExc_RuntimeError,
@@ -47,7 +47,7 @@ Context_enter(Context *self, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
-Context_exit(Context *self, PyObject *const *args, Py_ssize_t nargs)
+context_exit(ContextObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     if (nargs != 3) {
         PyErr_SetString(PyExc_TypeError, "__exit__() takes 3 arguments");
@@ -89,7 +89,7 @@ Context_exit(Context *self, PyObject *const *args, Py_ssize_t nargs)
 }
 
 static int
-Context_traverse(Context *self, visitproc visit, void *arg)
+context_traverse(ContextObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->breaker);
@@ -97,42 +97,42 @@ Context_traverse(Context *self, visitproc visit, void *arg)
 }
 
 static int
-Context_clear(Context *self)
+context_clear(ContextObject *self)
 {
     Py_CLEAR(self->breaker);
     return 0;
 }
 
 static void
-Context_dealloc(Context *self)
+context_dealloc(ContextObject *self)
 {
     aio_gc_dealloc((PyObject *)self, 0);
 }
 
-static PyMethodDef Context_methods[] = {
-    {"__enter__", (PyCFunction)Context_enter, METH_NOARGS,
+static PyMethodDef context_methods[] = {
+    {"__enter__", (PyCFunction)context_enter, METH_NOARGS,
      "__enter__($self, /)\n--\n\nStart the guarded block."},
-    {"__exit__", (PyCFunction)(void (*)(void))Context_exit, METH_FASTCALL,
+    {"__exit__", (PyCFunction)(void (*)(void))context_exit, METH_FASTCALL,
      "__exit__($self, exc_type, exc_value, traceback, /)\n--\n\n"
      "Record the outcome of the guarded block."},
     {NULL, NULL, 0, NULL},
 };
 
-static PyType_Slot Context_slots[] = {
-    {Py_tp_dealloc, Context_dealloc},
-    {Py_tp_traverse, Context_traverse},
-    {Py_tp_clear, Context_clear},
-    {Py_tp_methods, Context_methods},
+static PyType_Slot context_slots[] = {
+    {Py_tp_dealloc, context_dealloc},
+    {Py_tp_traverse, context_traverse},
+    {Py_tp_clear, context_clear},
+    {Py_tp_methods, context_methods},
     {Py_tp_doc, "The context manager returned by CircuitBreaker.context()."},
     {0, NULL},
 };
 
-static PyType_Spec Context_spec = {
+static PyType_Spec context_spec = {
     .name = "aiomisc_c._circuit_breaker._Context",
-    .basicsize = sizeof(Context),
+    .basicsize = sizeof(ContextObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = Context_slots,
+    .slots = context_slots,
 };
 
 #endif /* AIOMISC_C_CIRCUIT_BREAKER_CONTEXT_H */

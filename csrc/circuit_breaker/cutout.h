@@ -16,17 +16,17 @@ typedef struct {
     PyObject *dict;       /* functools.update_wrapper fills it */
     PyObject *weakreflist;
     vectorcallfunc vectorcall;
-} Wrapper;
+} WrapperObject;
 
 static PyObject *
-Wrapper_vectorcall(Wrapper *self, PyObject *const *args, size_t nargsf,
+wrapper_vectorcall(WrapperObject *self, PyObject *const *args, size_t nargsf,
                    PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *breaker = self->breaker;
-    cb_state *st = ((Breaker *)breaker)->st;
+    cb_state *st = ((BreakerObject *)breaker)->st;
     if (Py_TYPE(breaker) == st->breaker_type) {
-        return guarded_call((Breaker *)breaker, self->func, args, nargs,
+        return guarded_call((BreakerObject *)breaker, self->func, args, nargs,
                             kwnames);
     }
     /* a subclass: circuit_breaker.call(func, *args, **kwargs) */
@@ -41,7 +41,7 @@ Wrapper_vectorcall(Wrapper *self, PyObject *const *args, size_t nargsf,
 }
 
 static PyObject *
-Wrapper_descr_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type))
+wrapper_descr_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type))
 {
     if (obj == NULL || obj == Py_None) {
         return Py_NewRef(self);
@@ -50,13 +50,13 @@ Wrapper_descr_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type))
 }
 
 static PyObject *
-Wrapper_repr(Wrapper *self)
+wrapper_repr(WrapperObject *self)
 {
     return PyUnicode_FromFormat("<cutout wrapper of %R>", self->func);
 }
 
 static int
-Wrapper_traverse(Wrapper *self, visitproc visit, void *arg)
+wrapper_traverse(WrapperObject *self, visitproc visit, void *arg)
 {
     Py_VISIT(Py_TYPE(self));
     Py_VISIT(self->breaker);
@@ -66,7 +66,7 @@ Wrapper_traverse(Wrapper *self, visitproc visit, void *arg)
 }
 
 static int
-Wrapper_clear(Wrapper *self)
+wrapper_clear(WrapperObject *self)
 {
     Py_CLEAR(self->breaker);
     Py_CLEAR(self->func);
@@ -75,45 +75,45 @@ Wrapper_clear(Wrapper *self)
 }
 
 static void
-Wrapper_dealloc(Wrapper *self)
+wrapper_dealloc(WrapperObject *self)
 {
     aio_gc_dealloc((PyObject *)self, 1);
 }
 
-static PyMemberDef Wrapper_members[] = {
-    {"__dictoffset__", T_PYSSIZET, offsetof(Wrapper, dict), READONLY, NULL},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(Wrapper, weakreflist),
+static PyMemberDef wrapper_members[] = {
+    {"__dictoffset__", T_PYSSIZET, offsetof(WrapperObject, dict), READONLY, NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(WrapperObject, weakreflist),
      READONLY, NULL},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Wrapper, vectorcall),
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(WrapperObject, vectorcall),
      READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
-static PyGetSetDef Wrapper_getset[] = {
+static PyGetSetDef wrapper_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyType_Slot Wrapper_slots[] = {
-    {Py_tp_dealloc, Wrapper_dealloc},
-    {Py_tp_traverse, Wrapper_traverse},
-    {Py_tp_clear, Wrapper_clear},
+static PyType_Slot wrapper_slots[] = {
+    {Py_tp_dealloc, wrapper_dealloc},
+    {Py_tp_traverse, wrapper_traverse},
+    {Py_tp_clear, wrapper_clear},
     {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_descr_get, Wrapper_descr_get},
-    {Py_tp_repr, Wrapper_repr},
-    {Py_tp_members, Wrapper_members},
-    {Py_tp_getset, Wrapper_getset},
+    {Py_tp_descr_get, wrapper_descr_get},
+    {Py_tp_repr, wrapper_repr},
+    {Py_tp_members, wrapper_members},
+    {Py_tp_getset, wrapper_getset},
     {Py_tp_doc, "A function guarded by a cutout() circuit breaker."},
     {0, NULL},
 };
 
-static PyType_Spec Wrapper_spec = {
+static PyType_Spec wrapper_spec = {
     .name = "aiomisc_c._circuit_breaker._CutoutWrapper",
-    .basicsize = sizeof(Wrapper),
+    .basicsize = sizeof(WrapperObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_HAVE_VECTORCALL |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = Wrapper_slots,
+    .slots = wrapper_slots,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -126,14 +126,14 @@ static PyType_Spec Wrapper_spec = {
  * coroutine code, or a stand-in coroutine code object. */
 
 static PyObject *
-AsyncWrapper_vectorcall(Wrapper *self, PyObject *const *args, size_t nargsf,
+async_wrapper_vectorcall(WrapperObject *self, PyObject *const *args, size_t nargsf,
                         PyObject *kwnames)
 {
     Py_ssize_t nargs = PyVectorcall_NARGS(nargsf);
     PyObject *breaker = self->breaker;
-    cb_state *st = ((Breaker *)breaker)->st;
+    cb_state *st = ((BreakerObject *)breaker)->st;
     if (Py_TYPE(breaker) == st->breaker_type) {
-        return call_async_new((Breaker *)breaker, self->func, args, nargs,
+        return call_async_new((BreakerObject *)breaker, self->func, args, nargs,
                               kwnames);
     }
     /* a subclass: circuit_breaker.call_async(func, *args, **kwargs) */
@@ -148,7 +148,7 @@ AsyncWrapper_vectorcall(Wrapper *self, PyObject *const *args, size_t nargsf,
 }
 
 static PyObject *
-AsyncWrapper_repr(Wrapper *self)
+async_wrapper_repr(WrapperObject *self)
 {
     return PyUnicode_FromFormat("<async cutout wrapper of %R>", self->func);
 }
@@ -156,62 +156,62 @@ AsyncWrapper_repr(Wrapper *self)
 static cb_state *
 async_wrapper_state(PyObject *op)
 {
-    return ((Breaker *)((Wrapper *)op)->breaker)->st;
+    return ((BreakerObject *)((WrapperObject *)op)->breaker)->st;
 }
 
 static PyObject *
-AsyncWrapper_get_code(PyObject *op, void *Py_UNUSED(closure))
+async_wrapper_get_code(PyObject *op, void *Py_UNUSED(closure))
 {
     cb_state *st = async_wrapper_state(op);
-    return aio_coroutine_code(((Wrapper *)op)->func, st->str_code,
+    return aio_coroutine_code(((WrapperObject *)op)->func, st->str_code,
                               st->coroutine_code);
 }
 
 static PyObject *
-AsyncWrapper_get_defaults(PyObject *op, void *Py_UNUSED(closure))
+async_wrapper_get_defaults(PyObject *op, void *Py_UNUSED(closure))
 {
-    return aio_func_attr_or_none(((Wrapper *)op)->func,
+    return aio_func_attr_or_none(((WrapperObject *)op)->func,
                                  async_wrapper_state(op)->str_defaults,
                                  aio_is_tuple);
 }
 
 static PyObject *
-AsyncWrapper_get_kwdefaults(PyObject *op, void *Py_UNUSED(closure))
+async_wrapper_get_kwdefaults(PyObject *op, void *Py_UNUSED(closure))
 {
-    return aio_func_attr_or_none(((Wrapper *)op)->func,
+    return aio_func_attr_or_none(((WrapperObject *)op)->func,
                                  async_wrapper_state(op)->str_kwdefaults,
                                  aio_is_dict);
 }
 
-static PyGetSetDef AsyncWrapper_getset[] = {
+static PyGetSetDef async_wrapper_getset[] = {
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
-    {"__code__", AsyncWrapper_get_code, NULL, NULL, NULL},
-    {"__defaults__", AsyncWrapper_get_defaults, NULL, NULL, NULL},
-    {"__kwdefaults__", AsyncWrapper_get_kwdefaults, NULL, NULL, NULL},
+    {"__code__", async_wrapper_get_code, NULL, NULL, NULL},
+    {"__defaults__", async_wrapper_get_defaults, NULL, NULL, NULL},
+    {"__kwdefaults__", async_wrapper_get_kwdefaults, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyType_Slot AsyncWrapper_slots[] = {
-    {Py_tp_dealloc, Wrapper_dealloc},
-    {Py_tp_traverse, Wrapper_traverse},
-    {Py_tp_clear, Wrapper_clear},
+static PyType_Slot async_wrapper_slots[] = {
+    {Py_tp_dealloc, wrapper_dealloc},
+    {Py_tp_traverse, wrapper_traverse},
+    {Py_tp_clear, wrapper_clear},
     {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_descr_get, Wrapper_descr_get},
-    {Py_tp_repr, AsyncWrapper_repr},
-    {Py_tp_members, Wrapper_members},
-    {Py_tp_getset, AsyncWrapper_getset},
+    {Py_tp_descr_get, wrapper_descr_get},
+    {Py_tp_repr, async_wrapper_repr},
+    {Py_tp_members, wrapper_members},
+    {Py_tp_getset, async_wrapper_getset},
     {Py_tp_doc, "A coroutine function guarded by a cutout() circuit "
                 "breaker."},
     {0, NULL},
 };
 
-static PyType_Spec AsyncWrapper_spec = {
+static PyType_Spec async_wrapper_spec = {
     .name = "aiomisc_c._circuit_breaker._CutoutAsyncWrapper",
-    .basicsize = sizeof(Wrapper),
+    .basicsize = sizeof(WrapperObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_HAVE_VECTORCALL |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
-    .slots = AsyncWrapper_slots,
+    .slots = async_wrapper_slots,
 };
 
 /* A wrapper of `type` over (breaker, func), with func's metadata copied by
@@ -229,7 +229,7 @@ make_wrapper(cb_state *st, PyTypeObject *type, vectorcallfunc vectorcall,
                      fname);
         return NULL;
     }
-    Wrapper *wrapper = PyObject_GC_New(Wrapper, type);
+    WrapperObject *wrapper = PyObject_GC_New(WrapperObject, type);
     if (wrapper == NULL) {
         return NULL;
     }
@@ -251,7 +251,7 @@ module_wrap_sync(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     cb_state *st = cb_state_from_module(module);
     return make_wrapper(st, st->wrapper_type,
-                        (vectorcallfunc)Wrapper_vectorcall, "_wrap_sync",
+                        (vectorcallfunc)wrapper_vectorcall, "_wrap_sync",
                         args, nargs);
 }
 
@@ -261,7 +261,7 @@ module_wrap_async(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     cb_state *st = cb_state_from_module(module);
     return make_wrapper(st, st->async_wrapper_type,
-                        (vectorcallfunc)AsyncWrapper_vectorcall,
+                        (vectorcallfunc)async_wrapper_vectorcall,
                         "_wrap_async", args, nargs);
 }
 

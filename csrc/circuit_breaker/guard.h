@@ -9,7 +9,7 @@
 /* --- the guarded call -------------------------------------------------------- */
 
 static int
-raise_broken(Breaker *self)
+raise_broken(BreakerObject *self)
 {
     PyObject *last = self->last_exception ? self->last_exception : Py_None;
     PyObject *exc = PyObject_CallOneArg(self->st->circuit_broken, last);
@@ -24,7 +24,7 @@ raise_broken(Breaker *self)
 /* Start a guarded call: 0 with *serial = the bucket to record into, or -1
  * with an exception set (CircuitBroken when the body must not run). */
 static int
-guard_enter(Breaker *self, uint64_t *serial)
+guard_enter(BreakerObject *self, uint64_t *serial)
 {
     double now;
     Limits limits;
@@ -78,7 +78,7 @@ guard_enter(Breaker *self, uint64_t *serial)
 }
 
 static void
-record_success(Breaker *self, uint64_t serial)
+record_success(BreakerObject *self, uint64_t serial)
 {
     Bucket *bucket = find_bucket(self, serial);
     if (bucket != NULL) {
@@ -94,7 +94,7 @@ record_success(Breaker *self, uint64_t serial)
  * returned), then raise it again -- or what the inspector raised instead,
  * if that was not an Exception.  Returns -1. */
 static int
-guard_fail(Breaker *self, uint64_t serial, PyObject *exc)
+guard_fail(BreakerObject *self, uint64_t serial, PyObject *exc)
 {
     cb_state *st = self->st;
     int monitored =
@@ -154,7 +154,7 @@ guard_fail(Breaker *self, uint64_t serial, PyObject *exc)
 
 /* Only TOTAL: the body was abandoned (a closed call_async). */
 static void
-record_abandoned(Breaker *self, uint64_t serial)
+record_abandoned(BreakerObject *self, uint64_t serial)
 {
     Bucket *bucket = find_bucket(self, serial);
     if (bucket != NULL) {
@@ -165,7 +165,7 @@ record_abandoned(Breaker *self, uint64_t serial)
 
 /* func(*args, **kwargs) guarded by the breaker (the body of `call`). */
 static PyObject *
-guarded_call(Breaker *self, PyObject *func, PyObject *const *args,
+guarded_call(BreakerObject *self, PyObject *func, PyObject *const *args,
              Py_ssize_t nargs, PyObject *kwnames)
 {
     uint64_t serial;
@@ -238,7 +238,7 @@ split_func(cb_state *st, const char *fname, PyObject *const *args,
 }
 
 static PyObject *
-Breaker_call(Breaker *self, PyObject *const *args, Py_ssize_t nargs,
+breaker_call(BreakerObject *self, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames)
 {
     PyObject *func;

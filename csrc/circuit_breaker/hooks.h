@@ -60,7 +60,7 @@ version_tag_unchanged(PyTypeObject *type, unsigned int tag)
 }
 
 static int
-original_hooks(Breaker *self)
+original_hooks(BreakerObject *self)
 {
     cb_state *st = self->st;
     PyTypeObject *type = Py_TYPE(self);
@@ -103,7 +103,7 @@ to_double(PyObject *value, double *out)
 }
 
 static int
-read_limits(Breaker *self, int original, Limits *out)
+read_limits(BreakerObject *self, int original, Limits *out)
 {
     cb_state *st = self->st;
     double values[LIM_COUNT];
@@ -147,7 +147,7 @@ always_true(PyTypeObject *type)
  * or falsy (new reference: the truth test runs Python code that may
  * replace `_loop`). */
 static PyObject *
-breaker_loop(Breaker *self)
+breaker_loop(BreakerObject *self)
 {
     PyObject *loop = self->loop;
     if (loop != NULL && loop != Py_None) {
@@ -238,7 +238,7 @@ monotonic_untouched(cb_state *st)
  * first read that loop's clock (override `_get_time` to drive the clock;
  * that is the documented hook). */
 static int
-loop_time(Breaker *self, PyObject *loop, double *now, PyObject **result)
+loop_time(BreakerObject *self, PyObject *loop, double *now, PyObject **result)
 {
     cb_state *st = self->st;
     PyTypeObject *type = Py_TYPE(loop);
@@ -281,7 +281,7 @@ loop_time(Breaker *self, PyObject *loop, double *now, PyObject **result)
 }
 
 static int
-read_clock_and_limits(Breaker *self, double *now, Limits *limits)
+read_clock_and_limits(BreakerObject *self, double *now, Limits *limits)
 {
     cb_state *st = self->st;
     PyObject *result;
@@ -318,7 +318,7 @@ read_clock_and_limits(Breaker *self, double *now, Limits *limits)
 }
 
 static int
-check_initialized(Breaker *self)
+check_initialized(BreakerObject *self)
 {
     if (!self->initialized) {
         PyErr_SetString(PyExc_RuntimeError,

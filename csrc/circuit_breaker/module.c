@@ -68,60 +68,60 @@
 /* ------------------------------------------------------------------------ */
 /* The CircuitBreaker type                                                   */
 
-static PyMethodDef Breaker_methods[] = {
-    {"_get_time", (PyCFunction)Breaker_get_time, METH_NOARGS,
+static PyMethodDef breaker_methods[] = {
+    {"_get_time", (PyCFunction)breaker_get_time, METH_NOARGS,
      "_get_time($self, /)\n--\n\n"
      "The clock of the breaker: self.loop.time() (override to drive it)."},
-    {"bucket", (PyCFunction)Breaker_bucket, METH_NOARGS,
+    {"bucket", (PyCFunction)breaker_bucket, METH_NOARGS,
      "bucket($self, /)\n--\n\nThe id of the current statistics bucket."},
-    {"counter", (PyCFunction)Breaker_counter, METH_NOARGS,
+    {"counter", (PyCFunction)breaker_counter, METH_NOARGS,
      "counter($self, /)\n--\n\nA snapshot Counter of the current bucket."},
-    {"get_state_delay", (PyCFunction)Breaker_get_state_delay, METH_NOARGS,
+    {"get_state_delay", (PyCFunction)breaker_get_state_delay, METH_NOARGS,
      "get_state_delay($self, /)\n--\n\n"
      "Seconds until the state may change: max(stuck_until - now, 0)."},
-    {"context", (PyCFunction)Breaker_context, METH_NOARGS,
+    {"context", (PyCFunction)breaker_context, METH_NOARGS,
      "context($self, /)\n--\n\nA context manager guarding its body."},
-    {"call", (PyCFunction)(void (*)(void))Breaker_call,
+    {"call", (PyCFunction)(void (*)(void))breaker_call,
      METH_FASTCALL | METH_KEYWORDS,
      "call($self, func, *args, **kwargs)\n--\n\nfunc(*args, **kwargs), "
      "guarded."},
-    {"call_async", (PyCFunction)(void (*)(void))Breaker_call_async,
+    {"call_async", (PyCFunction)(void (*)(void))breaker_call_async,
      METH_FASTCALL | METH_KEYWORDS,
      "call_async($self, func, *args, **kwargs)\n--\n\n"
      "Await func(*args, **kwargs) (or take its value), guarded."},
     {NULL, NULL, 0, NULL},
 };
 
-static PyGetSetDef Breaker_getset[] = {
-    {"state", (getter)Breaker_get_state, NULL, "CircuitBreakerStates", NULL},
-    {"response_time", (getter)Breaker_get_response_time, NULL, NULL, NULL},
-    {"recovery_ratio", (getter)Breaker_get_recovery_ratio, NULL, NULL, NULL},
-    {"loop", (getter)Breaker_get_loop_property, NULL,
+static PyGetSetDef breaker_getset[] = {
+    {"state", (getter)breaker_get_state, NULL, "CircuitBreakerStates", NULL},
+    {"response_time", (getter)breaker_get_response_time, NULL, NULL, NULL},
+    {"recovery_ratio", (getter)breaker_get_recovery_ratio, NULL, NULL, NULL},
+    {"loop", (getter)breaker_get_loop_property, NULL,
      "The event loop (the running one, taken on first use).", NULL},
-    {"_loop", (getter)Breaker_get__loop, (setter)Breaker_set__loop, NULL,
+    {"_loop", (getter)breaker_get__loop, (setter)breaker_set__loop, NULL,
      NULL},
-    {"_last_exception", (getter)Breaker_get_last_exception, NULL, NULL, NULL},
-    {"_counters", (getter)Breaker_get_counters, NULL, NULL, NULL},
-    {"_exceptions", (getter)Breaker_get_exceptions, NULL, NULL, NULL},
-    {"_exception_inspector", (getter)Breaker_get_inspector, NULL, NULL, NULL},
-    {"_error_ratio", (getter)Breaker_get_error_ratio, NULL, NULL, NULL},
-    {"_recovery_time", (getter)Breaker_get_recovery_time, NULL, NULL, NULL},
-    {"_broken_time", (getter)Breaker_get_broken_time, NULL, NULL, NULL},
-    {"_passing_time", (getter)Breaker_get_passing_time, NULL, NULL, NULL},
-    {"_stuck_until", (getter)Breaker_get_stuck_until, NULL, NULL, NULL},
-    {"_recovery_at", (getter)Breaker_get_recovery_at, NULL, NULL, NULL},
+    {"_last_exception", (getter)breaker_get_last_exception, NULL, NULL, NULL},
+    {"_counters", (getter)breaker_get_counters, NULL, NULL, NULL},
+    {"_exceptions", (getter)breaker_get_exceptions, NULL, NULL, NULL},
+    {"_exception_inspector", (getter)breaker_get_inspector, NULL, NULL, NULL},
+    {"_error_ratio", (getter)breaker_get_error_ratio, NULL, NULL, NULL},
+    {"_recovery_time", (getter)breaker_get_recovery_time, NULL, NULL, NULL},
+    {"_broken_time", (getter)breaker_get_broken_time, NULL, NULL, NULL},
+    {"_passing_time", (getter)breaker_get_passing_time, NULL, NULL, NULL},
+    {"_stuck_until", (getter)breaker_get_stuck_until, NULL, NULL, NULL},
+    {"_recovery_at", (getter)breaker_get_recovery_at, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
-static PyType_Slot Breaker_slots[] = {
-    {Py_tp_new, Breaker_new},
-    {Py_tp_init, Breaker_init},
-    {Py_tp_dealloc, Breaker_dealloc},
-    {Py_tp_traverse, Breaker_traverse},
-    {Py_tp_clear, Breaker_clear},
-    {Py_tp_repr, Breaker_repr},
-    {Py_tp_methods, Breaker_methods},
-    {Py_tp_getset, Breaker_getset},
+static PyType_Slot breaker_slots[] = {
+    {Py_tp_new, breaker_new},
+    {Py_tp_init, breaker_init},
+    {Py_tp_dealloc, breaker_dealloc},
+    {Py_tp_traverse, breaker_traverse},
+    {Py_tp_clear, breaker_clear},
+    {Py_tp_repr, breaker_repr},
+    {Py_tp_methods, breaker_methods},
+    {Py_tp_getset, breaker_getset},
     {Py_tp_doc,
      "CircuitBreaker(error_ratio, response_time, exceptions=..., "
      "recovery_time=None, broken_time=None, passing_time=None, "
@@ -132,11 +132,11 @@ static PyType_Slot Breaker_slots[] = {
     {0, NULL},
 };
 
-static PyType_Spec Breaker_spec = {
+static PyType_Spec breaker_spec = {
     .name = "aiomisc_c.circuit_breaker.CircuitBreaker",
-    .basicsize = sizeof(Breaker),
+    .basicsize = sizeof(BreakerObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE,
-    .slots = Breaker_slots,
+    .slots = breaker_slots,
 };
 
 /* ------------------------------------------------------------------------ */
@@ -317,12 +317,12 @@ cb_exec(PyObject *module)
         return -1;
     }
 
-    if (aio_add_type(module, &st->breaker_type, &Breaker_spec, NULL) < 0 ||
-        aio_add_type(module, &st->context_type, &Context_spec, NULL) < 0 ||
-        aio_add_type(module, &st->call_async_type, &CallAsync_spec, NULL) <
+    if (aio_add_type(module, &st->breaker_type, &breaker_spec, NULL) < 0 ||
+        aio_add_type(module, &st->context_type, &context_spec, NULL) < 0 ||
+        aio_add_type(module, &st->call_async_type, &call_async_spec, NULL) <
             0 ||
-        aio_add_type(module, &st->wrapper_type, &Wrapper_spec, NULL) < 0 ||
-        aio_add_type(module, &st->async_wrapper_type, &AsyncWrapper_spec,
+        aio_add_type(module, &st->wrapper_type, &wrapper_spec, NULL) < 0 ||
+        aio_add_type(module, &st->async_wrapper_type, &async_wrapper_spec,
                      NULL) < 0) {
         return -1;
     }

@@ -7,7 +7,7 @@
 #define AIOMISC_C_CIRCUIT_BREAKER_STATE_MACHINE_H
 
 static void
-break_circuit(Breaker *self, double now)
+break_circuit(BreakerObject *self, double now)
 {
     self->stuck_until = now + self->broken_time;
     self->state = ST_BROKEN;
@@ -16,7 +16,7 @@ break_circuit(Breaker *self, double now)
 }
 
 static void
-compute_state(Breaker *self, double now, double current, const Limits *limits)
+compute_state(BreakerObject *self, double now, double current, const Limits *limits)
 {
     if (now < self->stuck_until) {
         return;

@@ -152,7 +152,7 @@ typedef struct {
     Py_ssize_t ring_bad;
     int ring_ordered;
     uint64_t next_serial;
-} Breaker;
+} BreakerObject;
 
 typedef struct {
     double bucket_count, recover_broken, passing_broken;

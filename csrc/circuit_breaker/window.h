@@ -38,7 +38,7 @@ bucket_id(double now, double bucket_count, double response_time)
  * exceeds the exact boundary.  Anything else (a clock that went back, a
  * negative time, another BUCKET_COUNT) takes the exact path. */
 static double
-bucket_id_cached(Breaker *self, double now, double bucket_count)
+bucket_id_cached(BreakerObject *self, double now, double bucket_count)
 {
     double response_time = self->response_time_value;
     double ts = now * bucket_count;
@@ -64,7 +64,7 @@ bucket_id_cached(Breaker *self, double now, double bucket_count)
 }
 
 static inline Bucket *
-ring_at(Breaker *self, Py_ssize_t i)
+ring_at(BreakerObject *self, Py_ssize_t i)
 {
     /* 0 <= head < cap and 0 <= i < cap: no division needed */
     Py_ssize_t index = self->head + i;
@@ -77,7 +77,7 @@ ring_at(Breaker *self, Py_ssize_t i)
 /* The serial of the current bucket, appending a new one when the ring is
  * empty or the newest bucket is older. */
 static uint64_t
-current_bucket(Breaker *self, double id)
+current_bucket(BreakerObject *self, double id)
 {
     if (self->len > 0) {
         Bucket *last = ring_at(self, self->len - 1);
@@ -115,7 +115,7 @@ current_bucket(Breaker *self, double id)
 
 /* A bucket with calls and an error ratio at or above the breaker's. */
 static inline int
-bucket_bad(Breaker *self, const Bucket *bucket)
+bucket_bad(BreakerObject *self, const Bucket *bucket)
 {
     if (bucket->total == 0) {
         return 0;
@@ -128,7 +128,7 @@ bucket_bad(Breaker *self, const Bucket *bucket)
 
 /* After a change of `bucket`'s counts: keep ring_bad exact. */
 static inline void
-bucket_changed(Breaker *self, Bucket *bucket)
+bucket_changed(BreakerObject *self, Bucket *bucket)
 {
     int bad = bucket_bad(self, bucket);
     self->ring_bad += bad - bucket->bad;
@@ -136,7 +136,7 @@ bucket_changed(Breaker *self, Bucket *bucket)
 }
 
 static Bucket *
-find_bucket(Breaker *self, uint64_t serial)
+find_bucket(BreakerObject *self, uint64_t serial)
 {
     for (Py_ssize_t i = self->len - 1; i >= 0; i--) {
         Bucket *bucket = ring_at(self, i);
@@ -149,7 +149,7 @@ find_bucket(Breaker *self, uint64_t serial)
 
 /* recovery_ratio; *any is 0 when the window is empty (the ratio is int 0) */
 static double
-window_ratio(Breaker *self, double current, double bucket_count, int *any)
+window_ratio(BreakerObject *self, double current, double bucket_count, int *any)
 {
     double not_before = current - self->response_time_value * bucket_count;
     Py_ssize_t total = 0, bad = 0;
