@@ -6,7 +6,8 @@ PRIMITIVE_TESTS := tests/test_thread_pool.py tests/test_threaded.py \
 	tests/test_thread_pool_closing.py \
 	tests/test_iterator_wrapper.py tests/test_loop.py tests/test_counters.py \
 	tests/test_twins.py tests/test_circuit_breaker.py tests/test_backoff.py \
-	tests/test_timeout.py tests/test_c_types.py
+	tests/test_timeout.py tests/test_c_types.py \
+	tests/test_c_common.py tests/test_c_fast_paths.py tests/test_c_signatures.py
 
 .PHONY: inplace debug asan leaks test bench docs-bench clean
 

@@ -35,12 +35,38 @@ def env_flag(name: str) -> bool:
     )
 
 
-# The primitives implemented in C: each ``csrc/<name>.c`` builds
-# ``aiomisc_c._<name>`` (one primitive per C file; shared headers live in
-# ``csrc/common/``).
-C_PRIMITIVES = tuple(sorted(
-    name[:-2] for name in os.listdir("csrc") if name.endswith(".c")
-))
+# The primitives implemented in C.  A folder ``csrc/<name>/`` builds
+# ``aiomisc_c._<name>`` from its one translation unit ``module.c`` (the other
+# files of the folder are the units it includes); a flat ``csrc/<name>.c``
+# still builds ``aiomisc_c._<name>`` while it waits to be split.  Headers
+# shared by every module live in ``csrc/common/``.
+def c_primitives() -> dict:
+    primitives = {}
+    for entry in sorted(os.listdir("csrc")):
+        path = os.path.join("csrc", entry)
+        if entry.endswith(".c") and os.path.isfile(path):
+            primitives[entry[:-2]] = (path, [])
+        elif entry != "common" and os.path.isfile(
+            os.path.join(path, "module.c")
+        ):
+            if os.path.isfile(path + ".c"):
+                raise RuntimeError(
+                    f"both {path}.c and {path}/module.c build "
+                    f"aiomisc_c._{entry}: remove one",
+                )
+            primitives[entry] = (
+                os.path.join(path, "module.c"),
+                headers_of(path),
+            )
+    return primitives
+
+
+def headers_of(folder: str) -> list:
+    return [
+        os.path.join(folder, name)
+        for name in sorted(os.listdir(folder))
+        if name.endswith(".h")
+    ]
 
 
 def extensions() -> list:
@@ -68,20 +94,18 @@ def extensions() -> list:
         compile_args += sanitize
         link_args += sanitize
 
+    common_headers = headers_of(os.path.join("csrc", "common"))
     return [
         Extension(
             f"aiomisc_c._{name}",
-            sources=[f"csrc/{name}.c"],
-            depends=[
-                os.path.join("csrc", "common", header)
-                for header in sorted(os.listdir(os.path.join("csrc", "common")))
-            ],
+            sources=[source],
+            depends=own_headers + common_headers,
             include_dirs=["csrc"],
             extra_compile_args=compile_args,
             extra_link_args=link_args,
             undef_macros=undef_macros,
         )
-        for name in C_PRIMITIVES
+        for name, (source, own_headers) in c_primitives().items()
     ]
 
 

@@ -9,5 +9,8 @@
 #include "common/args.h"
 #include "common/function_like.h"
 #include "common/coro.h"
+#include "common/clock.h"
+#include "common/counters.h"
+#include "common/log.h"
 
 #endif /* AIOMISC_C_COMMON_COMMON_H */

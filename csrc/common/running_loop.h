@@ -16,6 +16,8 @@
 
 #include <Python.h>
 
+#include "common/fast_paths.h"
+
 #if PY_VERSION_HEX < 0x030C0000 && !defined(MS_WINDOWS)
 #define AIO_RUNNING_LOOP_FAST_PATH 1
 #include <pthread.h>
@@ -86,24 +88,41 @@ aio_check_holder(PyObject *loop)
 }
 #endif
 
+#ifdef AIO_RUNNING_LOOP_FAST_PATH
+/* The fast path: the running loop read from the holder (borrowed), or NULL
+ * (no exception set) when the holder is not known to be readable, says
+ * "none" or belongs to another process.  Off: always NULL. */
+static inline PyObject *
+aio_running_loop_from_holder(void)
+{
+    if (aio_holder_type == NULL || !aio_fast_paths_on()) {
+        return NULL;
+    }
+    PyObject *holder = aio_holder_of_thread();
+    if (holder == NULL || !Py_IS_TYPE(holder, aio_holder_type)) {
+        return NULL;
+    }
+    aio_running_loop_holder *h = (aio_running_loop_holder *)holder;
+    pid_t pid = aio_our_pid;
+    if (pid == 0) {
+        aio_our_pid = pid = getpid();
+    }
+    if (h->rl_loop != Py_None && h->rl_pid == pid) {
+        return h->rl_loop;
+    }
+    return NULL;
+}
+#endif
+
 /* The running loop (new reference), or NULL with the RuntimeError of
  * `get_running_loop` (asyncio.get_running_loop, borrowed). */
 static inline PyObject *
 aio_running_loop(PyObject *get_running_loop)
 {
 #ifdef AIO_RUNNING_LOOP_FAST_PATH
-    if (aio_holder_type != NULL) {
-        PyObject *holder = aio_holder_of_thread();
-        if (holder != NULL && Py_IS_TYPE(holder, aio_holder_type)) {
-            aio_running_loop_holder *h = (aio_running_loop_holder *)holder;
-            pid_t pid = aio_our_pid;
-            if (pid == 0) {
-                aio_our_pid = pid = getpid();
-            }
-            if (h->rl_loop != Py_None && h->rl_pid == pid) {
-                return Py_NewRef(h->rl_loop);
-            }
-        }
+    PyObject *fast = aio_running_loop_from_holder();
+    if (fast != NULL) {
+        return Py_NewRef(fast);
     }
 #endif
     PyObject *loop = PyObject_CallNoArgs(get_running_loop);
