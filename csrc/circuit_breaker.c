@@ -2,7 +2,7 @@
  * circuit_breaker.c -> aiomisc_c._circuit_breaker
  *
  * The C twin of aiomisc_c/_circuit_breaker_py.py (read that file for the
- * semantics; API.md §6).  Exposes `CircuitBreaker` and `cutout`; the enums,
+ * semantics).  Exposes `CircuitBreaker` and `cutout`; the enums,
  * `CircuitBroken`, `CircuitBreakerStatistic`, argument validation and the
  * `cutout` factory come from aiomisc_c/_circuit_breaker_base.py, shared with
  * the Python twin.

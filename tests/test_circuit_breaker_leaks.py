@@ -1,4 +1,4 @@
-"""Leak check of the C circuit breaker (DESIGN.md §4).
+"""Leak check of the C circuit breaker.
 
 A subprocess runs every hot path of ``aiomisc_c._circuit_breaker`` 100,000
 times after a warm-up, and reports the change of the reference counts of the

@@ -1,4 +1,4 @@
-"""``aiomisc_c.entrypoint`` in this process (API.md §3), over asyncio's loop
+"""``aiomisc_c.entrypoint`` in this process, over asyncio's loop
 and uvloop.  Real processes receiving signals: test_entrypoint_process.py."""
 import asyncio
 import contextvars

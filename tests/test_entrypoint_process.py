@@ -1,4 +1,4 @@
-"""Real processes run an entrypoint and get SIGTERM/SIGINT (API.md §3.7).
+"""Real processes run an entrypoint and get SIGTERM/SIGINT.
 
 Each child prints ``ready`` on stdout once its services started; the test
 then sends the signal and checks the exit status, that every service's

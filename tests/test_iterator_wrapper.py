@@ -1,4 +1,4 @@
-"""Iterators run in threads (API §5.5-§5.7, §5.10): ``threaded_iterable``,
+"""Iterators run in threads: ``threaded_iterable``,
 ``threaded_iterable_separate``, ``IteratorWrapper``, ``FromThreadChannel``,
 the queue helpers and ``TaskChannel``.
 
@@ -473,7 +473,7 @@ def test_queue_helpers(implementation):
 
 
 # --------------------------------------------------------------------------
-# TaskChannel (§5.10)
+# TaskChannel (semi-internal in aiomisc 17)
 
 
 def test_task_channel_close_releases_500_consumers(implementation):

@@ -1,4 +1,4 @@
-"""Reference and memory leak check of the C thread pool (DESIGN.md §4).
+"""Reference and memory leak check of the C thread pool.
 
 ``tests/leakcheck.py`` runs 100,000 threaded calls over every hot path in a
 subprocess; here we compare its measurements taken after a warm-up and at the

@@ -80,7 +80,7 @@ def pool_spy(implementation, monkeypatch):
     return spy
 
 
-# -- Behaviours pinned by API §2 -------------------------------------------------
+# -- behaviours of aiomisc 17's new_event_loop -----------------------------------
 
 
 def test_running_current_loop_raises(implementation, policy, loops):

@@ -1,4 +1,4 @@
-"""``aiomisc_c.plugins`` (API §22): plugin entry points and the CLI.
+"""``aiomisc_c.plugins``: plugin entry points and the CLI.
 
 In-process tests drive ``setup_plugins`` with fake entry points; subprocess
 tests install a fake distribution (a ``*.dist-info`` directory on

@@ -1,4 +1,4 @@
-"""Process-level reliability of the thread pool (DESIGN.md §7), in
+"""Process-level reliability of the thread pool, in
 subprocesses, for the C twin and the Python twin
 (``AIOMISC_C_NO_EXTENSIONS=1``):
 

@@ -1,5 +1,4 @@
-"""``aiomisc_c.service.base``: ServiceMeta, Service and the helper bases
-(API.md §4)."""
+"""``aiomisc_c.service.base``: ServiceMeta, Service and the helper bases."""
 import abc
 import asyncio
 import pickle

@@ -1,4 +1,4 @@
-"""Parity of the C twins and the Python twins (DESIGN.md §2).
+"""Parity of the C twins and the Python twins.
 
 For every twinned name registered in ``aiomisc_c._compat._TWINS`` the C and
 the Python objects expose the same public names, and the same
@@ -168,7 +168,7 @@ def test_c_twins_are_subclassable():
         pytest.skip("C thread pool unavailable")
     from aiomisc_c import _thread_pool
 
-    # public classes are ordinary subclassable types (API §0.1)
+    # public classes are ordinary subclassable types, as in aiomisc 17
     for name in ("Threaded", "BoundThreaded"):
         base = getattr(_thread_pool, name)
         type(f"Sub{name}", (base,), {})
