@@ -1,42 +1,113 @@
 """Reference and memory leak check of the C thread pool.
 
-``tests/leakcheck.py`` runs 100,000 threaded calls over every hot path in a
-subprocess; here we compare its measurements taken after a warm-up and at the
-end.  A leak of one reference or one small block per call would grow by
-~100,000 references / several megabytes; the thresholds leave room only for
-noise (free lists, caches, pending loop handles).
+A child process runs threaded calls over every hot path (``Threaded`` via the
+default executor, direct submit with keyword arguments, ``BoundThreaded``,
+exceptions, futures cancelled before they run) and ``leakcheck`` judges the
+growth by its one rule: nothing may grow in every measured run.
 """
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from aiomisc_c import _compat, thread_pool  # noqa: F401 - registers the twins
-from childproc import NEUTRAL_CWD, child_env
+from leakcheck import assert_no_leaks, run_leak_script
 
-TESTS = Path(__file__).resolve().parent
+CALLS = 30_000
 
-REFCOUNT_SLACK = 20
-MEMORY_SLACK = 512 * 1024      # bytes
+CHILD = r'''
+import asyncio, sys
+from aiomisc_c import _compat, thread_pool, utils
+from leakcheck import measure, print_report
+
+assert thread_pool.ThreadPoolExecutor is thread_pool._CThreadPoolExecutor
+CALLS, LOOP = int(sys.argv[1]), sys.argv[2]
+CHUNK = 1000
 
 
-def run_leakcheck(loop_kind, calls):
-    env = dict(os.environ)
-    env.pop("AIOMISC_C_NO_EXTENSIONS", None)
-    env = child_env(env)
-    proc = subprocess.run(
-        [sys.executable, str(TESTS / "leakcheck.py"),
-         "--loop", loop_kind, "--calls", str(calls)],
-        cwd=NEUTRAL_CWD, env=env, capture_output=True, text=True, timeout=600,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-    assert lines, proc.stdout + proc.stderr
-    return json.loads(lines[-1])
+class LeakCheckError(Exception):
+    """Raised by the failing work function (a fresh instance per call)."""
+
+
+SENTINEL = object()
+
+
+def work(value=None, *, key=None):
+    return SENTINEL
+
+
+def fail(value=None):
+    raise LeakCheckError(value)
+
+
+if LOOP == "uvloop":
+    import uvloop
+    policy = uvloop.EventLoopPolicy()
+else:
+    policy = asyncio.DefaultEventLoopPolicy()
+loop = utils.new_event_loop(pool_size=4, policy=policy)
+threaded_work = thread_pool.threaded(work)
+
+
+class Holder:
+    @thread_pool.threaded
+    def method(self, value):
+        return SENTINEL
+
+
+holder = Holder()
+executor = thread_pool.ThreadPoolExecutor(4, statistic_name="leakcheck")
+
+
+async def batch(count):
+    for start in range(0, count, CHUNK):
+        futures = []
+        for i in range(start, start + CHUNK):
+            kind = i % 6
+            if kind == 0:
+                futures.append(threaded_work(i))
+            elif kind == 1:
+                futures.append(executor.submit(work, i, key=i))
+            elif kind == 2:
+                futures.append(holder.method(i))
+            elif kind == 3:
+                futures.append(executor.submit(fail, i))
+            elif kind == 4:
+                future = executor.submit(work, i)
+                future.cancel()
+                futures.append(future)
+            else:
+                futures.append(threaded_work(key=i))
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for i, result in zip(range(start, start + CHUNK), results):
+            kind = i % 6
+            if kind == 3:
+                assert isinstance(result, LeakCheckError), result
+            elif kind == 4:
+                assert isinstance(result, asyncio.CancelledError), result
+            else:
+                assert result is SENTINEL, result
+        del futures, results, result
+
+
+async def pause():
+    for _ in range(10):
+        await asyncio.sleep(0.01)
+
+
+report = measure(
+    lambda calls: loop.run_until_complete(batch(calls)), CALLS,
+    settle=lambda: loop.run_until_complete(pause()),
+    watched={
+        "work": work, "fail": fail, "sentinel": SENTINEL, "loop": loop,
+        "executor": executor, "threaded_work": threaded_work,
+        "holder": holder, "Future": asyncio.Future, "loop_type": type(loop),
+        "LeakCheckError": LeakCheckError, "Threaded": thread_pool.Threaded,
+        "BoundThreaded": thread_pool.BoundThreaded,
+        "Executor": type(executor), "int": int, "tuple": tuple, "dict": dict,
+    },
+)
+executor.shutdown(wait=True)
+loop.close()
+print_report(report)
+'''
 
 
 @pytest.mark.slow
@@ -48,19 +119,4 @@ def test_threaded_calls_do_not_leak(loop_kind):
         pytest.skip(f"C thread pool unavailable: {_compat._C_MISSING.get('thread_pool')}")
     if loop_kind == "uvloop":
         pytest.importorskip("uvloop")
-
-    report = run_leakcheck(loop_kind, 100_000)
-    if "skip" in report:
-        pytest.skip(report["skip"])
-    before, after = report["before"], report["after"]
-
-    growth = {
-        key: after[key] - before[key]
-        for key in before if key not in ("memory", "objects")
-    }
-    leaking = {key: delta for key, delta in growth.items() if abs(delta) > REFCOUNT_SLACK}
-    assert not leaking, f"reference counts grew over 100,000 calls: {leaking}"
-    assert after["objects"] - before["objects"] < 1000, (before, after)
-    assert after["memory"] - before["memory"] < MEMORY_SLACK, (
-        f"traced memory grew by {after['memory'] - before['memory']} bytes"
-    )
+    assert_no_leaks(run_leak_script(CHILD, str(CALLS), loop_kind))
