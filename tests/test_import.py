@@ -51,7 +51,14 @@ def test_lazy_names_resolve_on_first_use():
         "assert dataclasses.is_dataclass(thread_pool.WorkItemBase)\n"
         "assert issubclass(thread_pool.WorkItem, thread_pool.WorkItemBase)\n"
         "assert 0 <= random() < 1\n"
-        "assert list(aiomisc_c.get_statistics()) is not None\n"
+        "class Probe(aiomisc_c.Statistic):\n"
+        "    hits: int\n"
+        "probe = Probe(name='probe')\n"
+        "probe.hits += 3\n"
+        "results = list(aiomisc_c.get_statistics(Probe))\n"
+        "assert [(r.kind, r.name, r.metric, r.value) for r in results] == [\n"
+        "    (Probe, 'probe', 'hits', 3)], results\n"
+        "assert all(type(r) is counters.StatisticResult for r in results)\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     loaded = loaded_after(code)
