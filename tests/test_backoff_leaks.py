@@ -14,7 +14,7 @@ import pytest
 import aiomisc_c.backoff  # noqa: F401  (registers the twins)
 import aiomisc_c.timeout  # noqa: F401
 from aiomisc_c import _compat
-from leakcheck import assert_no_leaks, run_leak_script
+from helpers.leakcheck import assert_no_leaks, run_leak_script
 
 
 pytestmark = pytest.mark.skipif(
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.skipif(
 CHILD = textwrap.dedent('''
     import asyncio, gc, sys
     from aiomisc_c import _compat
-    from leakcheck import measure, print_report
+    from helpers.leakcheck import measure, print_report
     from aiomisc_c.backoff import asyncbackoff, asyncretry
     from aiomisc_c.timeout import timeout
     assert _compat.implementation["backoff"] == "c"

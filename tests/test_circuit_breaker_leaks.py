@@ -10,7 +10,7 @@ import textwrap
 import pytest
 
 from aiomisc_c import _compat
-from leakcheck import assert_no_leaks, run_leak_script
+from helpers.leakcheck import assert_no_leaks, run_leak_script
 
 pytestmark = pytest.mark.c_extension
 
@@ -20,7 +20,7 @@ CHILD = textwrap.dedent(r'''
     import asyncio, sys
     from unittest import mock
 
-    from leakcheck import measure, print_report
+    from helpers.leakcheck import measure, print_report
 
     from aiomisc_c import _circuit_breaker, _circuit_breaker_base
     from aiomisc_c._circuit_breaker_base import CircuitBroken

@@ -10,7 +10,7 @@ import threading
 from unittest import mock
 
 import pytest
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 
 from aiomisc_c.entrypoint import (
     CURRENT_ENTRYPOINT,

@@ -11,8 +11,8 @@ import sys
 import textwrap
 
 import pytest
-from childproc import NEUTRAL_CWD
-from childproc import child_env as package_env
+from helpers.childproc import NEUTRAL_CWD
+from helpers.childproc import child_env as package_env
 
 pytestmark = [
     pytest.mark.subprocess,

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from childproc import NEUTRAL_CWD, child_env
+from helpers.childproc import NEUTRAL_CWD, child_env
 
 # Imported by the package on first use only, never by ``import aiomisc_c``.
 LAZY_MODULES = (

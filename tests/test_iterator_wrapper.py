@@ -13,7 +13,7 @@ import threading
 import uuid
 
 import pytest
-from waiting import wait_event, wait_until
+from helpers.waiting import wait_event, wait_until
 
 from aiomisc_c import iterator_wrapper, thread_pool
 from aiomisc_c.counters import get_statistics

@@ -15,8 +15,8 @@ import threading
 import pytest
 
 from aiomisc_c import _context_vars, _loop_py, compat, thread_pool, utils
-from childproc import NEUTRAL_CWD, child_env
-from leakcheck import assert_no_leaks, run_leak_script
+from helpers.childproc import NEUTRAL_CWD, child_env
+from helpers.leakcheck import assert_no_leaks, run_leak_script
 
 try:
     import uvloop
@@ -480,7 +480,7 @@ LEAK_CYCLES = 500
 LEAK_CHECK = """
 import asyncio, sys, threading, time
 from aiomisc_c import compat, thread_pool, utils
-from leakcheck import measure, print_report
+from helpers.leakcheck import measure, print_report
 
 # The C twin of the loop setup, whatever thread pool twin is bound.
 new_event_loop = utils._Cnew_event_loop

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from importlib.metadata import Distribution
 
 import pytest
-from childproc import NEUTRAL_CWD, child_env
+from helpers.childproc import NEUTRAL_CWD, child_env
 
 # The module, not the ``plugins`` mapping the package attribute may be.
 plugins_module = importlib.import_module("aiomisc_c.plugins")

@@ -17,7 +17,7 @@ import time
 import weakref
 
 import pytest
-from waiting import wait_event, wait_until, wait_until_sync
+from helpers.waiting import wait_event, wait_until, wait_until_sync
 
 from aiomisc_c import thread_pool
 from aiomisc_c._context_vars import EVENT_LOOP

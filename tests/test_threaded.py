@@ -17,7 +17,7 @@ import types
 from unittest import mock
 
 import pytest
-from waiting import wait_event, wait_until
+from helpers.waiting import wait_event, wait_until
 
 from aiomisc_c import thread_pool
 from aiomisc_c.counters import get_statistics

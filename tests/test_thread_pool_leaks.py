@@ -8,14 +8,14 @@ growth by its one rule: nothing may grow in every measured run.
 import pytest
 
 from aiomisc_c import _compat, thread_pool  # noqa: F401 - registers the twins
-from leakcheck import assert_no_leaks, run_leak_script
+from helpers.leakcheck import assert_no_leaks, run_leak_script
 
 CALLS = 30_000
 
 CHILD = r'''
 import asyncio, sys
 from aiomisc_c import _compat, thread_pool, utils
-from leakcheck import measure, print_report
+from helpers.leakcheck import measure, print_report
 
 assert thread_pool.ThreadPoolExecutor is thread_pool._CThreadPoolExecutor
 CALLS, LOOP = int(sys.argv[1]), sys.argv[2]

@@ -18,7 +18,7 @@ import sysconfig
 
 import pytest
 
-import leakcheck
+from helpers import leakcheck
 
 CALLS = 2_000
 
@@ -115,7 +115,7 @@ def test_total_refcount_is_used_exactly_on_debug_interpreters():
 
 DEBUG_CHILD = r'''
 import ctypes, json, sys
-import leakcheck
+from helpers import leakcheck
 
 assert leakcheck.HAS_TOTAL_REFCOUNT
 incref = ctypes.pythonapi.Py_IncRef
@@ -160,7 +160,7 @@ def test_debug_interpreter_counts_every_reference():
             "no debug interpreter (apt-get install python%s-dbg)"
             % sysconfig.get_python_version(),
         )
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(leakcheck.__file__))
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(leakcheck.__file__)))
     proc = subprocess.run(
         [interpreter, "-c", DEBUG_CHILD], env=env, capture_output=True,
         text=True, timeout=300, check=False,
@@ -177,7 +177,7 @@ def test_debug_interpreter_counts_every_reference():
 
 LEAKING_CHILD = r'''
 import ctypes
-from leakcheck import measure, print_report
+from helpers.leakcheck import measure, print_report
 
 incref = ctypes.pythonapi.Py_IncRef
 incref.argtypes = [ctypes.py_object]

@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from aiomisc_c import _compat, thread_pool  # noqa: F401 - registers the twins
-from childproc import child_env
+from helpers.childproc import child_env
 
 
 pytestmark = [pytest.mark.subprocess]

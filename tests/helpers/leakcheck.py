@@ -30,7 +30,7 @@ shrinking, is noise.  There are no other thresholds.
 
 Use from a child script::
 
-    from leakcheck import measure, print_report
+    from helpers.leakcheck import measure, print_report
     print_report(measure(run, 10_000, watched={"func": func}))
 
 and from the test::
@@ -50,7 +50,7 @@ MEASURED_RUNS = 3
 MEMORY_FLOOR_PER_CALL = 1           # bytes
 HAS_TOTAL_REFCOUNT = hasattr(sys, "gettotalrefcount")
 
-HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _snapshot(watched: Mapping[str, Any]) -> Dict[str, int]:
@@ -142,14 +142,14 @@ def run_leak_script(
     source: str, *args: str, env: Optional[Mapping[str, str]] = None,
     timeout: float = 600,
 ) -> Dict[str, Any]:
-    """Run ``source`` in a fresh interpreter (with this directory on its
-    path, so it can import this module) and return its JSON report."""
-    from childproc import NEUTRAL_CWD, child_env
+    """Run ``source`` in a fresh interpreter (with tests/ on its
+    path, so it can import helpers.leakcheck) and return its JSON report."""
+    from .childproc import NEUTRAL_CWD, child_env
 
     child = child_env()
     child.pop("AIOMISC_C_NO_EXTENSIONS", None)      # leak checks are of C
     child.update(env or {})
-    child["PYTHONPATH"] = os.pathsep.join([child["PYTHONPATH"], HERE])
+    child["PYTHONPATH"] = os.pathsep.join([child["PYTHONPATH"], TESTS_DIR])
     proc = subprocess.run(
         [sys.executable, "-W", "error", "-c", source, *args],
         cwd=NEUTRAL_CWD, env=child, capture_output=True, text=True,
