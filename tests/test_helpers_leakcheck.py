@@ -160,7 +160,8 @@ def test_debug_interpreter_counts_every_reference():
             "no debug interpreter (apt-get install python%s-dbg)"
             % sysconfig.get_python_version(),
         )
-    env = dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(leakcheck.__file__)))
+    tests_dir = os.path.dirname(os.path.dirname(leakcheck.__file__))
+    env = dict(os.environ, PYTHONPATH=tests_dir)
     proc = subprocess.run(
         [interpreter, "-c", DEBUG_CHILD], env=env, capture_output=True,
         text=True, timeout=300, check=False,

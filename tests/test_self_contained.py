@@ -32,8 +32,10 @@ SKIPPED_DIR_NAMES = {"__pycache__", "build", ".pytest_cache", ".mypy_cache"}
 SECTION_SIGN = "\u00a7"
 FORBIDDEN = [
     (re.compile(SECTION_SIGN), "a section sign (numbered section of an outside text)"),
-    (re.compile(r"\bthe " + "brief" + r"\b", re.IGNORECASE), "a reference to a task description"),
-    (re.compile(r"\bthe " + "spec" + r"\b(?!ial)", re.IGNORECASE), "a reference to an outside specification"),
+    (re.compile(r"\bthe " + "brief" + r"\b", re.IGNORECASE),
+     "a reference to a task description"),
+    (re.compile(r"\bthe " + "spec" + r"\b(?!ial)", re.IGNORECASE),
+     "a reference to an outside specification"),
     (re.compile(r"/work/" + "shared"), "a path outside the repository"),
 ]
 MARKDOWN_NAME = re.compile(r"(?<![\w./-])([\w./-]+\." + "md" + r")\b")
@@ -74,7 +76,9 @@ def find_outside_mentions(
                 found.append((number, reason))
         for match in MARKDOWN_NAME.finditer(line):
             if pathlib.PurePath(match.group(1)).name not in known_markdown:
-                found.append((number, "names %s, not a file of the project" % match.group(1)))
+                found.append(
+                    (number, "names %s, not a file of the project" % match.group(1)),
+                )
     return found
 
 
