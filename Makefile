@@ -27,7 +27,7 @@ asan:  ## ASan+UBSan build, then the primitives' tests under it
 
 leaks:  ## reference and memory leak checks of the C hot paths (subprocesses)
 	cd tests && AIOMISC_C_REQUIRE_EXTENSIONS=1 $(PYTHON) -m pytest -q -p no:cacheprovider \
-		test_leaks.py test_circuit_breaker_leaks.py test_backoff_leaks.py
+		test_helpers_leakcheck.py test_thread_pool_leaks.py test_circuit_breaker_leaks.py test_backoff_leaks.py
 
 test:
 	pytest

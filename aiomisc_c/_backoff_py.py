@@ -1,5 +1,5 @@
 """Pure-Python twin of ``aiomisc_c._backoff``: ``asyncbackoff``, ``asyncretry``
-and the ``timeout`` decorator (API §7, §8).  ``csrc/backoff.c`` does the same.
+and the ``timeout`` decorator.  ``csrc/backoff.c`` does the same.
 
 How a call runs (both twins)
 ----------------------------

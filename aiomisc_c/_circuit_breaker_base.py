@@ -1,4 +1,4 @@
-"""What both circuit-breaker twins share (API §6).
+"""What both circuit-breaker twins share.
 
 The enums, the exception, the statistic class, the type aliases, argument
 validation and the ``cutout`` factory live here once; the Python twin
@@ -180,7 +180,7 @@ if sys.version_info >= (3, 14):  # pragma: no cover - asyncio's is deprecated
 else:
     def iscoroutinefunction(func: Any) -> bool:
         # also true for objects asyncio treats as coroutine functions
-        # (unittest.mock.AsyncMock, _is_coroutine markers), API §0.1
+        # (unittest.mock.AsyncMock, _is_coroutine markers), as aiomisc 17 does
         return (
             inspect.iscoroutinefunction(func)
             or asyncio.iscoroutinefunction(func)

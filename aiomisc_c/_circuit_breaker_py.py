@@ -1,4 +1,4 @@
-"""Circuit breaker, pure-Python twin (the readable source of truth, API §6).
+"""Circuit breaker, pure-Python twin (the readable source of truth).
 
 The C twin (``csrc/circuit_breaker.c``) does the same thing natively.
 

@@ -1,7 +1,7 @@
 """Thread-pool pieces shared by the C and the Python twin.
 
 * :class:`ThreadPoolException`, :class:`ThreadPoolStatistic`;
-* :func:`run_in_executor` (API §5.2);
+* :func:`run_in_executor`;
 * :class:`ThreadPoolExecutorBase`, the executor *shell*: a
   ``concurrent.futures.ThreadPoolExecutor`` whose work queue and worker bodies
   live in a *core* object (``_core_type``: ``aiomisc_c._thread_pool.Executor``

@@ -1,4 +1,4 @@
-"""Retry with backoff: ``asyncbackoff``, ``asyncretry`` (API §7).
+"""Retry with backoff: ``asyncbackoff``, ``asyncretry``.
 
 Which names come from C and which from Python:
 

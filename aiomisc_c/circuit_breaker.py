@@ -1,4 +1,4 @@
-"""Circuit breaker (mirror of ``aiomisc.circuit_breaker``, API §6).
+"""Circuit breaker (mirror of ``aiomisc.circuit_breaker``).
 
 Twinned (C in ``aiomisc_c._circuit_breaker``, Python in
 ``aiomisc_c._circuit_breaker_py``): ``CircuitBreaker``, ``cutout``.

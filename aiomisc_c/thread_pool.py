@@ -101,7 +101,7 @@ def context_partial(func: F, *args: Any, **kwargs: Any) -> Any:
     return partial(context.run, func, *args, **kwargs)
 
 
-# -- semi-internal 17.x pieces (§5.10) -----------------------------------------
+# -- semi-internal 17.x pieces ------------------------------------------------
 
 # Imported on first read of these names: the 17.x pieces in ._work_item
 # (WorkItemBase, WorkItem, TaskChannel, TaskChannelCloseException,

@@ -1,4 +1,4 @@
-"""The ``timeout`` decorator (API §8).
+"""The ``timeout`` decorator.
 
 ``timeout`` is twinned (C in ``aiomisc_c._backoff``, which shares its timer
 machinery with ``asyncbackoff``; else ``aiomisc_c._backoff_py``) under the

@@ -2,7 +2,7 @@
  * aiomisc_c._thread_pool — the C core of aiomisc_c's ThreadPoolExecutor and
  * the `Threaded` / `BoundThreaded` wrappers behind `@threaded`.
  *
- * Design (DESIGN.md §6: a cross-thread wake-up costs ~50 us here, and every
+ * Design (a cross-thread wake-up costs ~50 us on this kind of machine, and every
  * GIL hand-off is one, so the whole design is about not waking threads):
  *
  * Queue.  One FIFO of `work_item` C structs per Executor, guarded by a

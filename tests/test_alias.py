@@ -10,7 +10,7 @@ import sys
 import textwrap
 
 import pytest
-from childproc import NEUTRAL_CWD, child_env
+from helpers.childproc import NEUTRAL_CWD, child_env
 
 pytestmark = pytest.mark.subprocess
 

@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 import pytest
-from childproc import child_env
+from helpers.childproc import child_env
 
 pytestmark = pytest.mark.subprocess
 

@@ -1,4 +1,4 @@
-"""``asyncbackoff`` / ``asyncretry`` (API §7), over both twins and both loops.
+"""``asyncbackoff`` / ``asyncretry``, over both twins and both loops.
 
 The public names are read from ``aiomisc_c.backoff`` at test time, so the
 ``implementation`` fixture (via ``loop``) decides which twin runs.
@@ -61,7 +61,7 @@ def pending_call_timers(loop):
     ])
 
 
-# --- API §7 "Behaviours a test should pin" ---------------------------------
+# --- behaviours aiomisc 17 guarantees ---------------------------------------
 
 
 def test_five_failures_then_success(loop, run):

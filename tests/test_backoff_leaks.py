@@ -1,13 +1,12 @@
 """Leak check of the C twin of asyncbackoff / asyncretry / timeout.
 
-Each scenario runs in a fresh subprocess: a warm-up, then many calls, with
-the reference counts of the objects every call touches (function, Backoff,
-statistic, argument and result sentinels, exception class) and the
-tracemalloc total compared before and after.  A leaked reference per call
-shows up as +N in a refcount, a leaked Call object as megabytes.
+Each scenario runs in a fresh child process; ``leakcheck`` judges the growth
+of the reference counts of the objects every call touches (function,
+Backoff, statistic, argument and result sentinels, exception class; every
+reference on a debug interpreter), of the tracked objects and of the traced
+memory by its one rule.  The child also checks that no ``Call`` object
+outlives its call.
 """
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -15,7 +14,7 @@ import pytest
 import aiomisc_c.backoff  # noqa: F401  (registers the twins)
 import aiomisc_c.timeout  # noqa: F401
 from aiomisc_c import _compat
-from childproc import NEUTRAL_CWD, child_env
+from helpers.leakcheck import assert_no_leaks, run_leak_script
 
 
 pytestmark = pytest.mark.skipif(
@@ -23,8 +22,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 CHILD = textwrap.dedent('''
-    import asyncio, gc, sys, tracemalloc
+    import asyncio, gc, sys
     from aiomisc_c import _compat
+    from helpers.leakcheck import measure, print_report
     from aiomisc_c.backoff import asyncbackoff, asyncretry
     from aiomisc_c.timeout import timeout
     assert _compat.implementation["backoff"] == "c"
@@ -110,44 +110,41 @@ CHILD = textwrap.dedent('''
         for _ in range(n):
             await one()
 
-    def snapshot():
-        gc.collect()
-        tracked = [func, ARG, RESULT, Boom, ok, flaky, always_fails, sleeps]
-        if deco is not None:
-            tracked += [deco, deco.statistic]
-        return [sys.getrefcount(o) for o in tracked]
+    watched = {
+        "func": func, "ARG": ARG, "RESULT": RESULT, "Boom": Boom, "ok": ok,
+        "flaky": flaky, "always_fails": always_fails, "sleeps": sleeps,
+    }
+    if deco is not None:
+        watched.update(deco=deco, statistic=deco.statistic)
 
-    loop.run_until_complete(many(2000))          # warm-up: caches, heaps
-    tracemalloc.start()
-    before_refs = snapshot()
-    before_mem = tracemalloc.get_traced_memory()[0]
-    loop.run_until_complete(many(CALLS))
-    loop.run_until_complete(asyncio.sleep(0.01))
-    after_refs = snapshot()
-    after_mem = tracemalloc.get_traced_memory()[0]
+    async def many_then_settle(n):
+        await many(n)
+        await asyncio.sleep(0.01)
+
+    report = measure(
+        lambda calls: loop.run_until_complete(many_then_settle(calls)), CALLS,
+        watched=watched,
+    )
     calls = [o for o in gc.get_objects() if type(o).__name__ == "Call"]
+    assert not calls, calls[:3]
     if deco is not None:
         stat = dict(deco.statistic)
         assert stat["attempts"] == stat["done"], stat
-    print("refs", before_refs, after_refs)
-    print("mem", before_mem, after_mem, after_mem - before_mem)
-    print("calls alive", len(calls))
-    assert before_refs == after_refs, (before_refs, after_refs)
-    assert not calls, calls[:3]
-    assert after_mem - before_mem < 256 * 1024, after_mem - before_mem
     loop.close()
+    print_report(report)
 ''')
 
+# calls per measured run (there are four runs: a warm-up and three measured)
 SCENARIOS = {
-    "backoff_ok": 100_000,
-    "backoff_none_2": 100_000,
-    "retry_one_failure": 100_000,
-    "retry_pause_timer": 5_000,
-    "max_tries_exhausted": 50_000,
-    "attempt_timeout_zero": 50_000,
-    "timeout_ok": 100_000,
-    "timeout_expired": 2_000,
-    "cancel_caller": 20_000,
+    "backoff_ok": 25_000,
+    "backoff_none_2": 25_000,
+    "retry_one_failure": 25_000,
+    "retry_pause_timer": 1_500,
+    "max_tries_exhausted": 12_500,
+    "attempt_timeout_zero": 12_500,
+    "timeout_ok": 25_000,
+    "timeout_expired": 500,
+    "cancel_caller": 5_000,
 }
 
 
@@ -156,10 +153,8 @@ SCENARIOS = {
 def test_no_leak(scenario, loop_kind):
     if loop_kind == "uvloop":
         pytest.importorskip("uvloop")
-    env = child_env(AIOMISC_C_NO_EXTENSIONS="0")
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, scenario, str(SCENARIOS[scenario]),
-         loop_kind],
-        env=env, capture_output=True, text=True, timeout=600, cwd=NEUTRAL_CWD,
+    report = run_leak_script(
+        CHILD, scenario, str(SCENARIOS[scenario]), loop_kind,
+        env={"AIOMISC_C_NO_EXTENSIONS": "0"},
     )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_no_leaks(report)

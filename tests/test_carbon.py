@@ -16,8 +16,8 @@ if sys.version_info < (3, 11):
 from aiocarbon import Counter, Meter  # noqa: E402
 from aiocarbon.protocol.buffer import BufferClient  # noqa: E402
 from aiocarbon.setup import set_client  # noqa: E402
-from quiet_entrypoint import ep, reset_loop_state  # noqa: E402,F401 - autouse
-from waiting import wait_until  # noqa: E402
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: E402,F401 - autouse
+from helpers.waiting import wait_until  # noqa: E402
 
 from aiomisc_c.service.carbon import (  # noqa: E402
     PROTOCOLS,

@@ -1,4 +1,4 @@
-"""Circuit breaker (API §6): both twins; the async parts on both loops.
+"""Circuit breaker: both twins; the async parts on both loops.
 
 Most tests drive a subclass whose ``_get_time`` reads a controllable clock,
 and replace the random source of the recovery ramp with a scripted one, so

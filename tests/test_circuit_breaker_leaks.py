@@ -1,25 +1,26 @@
-"""Leak check of the C circuit breaker (DESIGN.md §4).
+"""Leak check of the C circuit breaker.
 
-A subprocess runs every hot path of ``aiomisc_c._circuit_breaker`` 100,000
-times after a warm-up, and reports the change of the reference counts of the
-objects those paths touch and of the memory traced by tracemalloc.  Both
-must stay flat.
+A child process runs every hot path of ``aiomisc_c._circuit_breaker`` many
+times and ``leakcheck`` judges the growth of the reference counts of the
+objects those paths touch (every reference, on a debug interpreter), of the
+tracked objects and of the traced memory by its one rule.
 """
-import json
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from aiomisc_c import _compat
-from childproc import NEUTRAL_CWD, child_env
+from helpers.leakcheck import assert_no_leaks, run_leak_script
 
 pytestmark = pytest.mark.c_extension
 
-SCRIPT = textwrap.dedent(r'''
-    import asyncio, gc, json, sys, tracemalloc
+ROUNDS = 20_000
+
+CHILD = textwrap.dedent(r'''
+    import asyncio, sys
     from unittest import mock
+
+    from helpers.leakcheck import measure, print_report
 
     from aiomisc_c import _circuit_breaker, _circuit_breaker_base
     from aiomisc_c._circuit_breaker_base import CircuitBroken
@@ -177,29 +178,21 @@ SCRIPT = textwrap.dedent(r'''
             "call_async_type": type(passing.call_async(aok)),
             "async_cut": async_cut,
         }
-        with mock.patch.object(_circuit_breaker_base, "random", lambda: 0.0):
-            await run(ROUNDS // 10)          # warm-up
-            gc.collect()
-            before_refs = {k: sys.getrefcount(v) for k, v in watched.items()}
-            tracemalloc.start()
-            await run(10)
-            gc.collect()
-            before_mem = tracemalloc.get_traced_memory()[0]
-            await run(ROUNDS)
-            gc.collect()
-            after_mem = tracemalloc.get_traced_memory()[0]
-            tracemalloc.stop()
-            after_refs = {k: sys.getrefcount(v) for k, v in watched.items()}
-        return {
-            "refs": {k: after_refs[k] - before_refs[k] for k in watched},
-            "memory": after_mem - before_mem,
-            "counts": {
-                "passing": passing._counters.call_count,
-                "broken": broken._counters.call_broken,
-            },
-        }
+        return run, watched, passing, broken
 
-    print(json.dumps(asyncio.run(main())))
+
+    loop = asyncio.new_event_loop()
+    run, watched, passing, broken = loop.run_until_complete(main())
+    with mock.patch.object(_circuit_breaker_base, "random", lambda: 0.0):
+        report = measure(
+            lambda rounds: loop.run_until_complete(run(rounds)), ROUNDS,
+            watched=watched,
+        )
+    loop.close()
+    print_report(report, counts={
+        "passing": passing._counters.call_count,
+        "broken": broken._counters.call_broken,
+    })
 ''')
 
 
@@ -207,16 +200,9 @@ SCRIPT = textwrap.dedent(r'''
     not _compat.c_available("circuit_breaker"),
     reason="the C circuit breaker is not built",
 )
-def test_c_breaker_does_not_leak(tmp_path):
-    rounds = 100_000
-    result = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(rounds)],
-        capture_output=True, text=True, timeout=900,
-        env=child_env(), cwd=NEUTRAL_CWD,
-    )
-    assert result.returncode == 0, result.stderr
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["refs"] == {k: 0 for k in report["refs"]}, report
-    # flat: a few KiB of noise at most (interned strings, freelists, ...)
-    assert report["memory"] < 64 * 1024, report
-    assert report["counts"]["passing"] > rounds
+def test_c_breaker_does_not_leak():
+    rounds = ROUNDS
+    report = run_leak_script(CHILD, str(rounds), timeout=900)
+    assert_no_leaks(report)
+    # the calls did run: the passing breaker counted every one of them
+    assert report["counts"]["passing"] > 4 * rounds

@@ -1,4 +1,4 @@
-"""``aiomisc_c.compat`` and the strict context variables (API §2.1, §2.4, §2.5)."""
+"""``aiomisc_c.compat`` and the strict context variables."""
 import asyncio
 import contextvars
 import logging

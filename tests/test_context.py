@@ -1,4 +1,4 @@
-"""``aiomisc_c.context`` (API §11): the per-loop store of awaitable values.
+"""``aiomisc_c.context``: the per-loop store of awaitable values.
 
 Not twinned: the local ``loop`` fixture overrides the conftest one and makes
 a fresh loop of each kind (asyncio, uvloop) only.

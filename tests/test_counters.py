@@ -1,4 +1,4 @@
-"""Statistic counters (API §13) and the thread pool's statistics."""
+"""Statistic counters and the thread pool's statistics."""
 import asyncio
 import dataclasses
 import gc
@@ -124,7 +124,7 @@ def test_counter_slot_shares_the_buffer():
 
 
 # --------------------------------------------------------------------------
-# the default pool of new_event_loop reports as "default" (§13, §2.3)
+# the default pool of new_event_loop reports as "default", as in aiomisc 17
 
 
 def test_default_pool_statistics(loop, run):

@@ -11,8 +11,8 @@ import sys
 
 import pytest
 
-from childproc import NEUTRAL_CWD, child_env
-from waiting import wait_until
+from helpers.childproc import NEUTRAL_CWD, child_env
+from helpers.waiting import wait_until
 
 croniter = pytest.importorskip("croniter").croniter
 

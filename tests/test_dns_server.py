@@ -9,7 +9,7 @@ import threading
 
 import dnslib
 import pytest
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 from test_dns_store import EVERY_RECORD
 
 from aiomisc_c.service.dns import (

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from childproc import child_env
+from helpers.childproc import child_env
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DOCUMENTS = [os.path.join(ROOT, "README.rst")] + sorted(

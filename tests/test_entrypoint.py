@@ -1,4 +1,4 @@
-"""``aiomisc_c.entrypoint`` in this process (API.md §3), over asyncio's loop
+"""``aiomisc_c.entrypoint`` in this process, over asyncio's loop
 and uvloop.  Real processes receiving signals: test_entrypoint_process.py."""
 import asyncio
 import contextvars
@@ -10,7 +10,7 @@ import threading
 from unittest import mock
 
 import pytest
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 
 from aiomisc_c.entrypoint import (
     CURRENT_ENTRYPOINT,

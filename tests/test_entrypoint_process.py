@@ -1,4 +1,4 @@
-"""Real processes run an entrypoint and get SIGTERM/SIGINT (API.md §3.7).
+"""Real processes run an entrypoint and get SIGTERM/SIGINT.
 
 Each child prints ``ready`` on stdout once its services started; the test
 then sends the signal and checks the exit status, that every service's
@@ -11,8 +11,8 @@ import sys
 import textwrap
 
 import pytest
-from childproc import NEUTRAL_CWD
-from childproc import child_env as package_env
+from helpers.childproc import NEUTRAL_CWD
+from helpers.childproc import child_env as package_env
 
 pytestmark = [
     pytest.mark.subprocess,

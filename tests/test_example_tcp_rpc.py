@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-from childproc import NEUTRAL_CWD, child_env
-from net_helpers import close_writer, run_services
-from quiet_entrypoint import reset_loop_state  # noqa: F401 - autouse
+from helpers.childproc import NEUTRAL_CWD, child_env
+from helpers.net_helpers import close_writer, run_services
+from helpers.quiet_entrypoint import reset_loop_state  # noqa: F401 - autouse
 
 import aiomisc_c
 

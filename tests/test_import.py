@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from childproc import NEUTRAL_CWD, child_env
+from helpers.childproc import NEUTRAL_CWD, child_env
 
 # Imported by the package on first use only, never by ``import aiomisc_c``.
 LAZY_MODULES = (
@@ -56,7 +56,14 @@ def test_lazy_names_resolve_on_first_use():
         "assert dataclasses.is_dataclass(thread_pool.WorkItemBase)\n"
         "assert issubclass(thread_pool.WorkItem, thread_pool.WorkItemBase)\n"
         "assert 0 <= random() < 1\n"
-        "assert list(aiomisc_c.get_statistics()) is not None\n"
+        "class Probe(aiomisc_c.Statistic):\n"
+        "    hits: int\n"
+        "probe = Probe(name='probe')\n"
+        "probe.hits += 3\n"
+        "results = list(aiomisc_c.get_statistics(Probe))\n"
+        "assert [(r.kind, r.name, r.metric, r.value) for r in results] == [\n"
+        "    (Probe, 'probe', 'hits', 3)], results\n"
+        "assert all(type(r) is counters.StatisticResult for r in results)\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     loaded = loaded_after(code)

@@ -1,4 +1,4 @@
-"""Iterators run in threads (API §5.5-§5.7, §5.10): ``threaded_iterable``,
+"""Iterators run in threads: ``threaded_iterable``,
 ``threaded_iterable_separate``, ``IteratorWrapper``, ``FromThreadChannel``,
 the queue helpers and ``TaskChannel``.
 
@@ -13,7 +13,7 @@ import threading
 import uuid
 
 import pytest
-from waiting import wait_event, wait_until
+from helpers.waiting import wait_event, wait_until
 
 from aiomisc_c import iterator_wrapper, thread_pool
 from aiomisc_c.counters import get_statistics
@@ -473,7 +473,7 @@ def test_queue_helpers(implementation):
 
 
 # --------------------------------------------------------------------------
-# TaskChannel (§5.10)
+# TaskChannel (semi-internal in aiomisc 17)
 
 
 def test_task_channel_close_releases_500_consumers(implementation):

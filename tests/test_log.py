@@ -30,7 +30,7 @@ from aiomisc_c.log import (
 from aiomisc_c.log import core, enum as log_enum
 from aiomisc_c.log._env import read_log_env
 from aiomisc_c.log.formatter.json import JSONLogFormatter
-from childproc import NEUTRAL_CWD, child_env
+from helpers.childproc import NEUTRAL_CWD, child_env
 
 try:
     import rich

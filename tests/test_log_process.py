@@ -13,7 +13,7 @@ import textwrap
 
 import pytest
 
-from childproc import NEUTRAL_CWD, child_env as package_env
+from helpers.childproc import NEUTRAL_CWD, child_env as package_env
 
 pytestmark = pytest.mark.skipif(
     sys.platform == "win32", reason="POSIX signals and fork semantics",

@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from childproc import NEUTRAL_CWD, child_env
+from helpers.childproc import NEUTRAL_CWD, child_env
 
 BLOCK_AND_IMPORT = """
 import sys

@@ -15,7 +15,7 @@ from aiomisc_c import counters
 from aiomisc_c.periodic import PeriodicCallback
 from aiomisc_c.recurring import RecurringCallbackStatistic
 
-from waiting import wait_until
+from helpers.waiting import wait_until
 
 # uvloop's clock has a millisecond resolution.
 CLOCK_SLACK = 0.002

@@ -1,4 +1,4 @@
-"""``aiomisc_c.plugins`` (API §22): plugin entry points and the CLI.
+"""``aiomisc_c.plugins``: plugin entry points and the CLI.
 
 In-process tests drive ``setup_plugins`` with fake entry points; subprocess
 tests install a fake distribution (a ``*.dist-info`` directory on
@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from importlib.metadata import Distribution
 
 import pytest
-from childproc import NEUTRAL_CWD, child_env
+from helpers.childproc import NEUTRAL_CWD, child_env
 
 # The module, not the ``plugins`` mapping the package attribute may be.
 plugins_module = importlib.import_module("aiomisc_c.plugins")

@@ -10,8 +10,8 @@ import pytest
 
 import aiomisc_c
 from aiomisc_c.process_pool import ProcessPoolExecutor, ProcessPoolStatistic
-from processes import descendants
-from waiting import wait_until
+from helpers.processes import descendants
+from helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.subprocess]
 

@@ -7,8 +7,8 @@ import pstats
 import time
 import tracemalloc
 
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
-from waiting import wait_until
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.waiting import wait_until
 
 from aiomisc_c.service import MemoryTracer, Profiler
 from aiomisc_c.service import profiler as profiler_module

@@ -8,7 +8,7 @@ import sys
 import unittest.mock
 
 import pytest
-from childproc import NEUTRAL_CWD, child_env
+from helpers.childproc import NEUTRAL_CWD, child_env
 
 import aiomisc_c
 from aiomisc_c import pytest as plugin

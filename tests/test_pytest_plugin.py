@@ -8,7 +8,7 @@ uvloop (``conftest`` below), so each inner test runs on both.
 import importlib.metadata
 
 import pytest
-from childproc import child_env
+from helpers.childproc import child_env
 
 pytest_plugins = ["pytester"]
 

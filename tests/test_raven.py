@@ -7,8 +7,8 @@ import zlib
 
 import pytest
 from aiohttp import web
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
-from waiting import wait_until
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.waiting import wait_until
 
 from aiomisc_c.service import raven as raven_module
 from aiomisc_c.service.raven import (

@@ -17,7 +17,7 @@ from aiomisc_c.recurring import (
     StrategySkip, StrategyStop,
 )
 
-from waiting import wait_until
+from helpers.waiting import wait_until
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import time
 import uuid
 
 import pytest
-from childproc import NEUTRAL_CWD, child_env
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.childproc import NEUTRAL_CWD, child_env
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 
 from aiomisc_c.entrypoint import Entrypoint
 from aiomisc_c.service import sdwatchdog

@@ -1,5 +1,4 @@
-"""``aiomisc_c.service.base``: ServiceMeta, Service and the helper bases
-(API.md §4)."""
+"""``aiomisc_c.service.base``: ServiceMeta, Service and the helper bases."""
 import abc
 import asyncio
 import pickle
@@ -7,7 +6,7 @@ import sys
 from unittest import mock
 
 import pytest
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 
 from aiomisc_c.service import Service, ServiceMeta, SimpleServer
 from aiomisc_c.service.base import (

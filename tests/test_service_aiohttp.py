@@ -10,10 +10,10 @@ import sys
 import aiohttp
 import pytest
 from aiohttp import web
-from childproc import NEUTRAL_CWD, child_env
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
-from tls_certs import certs  # noqa: F401 - fixture
-from webtools import (
+from helpers.childproc import NEUTRAL_CWD, child_env
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.tls_certs import certs  # noqa: F401 - fixture
+from helpers.webtools import (
     client_ssl_context, free_port, import_without, port_of, refuses_connections,
     serve,
 )

@@ -5,9 +5,9 @@ import socket
 
 import aiohttp
 import pytest
-from quiet_entrypoint import reset_loop_state  # noqa: F401 - autouse
-from tls_certs import certs  # noqa: F401 - fixture
-from webtools import client_ssl_context, import_without, port_of, serve
+from helpers.quiet_entrypoint import reset_loop_state  # noqa: F401 - autouse
+from helpers.tls_certs import certs  # noqa: F401 - fixture
+from helpers.webtools import client_ssl_context, import_without, port_of, serve
 
 from aiomisc_c.service import asgi
 from aiomisc_c.service.aiohttp import AIOHTTPService, AIOHTTPSSLService

@@ -11,9 +11,9 @@ import grpc
 import grpc.aio
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
-from tls_certs import certs  # noqa: F401 - fixture
-from webtools import import_without, refuses_connections
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.tls_certs import certs  # noqa: F401 - fixture
+from helpers.webtools import import_without, refuses_connections
 
 from aiomisc_c.service.grpc_server import GRPCService, PortFuture
 

@@ -4,8 +4,8 @@ import asyncio
 
 import pytest
 
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
-from waiting import wait_until
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.waiting import wait_until
 
 from aiomisc_c.service.periodic import PeriodicService
 

@@ -9,10 +9,10 @@ import time
 import pytest
 
 from aiomisc_c.service import ProcessService, RespawningProcessService
-from childproc import NEUTRAL_CWD, child_env
-from processes import descendants
-from quiet_entrypoint import ep
-from waiting import wait_until, wait_until_sync
+from helpers.childproc import NEUTRAL_CWD, child_env
+from helpers.processes import descendants
+from helpers.quiet_entrypoint import ep
+from helpers.waiting import wait_until, wait_until_sync
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.subprocess]
 

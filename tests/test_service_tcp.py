@@ -9,14 +9,14 @@ import socket
 import struct
 
 import pytest
-from net_helpers import (
+from helpers.net_helpers import (
     close_writer,
     needs_ipv6,
     needs_unix,
     run_services,
     unix_path,  # noqa: F401 - fixture
 )
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
 
 import aiomisc_c
 from aiomisc_c import utils

@@ -1,5 +1,5 @@
 """``aiomisc_c.service.tls``: SSLOptions and its contexts, the TLS server and
-the TLS clients, with certificates made at test time (tests/tls_certs.py)."""
+the TLS clients, with certificates made at test time (tests/helpers/tls_certs.py)."""
 import asyncio
 import dataclasses
 import logging
@@ -9,15 +9,15 @@ import ssl
 from pathlib import Path
 
 import pytest
-from net_helpers import (
+from helpers.net_helpers import (
     close_writer,
     needs_ipv6,
     needs_unix,
     run_services,
     unix_path,  # noqa: F401 - fixture
 )
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
-from tls_certs import certs  # noqa: F401 - fixture
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.tls_certs import certs  # noqa: F401 - fixture
 
 import aiomisc_c
 from aiomisc_c.service import (

@@ -7,9 +7,9 @@ import ssl
 
 import aiohttp
 import pytest
-from quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
-from tls_certs import certs  # noqa: F401 - fixture
-from webtools import (
+from helpers.quiet_entrypoint import ep, reset_loop_state  # noqa: F401 - autouse
+from helpers.tls_certs import certs  # noqa: F401 - fixture
+from helpers.webtools import (
     client_ssl_context, import_without, port_of, refuses_connections, serve,
 )
 

@@ -1,4 +1,4 @@
-"""``aiomisc_c.signal`` (API §12): ``Signal`` and ``receiver``.
+"""``aiomisc_c.signal``: ``Signal`` and ``receiver``.
 
 Not twinned: the local ``loop`` fixture overrides the conftest one and makes
 a fresh loop of each kind (asyncio, uvloop) only.

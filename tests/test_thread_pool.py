@@ -1,5 +1,4 @@
-"""``ThreadPoolExecutor`` and its core (API §5.1, §5.2, §13; brief
-thread_pool_core.md), over both twins and both loop kinds.
+"""``ThreadPoolExecutor`` and its core, over both twins and both loop kinds.
 
 Every wait is on an event or a generous timeout; nothing asserts a tight
 duration (2 noisy vCPUs).
@@ -18,7 +17,7 @@ import time
 import weakref
 
 import pytest
-from waiting import wait_event, wait_until, wait_until_sync
+from helpers.waiting import wait_event, wait_until, wait_until_sync
 
 from aiomisc_c import thread_pool
 from aiomisc_c._context_vars import EVENT_LOOP
@@ -1164,7 +1163,7 @@ def test_shutdown_wait_gives_up_after_the_timeout(implementation, pool_name, cap
 
 
 # --------------------------------------------------------------------------
-# semi-internal pieces (§5.10): WorkItem, thread_pool_thread_loop
+# semi-internal pieces of aiomisc 17: WorkItem, thread_pool_thread_loop
 
 
 def test_work_item(loop, pool_name, run):

@@ -12,8 +12,8 @@ import textwrap
 import threading
 
 import pytest
-from childproc import NEUTRAL_CWD, child_env
-from waiting import wait_event, wait_until_sync
+from helpers.childproc import NEUTRAL_CWD, child_env
+from helpers.waiting import wait_event, wait_until_sync
 
 from aiomisc_c import thread_pool
 from aiomisc_c.counters import get_statistics

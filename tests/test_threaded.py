@@ -1,4 +1,4 @@
-"""The ``threaded`` family (API §5.3, §5.4, §5.8, §5.9): ``Threaded``,
+"""The ``threaded`` family: ``Threaded``,
 ``BoundThreaded``, ``threaded_separate``, ``run_in_new_thread``, the helpers
 that call async code from threads, and ``context_partial``.
 
@@ -17,7 +17,7 @@ import types
 from unittest import mock
 
 import pytest
-from waiting import wait_event, wait_until
+from helpers.waiting import wait_event, wait_until
 
 from aiomisc_c import thread_pool
 from aiomisc_c.counters import get_statistics
@@ -529,7 +529,7 @@ def test_run_in_new_thread_exception(loop, pool, run):
 
 
 # --------------------------------------------------------------------------
-# calling async code from threads (§5.8)
+# calling async code from threads
 
 
 async def double(x):
@@ -598,7 +598,7 @@ def test_wait_coroutine_without_a_loop(loop, pool, run):
 
 
 # --------------------------------------------------------------------------
-# context_partial (§5.9)
+# context_partial
 
 
 def test_context_partial_is_deprecated(implementation):
@@ -735,7 +735,7 @@ def test_repr_of_callables_without_a_name(implementation):
 
 
 def test_instance_attributes_can_be_patched(loop, pool, run):
-    """API §0.1: attributes of public classes can be reassigned or patched."""
+    """As in aiomisc 17, attributes of public classes can be reassigned or patched."""
     wrapped = thread_pool.threaded(lambda: "original")
 
     async def main():

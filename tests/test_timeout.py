@@ -1,4 +1,4 @@
-"""The ``timeout`` decorator (API §8), over both twins and both loops."""
+"""The ``timeout`` decorator, over both twins and both loops."""
 import asyncio
 import importlib
 import functools
@@ -22,7 +22,7 @@ def timeout(value):
     return timeout_module.timeout(value)
 
 
-# --- API §8 "Behaviours a test should pin" ---------------------------------
+# --- behaviours aiomisc 17 guarantees ---------------------------------------
 
 
 def test_zero_timeout(loop, run):

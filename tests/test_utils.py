@@ -1,4 +1,4 @@
-"""``aiomisc_c.utils`` (API §9): bind_socket, chunk_list, select, shield,
+"""``aiomisc_c.utils``: bind_socket, chunk_list, select, shield,
 cancel_tasks, awaitable and the identifiers.
 
 Nothing here is twinned, so the local ``loop`` fixture below overrides the

@@ -12,8 +12,8 @@ import pytest
 
 import aiomisc_c
 from aiomisc_c.worker_pool import RemoteTraceback, WorkerPool, WorkerPoolStatistic
-from processes import descendants, open_fds
-from waiting import wait_until
+from helpers.processes import descendants, open_fds
+from helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.subprocess]
 

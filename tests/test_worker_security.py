@@ -17,7 +17,7 @@ import pytest
 from aiomisc_c.worker import PacketTypes
 from aiomisc_c.worker.protocol import HANDSHAKE, HANDSHAKE_MAGIC, pack_handshake
 from aiomisc_c.worker_pool import WorkerPool
-from waiting import wait_until
+from helpers.waiting import wait_until
 
 pytestmark = [pytest.mark.timeout(60), pytest.mark.subprocess]
 

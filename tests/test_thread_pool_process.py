@@ -1,4 +1,4 @@
-"""Process-level reliability of the thread pool (DESIGN.md §7), in
+"""Process-level reliability of the thread pool, in
 subprocesses, for the C twin and the Python twin
 (``AIOMISC_C_NO_EXTENSIONS=1``):
 
@@ -14,7 +14,7 @@ import textwrap
 import pytest
 
 from aiomisc_c import _compat, thread_pool  # noqa: F401 - registers the twins
-from childproc import child_env
+from helpers.childproc import child_env
 
 
 pytestmark = [pytest.mark.subprocess]

@@ -6,8 +6,8 @@ import ssl
 import subprocess
 import sys
 
-from childproc import NEUTRAL_CWD, child_env
-from quiet_entrypoint import ep
+from .childproc import NEUTRAL_CWD, child_env
+from .quiet_entrypoint import ep
 
 CLIENT_TIMEOUT = 30
 

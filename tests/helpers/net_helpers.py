@@ -7,7 +7,7 @@ import socket
 import tempfile
 
 import pytest
-from quiet_entrypoint import ep
+from .quiet_entrypoint import ep
 
 
 def ipv6_available():
