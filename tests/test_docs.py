@@ -18,28 +18,44 @@ DOCUMENTS = [os.path.join(ROOT, "README.rst")] + sorted(
 )
 
 
+# An RST comment line right before a code block, for an example whose
+# third-party package exists only on newer Pythons (aiocarbon 0.17 needs
+# 3.11):  ".. test-requires-python: 3.11"
+REQUIRES_PYTHON = ".. test-requires-python:"
+
+
 def python_blocks(path):
-    """The python code blocks of an RST file, dedented."""
-    blocks, block = [], None
+    """The python code blocks of an RST file, dedented, each with the
+    minimum Python version it declares (or ``None``)."""
+    blocks, block, requires, pending = [], None, None, None
     with open(path, encoding="utf-8") as f:
         for line in f:
-            if line.startswith(".. code-block:: python"):
-                block = []
+            if line.startswith(REQUIRES_PYTHON):
+                version = line[len(REQUIRES_PYTHON):].strip()
+                pending = tuple(int(part) for part in version.split("."))
+            elif line.startswith(".. code-block:: python"):
+                block, requires, pending = [], pending, None
             elif block is not None:
                 if line.strip() and not line.startswith("    "):
-                    blocks.append("".join(block))
+                    blocks.append(("".join(block), requires))
                     block = None
                 else:
                     block.append(line[4:] if line.startswith("    ") else line)
     if block:
-        blocks.append("".join(block))
+        blocks.append(("".join(block), requires))
     return blocks
 
 
 EXAMPLES = [
-    pytest.param(code, id=f"{os.path.basename(path)}-{index}")
+    pytest.param(
+        code, id=f"{os.path.basename(path)}-{index}",
+        marks=[] if requires is None else pytest.mark.skipif(
+            sys.version_info < requires,
+            reason=f"the example needs Python >= {'.'.join(map(str, requires))}",
+        ),
+    )
     for path in DOCUMENTS
-    for index, code in enumerate(python_blocks(path))
+    for index, (code, requires) in enumerate(python_blocks(path))
 ]
 
 
