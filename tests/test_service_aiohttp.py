@@ -332,6 +332,17 @@ def test_https(policy, certs):
     assert service.site.name == f"https://127.0.0.1:{port}"
 
 
+# Python 3.10's asyncio (sslproto before its 3.11 rewrite) never marks the
+# application transport of a refused TLS handshake closed, so its __del__
+# warns "unclosed transport" for every refused client; the socket itself is
+# closed.  Not ours to fix: ignored on 3.10 only.
+PY310_REFUSED_TLS_TRANSPORT_WARNING = pytest.mark.filterwarnings(
+    "ignore:unclosed transport <asyncio.sslproto._SSLProtocolTransport"
+    ":ResourceWarning",
+) if sys.version_info < (3, 11) else (lambda test: test)
+
+
+@PY310_REFUSED_TLS_TRANSPORT_WARNING
 def test_https_client_certificate_required(policy, certs):
     port, service = https_service(
         certs, ca=certs.ca, require_client_cert=True,
