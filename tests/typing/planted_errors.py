@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from aiomisc_c.aggregate import Arg, aggregate, aggregate_async
 from aiomisc_c.service.udp import UDPServer
 from aiomisc_c import (
     CircuitBreaker, asyncbackoff, asyncretry, awaitable, cutout,
@@ -110,3 +111,25 @@ async def errors(model: Model, breaker: CircuitBreaker) -> None:
     awaited: str = await breaker.call_async(parse_async, "1")  # E: Argument 1 to "call_async" of "CircuitBreaker" has incompatible type
     loop: int = new_event_loop()  # E: Incompatible types in assignment (expression has type "AbstractEventLoop", variable has type "int")
     print(text, name, key, body, sent, value, result, made, called, awaited, loop)
+
+
+@aggregate(10)
+async def labels(*ids: int) -> list[str]:
+    return [str(i) for i in ids]
+
+
+@aggregate_async(10)
+async def lookup(*args: Arg[str, bytes]) -> None:
+    pass
+
+
+async def not_variadic(x: int) -> list[str]:
+    return [str(x)]
+
+
+async def aggregate_errors() -> None:
+    aggregate(10)(not_variadic)  # E: has incompatible type "Callable[[int], Coroutine[Any, Any, list[str]]]"; expected "_BatchFunc[
+    label: int = await labels(1)  # E: Incompatible types in assignment (expression has type "str", variable has type "int")
+    await labels("1")  # E: Argument 1 to "labels" has incompatible type "str"; expected "int"
+    await lookup(1)  # E: Argument 1 to "lookup" has incompatible type "int"; expected "str"
+    print(label)

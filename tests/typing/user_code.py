@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
+from collections.abc import (
+    AsyncIterator, Awaitable, Callable, Coroutine, Generator,
+)
 from typing import Any
 
 from aiohttp import web
@@ -21,6 +23,7 @@ from aiomisc_c import (
     threaded_iterable, threaded_iterable_separate, threaded_separate,
     timeout,
 )
+from aiomisc_c.aggregate import Aggregator, Arg
 from aiomisc_c.backoff import BackoffExecution
 from aiomisc_c.circuit_breaker import CircuitBreakerStates
 from aiomisc_c.iterator_wrapper import IteratorWrapper
@@ -356,3 +359,36 @@ async def use_utilities() -> None:
 async def iterate_any(it: AsyncIterator[int]) -> None:
     async for item in it:
         assert_type(item, int)
+
+
+# -- aggregation --------------------------------------------------------------
+
+@aiomisc.aggregate(leeway_ms=10)
+async def labels(*ids: int) -> list[str]:
+    return [str(i) for i in ids]
+
+
+@aiomisc.aggregate(10, max_count=5)
+async def halves(*values: float) -> tuple[float, ...]:
+    return tuple(value / 2 for value in values)
+
+
+@aiomisc.aggregate_async(leeway_ms=10)
+async def lookup(*args: Arg[str, bytes]) -> None:
+    for arg in args:
+        arg.future.set_result(arg.value.encode())
+
+
+async def use_aggregate() -> None:
+    assert_type(labels, Callable[[int], Coroutine[Any, Any, str]])
+    assert_type(await labels(1), str)
+    assert_type(await halves(3), float)
+    assert_type(await lookup("key"), bytes)
+    aggregator = Aggregator(_labels, leeway_ms=5)
+    assert_type(aggregator, Aggregator[int, str])
+    assert_type(await aggregator.aggregate(2), str)
+    assert_type(aggregator.count, int)
+
+
+async def _labels(*ids: int) -> list[str]:
+    return [str(i) for i in ids]
