@@ -197,7 +197,8 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         )
 
     def __lt__(self, other: Any) -> bool:
-        return self.fp < other.fp  # type: ignore[operator]
+        less: bool = self.fp < other.fp
+        return less
 
     def __hash__(self) -> int:
         return hash((self.__class__, self.fp))
