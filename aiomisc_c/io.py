@@ -42,6 +42,8 @@ __all__ = (
 )
 
 T = TypeVar("T")
+# The class of the object itself, for "async with" to keep it.
+_SelfFile = TypeVar("_SelfFile", bound="AsyncFileIO[Any]")
 FilePath = Union[str, Path]
 
 
@@ -160,7 +162,7 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         yield from self.open().__await__()
         return self
 
-    async def __aenter__(self) -> "AsyncFileIO[AnyStr]":
+    async def __aenter__(self: _SelfFile) -> _SelfFile:
         await self.open()
         return self
 

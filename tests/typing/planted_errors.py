@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Generator
 
 from aiomisc_c.aggregate import Arg, aggregate, aggregate_async
+from aiomisc_c.io import async_open
+from aiomisc_c.process_pool import ProcessPoolExecutor
 from aiomisc_c.service.udp import UDPServer
+from aiomisc_c.worker_pool import WorkerPool
 from aiomisc_c import (
     CircuitBreaker, asyncbackoff, asyncretry, awaitable, cutout,
     new_event_loop, shield, threaded, threaded_iterable,
@@ -133,3 +136,18 @@ async def aggregate_errors() -> None:
     await labels("1")  # E: Argument 1 to "labels" has incompatible type "str"; expected "int"
     await lookup(1)  # E: Argument 1 to "lookup" has incompatible type "int"; expected "str"
     print(label)
+
+
+def triple(x: int) -> int:
+    return x * 3
+
+
+async def pool_and_file_errors(pool: WorkerPool, path: str) -> None:
+    async with async_open(path, "rb") as binary:
+        text: str = await binary.read()  # E: Incompatible types in assignment (expression has type "bytes", variable has type "str")
+    tripled = await pool.create_task(triple, 1)
+    tripled.upper()  # E: "int" has no attribute "upper"
+    await pool.create_task(triple, "1")  # E: Argument 2 to "create_task" of "WorkerPool" has incompatible type "str"; expected "int"
+    with ProcessPoolExecutor(max_workers=1) as executor:
+        executor.submit(triple, 1, 2)  # E: Too many arguments for "submit" of "ProcessPoolExecutor"
+    print(text, tripled)
