@@ -395,6 +395,14 @@ def async_open(
 ) -> AsyncTextIO: ...
 
 
+@overload
+def async_open(
+    fname: FilePath, mode: str,
+    compression: Compression = Compression.NONE,
+    encoding: str = sys.getdefaultencoding(), *args: Any, **kwargs: Any,
+) -> AsyncFileIO[Any]: ...   # a mode only known at run time
+
+
 def async_open(
     fname: FilePath,
     mode: str = "r",

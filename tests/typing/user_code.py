@@ -30,7 +30,7 @@ from aiomisc_c.backoff import BackoffExecution
 from aiomisc_c.circuit_breaker import CircuitBreakerStates
 from aiomisc_c.cron import CronCallback
 from aiomisc_c.io import (
-    AsyncBinaryIO, AsyncTextIO, Compression, async_open,
+    AsyncBinaryIO, AsyncFileIO, AsyncTextIO, Compression, async_open,
 )
 from aiomisc_c.periodic import PeriodicCallback
 from aiomisc_c.pool import PoolBase
@@ -506,7 +506,7 @@ async def use_pools_and_schedules(
     assert_type(await nightly.stop(None), None)
 
 
-async def use_files(path: str) -> None:
+async def use_files(path: str, mode: str) -> None:
     async with async_open(path, "w") as text:
         assert_type(text, AsyncTextIO)
         assert_type(await text.write("line"), int)
@@ -518,6 +518,7 @@ async def use_files(path: str) -> None:
         assert_type(await binary.readline(), bytes)
     compressed = async_open(path, "rb", compression=Compression.GZIP)
     assert_type(compressed, AsyncBinaryIO)
+    assert_type(async_open(path, mode), "AsyncFileIO[Any]")
 
 
 def use_dns_store() -> None:
