@@ -12,7 +12,7 @@ caller still waiting runs it again.
 import asyncio
 import inspect
 import logging
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from typing import TYPE_CHECKING, Any, Generic, List, Optional, Protocol, TypeVar
 
 from .compat import EventLoopMixin
@@ -86,6 +86,18 @@ class AggregateFunc(Protocol, Generic[S, T]):
     async def __call__(self, *args: S) -> Iterable[T]: ...
 
 
+class _BatchFunc(Protocol[S, T]):
+    # What @aggregate accepts: any callable taking the values variadically
+    # and giving an awaitable of the results (no __name__ needed).
+    def __call__(self, *args: S) -> Awaitable[Iterable[T]]: ...
+
+
+class _ArgBatchFunc(Protocol[V, R]):
+    # What @aggregate_async accepts: the Arg objects, variadically; what it
+    # returns is ignored.
+    def __call__(self, *args: "Arg[V, R]") -> Awaitable[object]: ...
+
+
 class AggregateStatistic(Statistic):
     leeway_ms: float
     max_count: int
@@ -106,7 +118,7 @@ def _check_variadic(func: Callable[..., Any]) -> None:
         raise ValueError("Function must accept variadic positional arguments")
 
 
-def _retrieve(future: asyncio.Future) -> None:
+def _retrieve(future: "asyncio.Future[Any]") -> None:
     # The caller of this future is gone (cancelled): whatever the batch sets
     # on it later must not be reported as "never retrieved".
     if not future.cancelled():
@@ -127,12 +139,12 @@ class _Batch:
 
     def __init__(self, first_call_at: float):
         self.args: List[Any] = []
-        self.futures: List[asyncio.Future] = []
+        self.futures: List[asyncio.Future[Any]] = []
         self.first_call_at = first_call_at
         self.timer: Optional[asyncio.TimerHandle] = None
         self.closed = False
         self.running = False
-        self.waiters: List[asyncio.Future] = []
+        self.waiters: List[asyncio.Future[None]] = []
 
     def wake(self) -> None:
         waiters, self.waiters = self.waiters, []
@@ -147,12 +159,21 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
 
     def __init__(
         self,
-        func: Callable[..., Any],
+        func: _ArgBatchFunc[V, R],
         *,
         leeway_ms: float,
         max_count: Optional[int] = None,
         statistic_name: Optional[str] = None,
     ):
+        self._setup(func, leeway_ms, max_count, statistic_name)
+
+    def _setup(
+        self,
+        func: Callable[..., Awaitable[Any]],
+        leeway_ms: float,
+        max_count: Optional[int],
+        statistic_name: Optional[str],
+    ) -> None:
         _check_variadic(func)
         if max_count is not None and max_count <= 0:
             raise ValueError("max_count must be positive int or None")
@@ -160,7 +181,7 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
             raise ValueError("leeway_ms must be positive float")
 
         self._loop = None
-        self._func = func
+        self._func: Callable[..., Awaitable[Any]] = func
         self._max_count = max_count
         self._leeway = leeway_ms / 1000
         self._batch: Optional[_Batch] = None
@@ -204,7 +225,7 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
         self._close(batch)
 
     async def _execute(
-        self, *, args: List[Any], futures: List[asyncio.Future],
+        self, *, args: List[Any], futures: "List[asyncio.Future[Any]]",
     ) -> None:
         arg_class = globals().get("Arg") or _make_arg_class()
         arguments = [
@@ -226,18 +247,20 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
         self._set_not_set(futures)
 
     @staticmethod
-    def _set_exception(exc: Exception, futures: List[asyncio.Future]) -> None:
+    def _set_exception(
+        exc: Exception, futures: "List[asyncio.Future[Any]]",
+    ) -> None:
         for future in futures:
             if not future.done():
                 future.set_exception(exc)
 
     @staticmethod
-    def _set_not_set(futures: List[asyncio.Future]) -> None:
+    def _set_not_set(futures: "List[asyncio.Future[Any]]") -> None:
         for future in futures:
             if not future.done():
                 future.set_exception(ResultNotSetError())
 
-    async def _wait(self, batch: _Batch, future: asyncio.Future) -> None:
+    async def _wait(self, batch: _Batch, future: "asyncio.Future[Any]") -> None:
         waiter = self.loop.create_future()
         batch.waiters.append(waiter)
         try:
@@ -246,7 +269,7 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
             future.add_done_callback(_retrieve)
             raise
 
-    async def _run(self, batch: _Batch, future: asyncio.Future) -> None:
+    async def _run(self, batch: _Batch, future: "asyncio.Future[Any]") -> None:
         batch.running = True
         try:
             await self._execute(args=batch.args, futures=batch.futures)
@@ -265,7 +288,7 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
             batch.timer = loop.call_at(
                 batch.first_call_at + self._leeway, self._close_by_timer, batch,
             )
-        future = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         batch.args.append(arg)
         batch.futures.append(future)
 
@@ -295,19 +318,16 @@ class Aggregator(AggregatorAsync[V, R], Generic[V, R]):
 
     def __init__(
         self,
-        func: Callable[..., Any],
+        func: _BatchFunc[V, R],
         *,
         leeway_ms: float,
         max_count: Optional[int] = None,
         statistic_name: Optional[str] = None,
     ) -> None:
-        super().__init__(
-            func, leeway_ms=leeway_ms, max_count=max_count,
-            statistic_name=statistic_name,
-        )
+        self._setup(func, leeway_ms, max_count, statistic_name)
 
     async def _execute(
-        self, *, args: List[Any], futures: List[asyncio.Future],
+        self, *, args: List[Any], futures: "List[asyncio.Future[Any]]",
     ) -> None:
         try:
             results = await self._func(*args)
@@ -348,7 +368,7 @@ class Aggregator(AggregatorAsync[V, R], Generic[V, R]):
             batch.timer = loop.call_at(
                 batch.first_call_at + self._leeway, self._close_by_timer, batch,
             )
-        future = loop.create_future()
+        future: asyncio.Future[R] = loop.create_future()
         index = len(batch.args)
         batch.args.append(arg)
         batch.futures.append(future)
@@ -357,7 +377,7 @@ class Aggregator(AggregatorAsync[V, R], Generic[V, R]):
             self._close(batch)
         else:
             try:
-                result = await future
+                result: R = await future
             except asyncio.CancelledError:
                 if future.done() and not future.cancelled():
                     # Chosen to run the batch, but cancelled before it could.
@@ -382,7 +402,7 @@ _EXECUTE: Any = object()
 
 def aggregate(
     leeway_ms: float, max_count: Optional[int] = None,
-) -> Callable[[Callable[..., Any]], Callable[[Any], Coroutine[Any, Any, Any]]]:
+) -> Callable[[_BatchFunc[V, R]], Callable[[V], Coroutine[Any, Any, R]]]:
     """Batch concurrent ``await f(x)`` calls into ``await func(x1, x2, ...)``.
 
     ``func`` takes variadic positional arguments and returns the results in
@@ -390,7 +410,9 @@ def aggregate(
     batch.  A batch runs ``leeway_ms`` after its first call, or as soon as it
     holds ``max_count`` arguments.
     """
-    def decorator(func: Callable[..., Any]) -> Callable[[Any], Coroutine[Any, Any, Any]]:
+    def decorator(
+        func: _BatchFunc[V, R],
+    ) -> Callable[[V], Coroutine[Any, Any, R]]:
         return Aggregator(func, max_count=max_count, leeway_ms=leeway_ms).aggregate
 
     return decorator
@@ -398,11 +420,13 @@ def aggregate(
 
 def aggregate_async(
     leeway_ms: float, max_count: Optional[int] = None,
-) -> Callable[[Callable[..., Any]], Callable[[Any], Coroutine[Any, Any, Any]]]:
+) -> Callable[[_ArgBatchFunc[V, R]], Callable[[V], Coroutine[Any, Any, R]]]:
     """Like :func:`aggregate`, but ``func`` receives :class:`Arg` objects
     and sets each ``arg.future`` itself; a future it leaves unset gets
     :class:`ResultNotSetError`."""
-    def decorator(func: Callable[..., Any]) -> Callable[[Any], Coroutine[Any, Any, Any]]:
+    def decorator(
+        func: _ArgBatchFunc[V, R],
+    ) -> Callable[[V], Coroutine[Any, Any, R]]:
         return AggregatorAsync(
             func, max_count=max_count, leeway_ms=leeway_ms,
         ).aggregate

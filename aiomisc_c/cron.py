@@ -11,7 +11,7 @@ from functools import partial
 from typing import Any, Callable, Optional
 
 try:
-    from croniter import croniter
+    from croniter import croniter as croniter  # re-exported
 except ImportError as exc:  # pragma: no cover - exercised in a subprocess
     # Same class as the original (ModuleNotFoundError when croniter is not
     # installed), with the extra to install in the message.
@@ -39,7 +39,7 @@ class CronCallback(EventLoopMixin):
 
     def __init__(self, coroutine_func: Callable[..., Any], *args: Any, **kwargs: Any):
         self._recurring_cb = RecurringCallback(coroutine_func, *args, **kwargs)
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[Any]] = None
 
     @staticmethod
     def get_next(cron: croniter, _: RecurringCallback) -> float:
@@ -49,7 +49,8 @@ class CronCallback(EventLoopMixin):
         # milliseconds): start after the time just served (croniter keeps
         # it in "cur"), or that time would come round again at once.
         start = max(timestamp, getattr(cron, "cur", timestamp))
-        return cron.get_next(float, start) - timestamp
+        next_time: float = cron.get_next(float, start)
+        return next_time - timestamp
 
     def start(
         self,
@@ -76,7 +77,7 @@ class CronCallback(EventLoopMixin):
             suppress_exceptions=suppress_exceptions,
         )
 
-    def stop(self) -> asyncio.Future:
+    def stop(self) -> asyncio.Future[Any]:
         if self._task is None:
             failed = self.loop.create_future()
             failed.set_exception(RuntimeError("Callback not started"))

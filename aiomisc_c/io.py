@@ -42,6 +42,8 @@ __all__ = (
 )
 
 T = TypeVar("T")
+# The class of the object itself, for "async with" to keep it.
+_SelfFile = TypeVar("_SelfFile", bound="AsyncFileIO[Any]")
 FilePath = Union[str, Path]
 
 
@@ -160,7 +162,7 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         yield from self.open().__await__()
         return self
 
-    async def __aenter__(self) -> "AsyncFileIO[AnyStr]":
+    async def __aenter__(self: _SelfFile) -> _SelfFile:
         await self.open()
         return self
 
@@ -197,7 +199,8 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         )
 
     def __lt__(self, other: Any) -> bool:
-        return self.fp < other.fp  # type: ignore[operator]
+        less: bool = self.fp < other.fp
+        return less
 
     def __hash__(self) -> int:
         return hash((self.__class__, self.fp))
@@ -390,6 +393,14 @@ def async_open(
     compression: Compression = Compression.NONE,
     encoding: str = sys.getdefaultencoding(), *args: Any, **kwargs: Any,
 ) -> AsyncTextIO: ...
+
+
+@overload
+def async_open(
+    fname: FilePath, mode: str,
+    compression: Compression = Compression.NONE,
+    encoding: str = sys.getdefaultencoding(), *args: Any, **kwargs: Any,
+) -> AsyncFileIO[Any]: ...   # a mode only known at run time
 
 
 def async_open(

@@ -48,7 +48,7 @@ def check_interval(interval: Any) -> None:
         raise AssertionError(f"interval must be positive, not {interval!r}")
 
 
-def _cancel_requested(task: Optional[asyncio.Task], raised: bool) -> bool:
+def _cancel_requested(task: Optional[asyncio.Task[Any]], raised: bool) -> bool:
     """Whether ``task`` itself is being cancelled (``raised``: a call just
     raised ``CancelledError``, which may be the callback's own doing).
     Python 3.10 cannot tell: there, a ``CancelledError`` raised by a call
@@ -57,7 +57,8 @@ def _cancel_requested(task: Optional[asyncio.Task], raised: bool) -> bool:
     cancelling = getattr(task, "cancelling", None)
     if cancelling is None:
         return raised
-    return cancelling() > 0
+    count: int = cancelling()
+    return count > 0
 
 
 async def _schedule(
@@ -116,7 +117,7 @@ _leave_task: Any = getattr(asyncio.tasks, "_leave_task", None)
 _NOTHING = object()
 
 
-class _Resumed(Coroutine):
+class _Resumed(Coroutine[Any, Any, Any]):
     """A coroutine that already ran its first step, for a task to finish.
 
     Its first ``send`` hands the task what that step yielded (a future, its
@@ -206,7 +207,7 @@ class _Ticker:
         self.suppress = suppress
         self.started = 0.0
         self.call: Any = None
-        self.parked: asyncio.Future = loop.create_future()
+        self.parked: asyncio.Future[Any] = loop.create_future()
         self.timer: Optional[asyncio.TimerHandle] = None
         # The first timer is set by the task itself: a tick then always
         # finds the task waiting for it.
@@ -285,7 +286,7 @@ class _Ticker:
                 self.timer.cancel()
                 self.timer = None
 
-    async def finish(self, call: Any, task: asyncio.Task) -> None:
+    async def finish(self, call: Any, task: asyncio.Task[Any]) -> None:
         """Finish a call that waits for something, in the run's task."""
         ints, loop = self.ints, self.loop
         try:
@@ -325,7 +326,7 @@ class PeriodicCallback(EventLoopMixin):
             coroutine_func, *args, **kwargs,
         )
         self._func = coroutine_func
-        self._task: Optional[asyncio.Task] = None
+        self._task: Optional[asyncio.Task[Any]] = None
 
     def start(
         self,
@@ -365,10 +366,10 @@ class PeriodicCallback(EventLoopMixin):
 
         task.add_done_callback(forget)
 
-    def stop(self, return_exceptions: bool = False) -> asyncio.Future:
+    def stop(self, return_exceptions: bool = False) -> asyncio.Future[Any]:
         task, self._task = self._task, None
         if task is None:
-            finished: asyncio.Future = self.loop.create_future()
+            finished: asyncio.Future[Any] = self.loop.create_future()
             finished.set_exception(RuntimeError("Callback not started"))
         else:
             task.cancel()

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 _SLOT = object()
 
 
-class ContextManager(AbstractAsyncContextManager):
+class ContextManager(AbstractAsyncContextManager[Any]):
     """Single-use async context manager: ``aenter()`` gives the instance,
     ``aexit(instance)`` takes it back."""
 
@@ -72,7 +72,7 @@ class _Acquisition(ContextManager):
 
     __slots__ = ("_pool",)
 
-    def __init__(self, pool: "PoolBase"):
+    def __init__(self, pool: "PoolBase[Any]"):
         self._pool = pool
         self._instance = self.sentinel
 
@@ -139,19 +139,19 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
         self.loop   # noqa: B018 - RuntimeError now unless a loop is running
 
         self._idle: Deque[Any] = deque()
-        self._waiters: Deque[asyncio.Future] = deque()
+        self._waiters: Deque[asyncio.Future[Any]] = deque()
         self._free_slots = maxsize
         self._len = 0
         self._recycle = recycle
         self._recycle_times: Dict[Any, float] = {}
-        self._recycle_bin: asyncio.Queue = asyncio.Queue()
-        self._released: asyncio.Future = self.loop.create_future()
+        self._recycle_bin: asyncio.Queue[Any] = asyncio.Queue()
+        self._released: asyncio.Future[Any] = self.loop.create_future()
         self._released.set_result(None)
-        self._tasks: Set[asyncio.Task] = set()
+        self._tasks: Set[asyncio.Task[Any]] = set()
         self._used: Set[Any] = set()
         self._create_task(self._recycler())
 
-    def _create_task(self, coro: Any) -> asyncio.Task:
+    def _create_task(self, coro: Any) -> asyncio.Task[Any]:
         task = self.loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -172,11 +172,11 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
         pass
 
     @abstractmethod
-    async def _destroy_instance(self, instance: Any) -> None:
+    async def _destroy_instance(self, instance: T) -> None:
         pass
 
     @abstractmethod
-    async def _check_instance(self, instance: Any) -> bool:
+    async def _check_instance(self, instance: T) -> bool:
         return True
 
     def __len__(self) -> int:
@@ -260,7 +260,7 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
 
     async def _acquire(self) -> T:
         while True:
-            instance = await self._take()
+            instance: T = await self._take()
             try:
                 good = await self._check_instance(instance)
             except asyncio.CancelledError:
@@ -284,7 +284,7 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
             return
         self._put_idle(instance)
 
-    def acquire(self) -> AbstractAsyncContextManager:
+    def acquire(self) -> AbstractAsyncContextManager[T]:
         return _Acquisition(self)
 
     async def close(self, timeout: Optional[Number] = None) -> None:

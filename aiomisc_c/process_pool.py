@@ -10,10 +10,13 @@ import logging
 import os
 import time
 from functools import partial
-from typing import Any, Callable, List
+from typing import Any, Callable, List, ParamSpec, TypeVar
 
 from .compat import EventLoopMixin
 from .counters import Statistic
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 __all__ = ("ProcessPoolExecutor", "ProcessPoolStatistic")
 
@@ -52,7 +55,7 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor, EventLoopMixin
         self._statistic.processes = max_workers
 
     def _statistic_callback(
-        self, future: concurrent.futures.Future, start_time: float,
+        self, future: concurrent.futures.Future[Any], start_time: float,
         loop: asyncio.AbstractEventLoop,
     ) -> None:
         # Runs in the pool's management thread; loop.time() is a plain
@@ -64,9 +67,9 @@ class ProcessPoolExecutor(concurrent.futures.ProcessPoolExecutor, EventLoopMixin
         self._statistic.done += 1
         self._statistic.sum_time += loop.time() - start_time
 
-    def submit(  # type: ignore[override]
-        self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any,
-    ) -> concurrent.futures.Future:
+    def submit(
+        self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs,
+    ) -> concurrent.futures.Future[T]:
         """Submit ``fn(*args, **kwargs)``; needs a running event loop (its
         clock times the call)."""
         loop = asyncio.get_running_loop()

@@ -100,7 +100,7 @@ def checked_delay(strategy: Any, delay: Any) -> Optional[float]:
     return delay
 
 
-def _resolve(future: asyncio.Future, _: Any) -> None:
+def _resolve(future: asyncio.Future[Any], _: Any) -> None:
     if not future.done():
         future.set_result(None)
 
@@ -170,7 +170,7 @@ class RecurringCallback:
             )
             # Wait for the call without taking its outcome: a call that is
             # cancelled (or raises CancelledError) must not end the schedule.
-            finished: asyncio.Future = loop.create_future()
+            finished: asyncio.Future[Any] = loop.create_future()
             call.add_done_callback(partial(_resolve, finished))
             try:
                 await finished
@@ -187,7 +187,7 @@ class RecurringCallback:
         *,
         shield: bool = False,
         suppress_exceptions: ExceptionsType = (),
-    ) -> asyncio.Task:
+    ) -> asyncio.Task[Any]:
         strategy = awaitable(strategy)
         suppress_exceptions = check_exceptions(suppress_exceptions)
         loop = current_loop(loop)

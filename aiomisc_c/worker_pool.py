@@ -28,7 +28,8 @@ from multiprocessing import ProcessError
 from subprocess import PIPE, Popen
 from types import MappingProxyType
 from typing import (
-    Any, Callable, Deque, Dict, List, Mapping, Optional, Set, Tuple, TypeVar,
+    Any, Callable, Deque, Dict, List, Mapping, Optional, ParamSpec, Set,
+    Tuple, TypeVar,
 )
 
 from .counters import Statistic
@@ -40,6 +41,7 @@ from .worker.protocol import (
 
 __all__ = ("RemoteTraceback", "WorkerPool", "WorkerPoolStatistic")
 
+P = ParamSpec("P")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,7 @@ class RemoteTraceback(Exception):
 class _Job:
     __slots__ = ("frame", "future", "started", "connection")
 
-    def __init__(self, frame: bytes, future: asyncio.Future, started: float):
+    def __init__(self, frame: bytes, future: asyncio.Future[Any], started: float):
         self.frame = frame
         self.future = future
         self.started = started
@@ -349,14 +351,14 @@ class WorkerPool:
             )
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._closing = False
-        self._close_task: Optional[asyncio.Task] = None
-        self._supervisor: Optional[Popen] = None
+        self._close_task: Optional[asyncio.Task[Any]] = None
+        self._supervisor: Optional[Popen[bytes]] = None
         self._initializer_error: Optional[BaseException] = None
         self._statistic = WorkerPoolStatistic(name=statistic_name)
         self._max_overflow = max_overflow
         self._idle: List[_WorkerConnection] = []
         self._connections: Set[_WorkerConnection] = set()
-        self._space_waiters: Deque[asyncio.Future] = deque()
+        self._space_waiters: Deque[asyncio.Future[Any]] = deque()
         self.tasks = deque()
         self.workers = workers
         self.pids = set()
@@ -392,7 +394,7 @@ class WorkerPool:
         if self._closing:   # closed while the supervisor was starting
             self._kill_supervisor()
 
-    def _create_supervisor(self) -> Popen:
+    def _create_supervisor(self) -> Popen[bytes]:
         from .log.core import LOG_FORMAT, LOG_LEVEL
 
         env = dict(os.environ)
@@ -515,7 +517,9 @@ class WorkerPool:
 
     # -- jobs --------------------------------------------------------------
 
-    async def create_task(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    async def create_task(
+        self, func: Callable[P, T], *args: P.args, **kwargs: P.kwargs,
+    ) -> T:
         """Run ``func(*args, **kwargs)`` in a worker; its result, or its
         exception (with the worker's traceback text as ``__cause__``)."""
         if not callable(func):
@@ -544,7 +548,8 @@ class WorkerPool:
             await self._wait_for_space()
         self._dispatch(job)
         try:
-            return await job.future
+            result: T = await job.future
+            return result
         except asyncio.CancelledError:
             connection = job.connection
             if connection is not None and not self._closing:
@@ -641,7 +646,7 @@ class WorkerPool:
         if connection in self._idle:
             self._idle.remove(connection)
         self._statistic.processes -= 1
-        self.pids.discard(connection.pid)  # type: ignore[arg-type]
+        self.pids.discard(connection.pid)
 
     def _initializer_failed(self, reply: Optional[Tuple[Any, Any]]) -> None:
         exception = reply[1] if reply is not None else None

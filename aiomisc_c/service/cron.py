@@ -42,7 +42,7 @@ class CronService(Service):
 
     def register(
         self,
-        function: Callable,
+        function: Callable[..., Any],
         spec: str,
         shield: bool = False,
         suppress_exceptions: ExceptionsType = (),

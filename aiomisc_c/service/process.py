@@ -46,7 +46,7 @@ def _process_inner(
         stop_event.set()
 
 
-def _log_settings() -> tuple:
+def _log_settings() -> tuple[Any, ...]:
     from ..log.core import LOG_FORMAT, LOG_LEVEL
 
     # LOG_FORMAT holds a LogFormat member once logging was configured, its
@@ -79,7 +79,8 @@ class ProcessService(Service):
             process = self.__dict__.get("process")
             if process is None or not process.pid:
                 return False
-            return process.is_alive()
+            alive: bool = process.is_alive()
+            return alive
 
     async def start(self) -> Any:
         context = multiprocessing.get_context(self.process_start_method)

@@ -55,7 +55,7 @@ def _current_loop() -> asyncio.AbstractEventLoop:
 class DummyTransport(Transport):  # type: ignore[misc]
     """Drops every event (used once the sender is stopped)."""
 
-    def send(self, url: str, data: Any, headers: Mapping) -> None:
+    def send(self, url: str, data: Any, headers: Mapping[str, Any]) -> None:
         pass
 
 
@@ -100,7 +100,7 @@ class AioHttpTransportBase(
         return aiohttp.ClientSession(connector=connector)
 
     async def _do_send(
-        self, url: str, data: Any, headers: Mapping,
+        self, url: str, data: Any, headers: Mapping[str, Any],
         callback: SuccessCallback, errorback: FailureCallback,
     ) -> None:
         session = (
@@ -138,7 +138,7 @@ class AioHttpTransportBase(
 
     @abc.abstractmethod
     def _async_send(
-        self, url: str, data: Any, headers: Mapping,
+        self, url: str, data: Any, headers: Mapping[str, Any],
         success_cb: SuccessCallback, failure_cb: FailureCallback,
     ) -> None:  # pragma: no cover
         ...
@@ -148,7 +148,7 @@ class AioHttpTransportBase(
         ...
 
     def async_send(
-        self, url: str, data: Any, headers: Mapping,
+        self, url: str, data: Any, headers: Mapping[str, Any],
         success_cb: SuccessCallback, failure_cb: FailureCallback,
     ) -> None:
         if self._closing:
@@ -180,10 +180,10 @@ class AioHttpTransport(AioHttpTransportBase):
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
-        self._tasks: Set[asyncio.Task] = set()
+        self._tasks: Set[asyncio.Task[Any]] = set()
 
     def _async_send(
-        self, url: str, data: Any, headers: Mapping,
+        self, url: str, data: Any, headers: Mapping[str, Any],
         success_cb: SuccessCallback, failure_cb: FailureCallback,
     ) -> None:
         task = self._loop.create_task(
@@ -207,8 +207,8 @@ class QueuedAioHttpTransport(AioHttpTransportBase):
         self, *args: Any, workers: int = 1, qsize: int = 1000, **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
-        self._queue: asyncio.Queue = asyncio.Queue(maxsize=qsize)
-        self._workers: Set[asyncio.Task] = set()
+        self._queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=qsize)
+        self._workers: Set[asyncio.Task[Any]] = set()
         for _ in range(workers):
             worker = self._loop.create_task(self._worker())
             self._workers.add(worker)
@@ -232,7 +232,7 @@ class QueuedAioHttpTransport(AioHttpTransportBase):
             skipped[-1](RuntimeError(message))
 
     def _async_send(
-        self, url: str, data: Any, headers: Mapping,
+        self, url: str, data: Any, headers: Mapping[str, Any],
         callback: SuccessCallback, errorback: FailureCallback,
     ) -> None:
         payload = (url, data, headers, callback, errorback)

@@ -9,7 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Generator
 
+from aiomisc_c.aggregate import Arg, aggregate, aggregate_async
+from aiomisc_c.io import async_open
+from aiomisc_c.process_pool import ProcessPoolExecutor
 from aiomisc_c.service.udp import UDPServer
+from aiomisc_c.worker_pool import WorkerPool
 from aiomisc_c import (
     CircuitBreaker, asyncbackoff, asyncretry, awaitable, cutout,
     new_event_loop, shield, threaded, threaded_iterable,
@@ -110,3 +114,40 @@ async def errors(model: Model, breaker: CircuitBreaker) -> None:
     awaited: str = await breaker.call_async(parse_async, "1")  # E: Argument 1 to "call_async" of "CircuitBreaker" has incompatible type
     loop: int = new_event_loop()  # E: Incompatible types in assignment (expression has type "AbstractEventLoop", variable has type "int")
     print(text, name, key, body, sent, value, result, made, called, awaited, loop)
+
+
+@aggregate(10)
+async def labels(*ids: int) -> list[str]:
+    return [str(i) for i in ids]
+
+
+@aggregate_async(10)
+async def lookup(*args: Arg[str, bytes]) -> None:
+    pass
+
+
+async def not_variadic(x: int) -> list[str]:
+    return [str(x)]
+
+
+async def aggregate_errors() -> None:
+    aggregate(10)(not_variadic)  # E: has incompatible type "Callable[[int], Coroutine[Any, Any, list[str]]]"; expected "_BatchFunc[
+    label: int = await labels(1)  # E: Incompatible types in assignment (expression has type "str", variable has type "int")
+    await labels("1")  # E: Argument 1 to "labels" has incompatible type "str"; expected "int"
+    await lookup(1)  # E: Argument 1 to "lookup" has incompatible type "int"; expected "str"
+    print(label)
+
+
+def triple(x: int) -> int:
+    return x * 3
+
+
+async def pool_and_file_errors(pool: WorkerPool, path: str) -> None:
+    async with async_open(path, "rb") as binary:
+        text: str = await binary.read()  # E: Incompatible types in assignment (expression has type "bytes", variable has type "str")
+    tripled = await pool.create_task(triple, 1)
+    tripled.upper()  # E: "int" has no attribute "upper"
+    await pool.create_task(triple, "1")  # E: Argument 2 to "create_task" of "WorkerPool" has incompatible type "str"; expected "int"
+    with ProcessPoolExecutor(max_workers=1) as executor:
+        executor.submit(triple, 1, 2)  # E: Too many arguments for "submit" of "ProcessPoolExecutor"
+    print(text, tripled)

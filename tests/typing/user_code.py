@@ -7,8 +7,12 @@ decorators and classes; an ``Any`` anywhere here fails the check.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import socket
-from collections.abc import AsyncIterator, Awaitable, Coroutine, Generator
+from collections.abc import (
+    AsyncIterator, Awaitable, Callable, Coroutine, Generator, Sequence,
+)
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from aiohttp import web
@@ -21,8 +25,22 @@ from aiomisc_c import (
     threaded_iterable, threaded_iterable_separate, threaded_separate,
     timeout,
 )
+from aiomisc_c.aggregate import Aggregator, Arg
 from aiomisc_c.backoff import BackoffExecution
 from aiomisc_c.circuit_breaker import CircuitBreakerStates
+from aiomisc_c.cron import CronCallback
+from aiomisc_c.io import (
+    AsyncBinaryIO, AsyncFileIO, AsyncTextIO, Compression, async_open,
+)
+from aiomisc_c.periodic import PeriodicCallback
+from aiomisc_c.pool import PoolBase
+from aiomisc_c.process_pool import ProcessPoolExecutor
+from aiomisc_c.recurring import RecurringCallback
+from aiomisc_c.service.cron import CronService
+from aiomisc_c.service.dns import DNSStore, DNSZone
+from aiomisc_c.service.dns import records as dns_records
+from aiomisc_c.service.periodic import PeriodicService
+from aiomisc_c.worker_pool import WorkerPool
 from aiomisc_c.iterator_wrapper import IteratorWrapper
 from aiomisc_c.service import Service as ServiceFromPackage
 from aiomisc_c.entrypoint import Entrypoint
@@ -356,3 +374,163 @@ async def use_utilities() -> None:
 async def iterate_any(it: AsyncIterator[int]) -> None:
     async for item in it:
         assert_type(item, int)
+
+
+# -- aggregation --------------------------------------------------------------
+
+@aiomisc.aggregate(leeway_ms=10)
+async def labels(*ids: int) -> list[str]:
+    return [str(i) for i in ids]
+
+
+@aiomisc.aggregate(10, max_count=5)
+async def halves(*values: float) -> tuple[float, ...]:
+    return tuple(value / 2 for value in values)
+
+
+@aiomisc.aggregate_async(leeway_ms=10)
+async def lookup(*args: Arg[str, bytes]) -> None:
+    for arg in args:
+        arg.future.set_result(arg.value.encode())
+
+
+async def use_aggregate() -> None:
+    assert_type(labels, Callable[[int], Coroutine[Any, Any, str]])
+    assert_type(await labels(1), str)
+    assert_type(await halves(3), float)
+    assert_type(await lookup("key"), bytes)
+    aggregator = Aggregator(_labels, leeway_ms=5)
+    assert_type(aggregator, Aggregator[int, str])
+    assert_type(await aggregator.aggregate(2), str)
+    assert_type(aggregator.count, int)
+
+
+async def _labels(*ids: int) -> list[str]:
+    return [str(i) for i in ids]
+
+
+# -- pools, schedules, files, processes, DNS --------------------------------
+
+class Connection:
+    def send(self, data: bytes) -> int:
+        return len(data)
+
+
+class ConnectionPool(PoolBase[Connection]):
+    async def _create_instance(self) -> Connection:
+        return Connection()
+
+    async def _destroy_instance(self, instance: Connection) -> None:
+        pass
+
+    async def _check_instance(self, instance: Connection) -> bool:
+        return True
+
+
+class SizedPool(PoolBase[bytes]):
+    async def _create_instance(self) -> bytes:
+        return b""
+
+    async def _destroy_instance(self, instance: bytes) -> None:
+        pass
+
+    async def _check_instance(self, instance: bytes) -> bool:
+        return bool(instance)
+
+
+async def tick() -> None:
+    pass
+
+
+def cube(x: int) -> int:
+    return x ** 3
+
+
+def scale(values: list[float], *, factor: float) -> list[float]:
+    return [value * factor for value in values]
+
+
+class Heartbeat(PeriodicService):
+    interval = 1
+
+    async def callback(self) -> None:
+        pass
+
+
+class Nightly(CronService):
+    async def start(self) -> None:
+        self.register(tick, "0 3 * * *")
+        await super().start()
+
+
+async def use_pools_and_schedules(
+    pool: ConnectionPool, sized: SizedPool, workers: WorkerPool,
+) -> None:
+    async with pool.acquire() as connection:
+        assert_type(connection, Connection)
+        assert_type(connection.send(b"x"), int)
+    async with sized.acquire() as data:
+        assert_type(data, bytes)
+    assert_type(pool.acquire(), AbstractAsyncContextManager[Connection])
+    assert_type(await pool.close(), None)
+
+    periodic = PeriodicCallback(tick)
+    assert_type(periodic.start(1, delay=0.5), None)
+    assert_type(periodic.stop(), "asyncio.Future[Any]")
+    recurring = RecurringCallback(tick, name="tick")
+    task = recurring.start(lambda callback: 1.0)
+    assert_type(task, "asyncio.Task[Any]")
+    cron = CronCallback(tick)
+    assert_type(cron.start("* * * * *"), None)
+    assert_type(cron.stop(), "asyncio.Future[Any]")
+
+    assert_type(await workers.create_task(cube, 2), int)
+    assert_type(
+        await workers.create_task(scale, [1.0], factor=2), list[float],
+    )
+    with ProcessPoolExecutor(max_workers=1) as executor:
+        future = executor.submit(cube, 3)
+        assert_type(future, "concurrent.futures.Future[int]")
+        assert_type(future.result(), int)
+        assert_type(
+            await asyncio.wrap_future(executor.submit(scale, [2.0], factor=1)),
+            list[float],
+        )
+
+    heartbeat = Heartbeat()
+    assert_type(await heartbeat.start(), None)
+    assert_type(await heartbeat.callback(), None)
+    assert_type(await heartbeat.stop(None), None)
+    nightly = Nightly()
+    assert_type(nightly.register(tick, "* * * * *", shield=True), None)
+    assert_type(await nightly.stop(None), None)
+
+
+async def use_files(path: str, mode: str) -> None:
+    async with async_open(path, "w") as text:
+        assert_type(text, AsyncTextIO)
+        assert_type(await text.write("line"), int)
+    async with async_open(path) as default:
+        assert_type(await default.read(), str)
+    async with async_open(path, "rb") as binary:
+        assert_type(binary, AsyncBinaryIO)
+        assert_type(await binary.read(), bytes)
+        assert_type(await binary.readline(), bytes)
+    compressed = async_open(path, "rb", compression=Compression.GZIP)
+    assert_type(compressed, AsyncBinaryIO)
+    assert_type(async_open(path, mode), "AsyncFileIO[Any]")
+
+
+def use_dns_store() -> None:
+    store = DNSStore()
+    zone = DNSZone("example.com.")
+    record = dns_records.A.create("www.example.com.", "192.0.2.1")
+    assert_type(record, dns_records.DNSRecord)
+    assert_type(zone.add_record(record), None)
+    assert_type(store.add_zone(zone), None)
+    assert_type(store.get_zone("example.com."), "DNSZone | None")
+    found = store.query("www.example.com.", dns_records.RecordType.A)
+    assert_type(found, "Sequence[dns_records.DNSRecord]")
+    assert_type(store.get_zone_for_name("www.example.com."),
+                "tuple[str, ...] | None")
+    assert_type(store.remove_zone("example.com."), None)

@@ -53,7 +53,7 @@ POSITION_FREE = tuple(
 
 
 # id, flags, question bytes, name, type, EDNS0 size, labels
-Query = Tuple[int, int, bytes, str, int, Optional[int], tuple]
+Query = Tuple[int, int, bytes, str, int, Optional[int], tuple[Any, ...]]
 
 
 def read_query(data: bytes) -> Optional[Query]:
@@ -115,7 +115,7 @@ def read_query(data: bytes) -> Optional[Query]:
     )
 
 
-def _question_names(labels: tuple) -> Dict[tuple, int]:
+def _question_names(labels: tuple[Any, ...]) -> Dict[tuple[Any, ...], int]:
     """dnslib's compression table after it wrote the question name."""
     names = {}
     offset = HEADER_SIZE
@@ -126,11 +126,11 @@ def _question_names(labels: tuple) -> Dict[tuple, int]:
 
 
 def pack_answers(
-    out: bytearray, records: Any, name: str, qtype: int, labels: tuple,
+    out: bytearray, records: Any, name: str, qtype: int, labels: tuple[Any, ...],
 ) -> bool:
     """Append the answer records to ``out``; False when one is not of the
     plain kind (another name than the question's)."""
-    names: Optional[Dict[tuple, int]] = None
+    names: Optional[Dict[tuple[Any, ...], int]] = None
     for record in records:
         if record.name != name:
             return False

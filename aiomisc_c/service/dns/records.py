@@ -88,7 +88,8 @@ def rdata_wire(data: Any) -> bytes:
     """The uncompressed wire form of record data (cached on the object:
     record data is not changed once it is in a zone)."""
     try:
-        return data.__dict__["_aiomisc_c_wire"]
+        wire: bytes = data.__dict__["_aiomisc_c_wire"]
+        return wire
     except KeyError:
         pass
     buffer = dnslib.DNSBuffer()

@@ -14,7 +14,7 @@ import asyncio
 import logging
 from asyncio import StreamReader, StreamWriter
 from struct import Struct
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple, cast
 
 from ..tcp import TCPServer
 from ..udp import UDPServer
@@ -49,12 +49,12 @@ class DNSServer:
         """The UDP payload size of the query's EDNS0 OPT record, if any."""
         for rr in record.ar:
             if rr.rtype == dnslib.QTYPE.OPT:
-                return rr.edns_len
+                return cast(int, rr.edns_len)
         return None
 
     def handle_request(
-        self, addr: tuple, data: bytes, should_truncate: bool = False,
-    ) -> Tuple[bytes, tuple]:
+        self, addr: tuple[Any, ...], data: bytes, should_truncate: bool = False,
+    ) -> Tuple[bytes, tuple[Any, ...]]:
         """The reply to the query ``data`` from ``addr``: ``(reply, addr)``.
 
         The reply is ``b""`` when there is nothing to answer (a packet too
@@ -75,8 +75,8 @@ class DNSServer:
         return self.reply_with_dnslib(addr, data, should_truncate)
 
     def reply_with_dnslib(
-        self, addr: tuple, data: bytes, should_truncate: bool = False,
-    ) -> Tuple[bytes, tuple]:
+        self, addr: tuple[Any, ...], data: bytes, should_truncate: bool = False,
+    ) -> Tuple[bytes, tuple[Any, ...]]:
         """:meth:`handle_request` through dnslib's objects, for any query."""
         try:
             record = dnslib.DNSRecord.parse(data)
@@ -128,15 +128,15 @@ class DNSServer:
         reply = record.reply()
         reply.header.set_rcode(dnslib.RCODE.SERVFAIL)
         try:
-            return reply.pack()
+            return cast(bytes, reply.pack())
         except Exception:
             # The question itself cannot be packed again: answer without it.
             reply.questions = []
             reply.set_header_qa()
-            return reply.pack()
+            return cast(bytes, reply.pack())
 
     def _reply_to_malformed(
-        self, addr: tuple, data: bytes, exc: Exception,
+        self, addr: tuple[Any, ...], data: bytes, exc: Exception,
     ) -> bytes:
         if len(data) < DNS_HEADER_SIZE:
             log.warning(
@@ -159,7 +159,7 @@ class DNSServer:
             id=query_id, bitmap=bitmap, qr=1, ra=1, aa=1,
         )
         header.set_rcode(dnslib.RCODE.SERVFAIL)
-        return dnslib.DNSRecord(header).pack()
+        return cast(bytes, dnslib.DNSRecord(header).pack())
 
 
 class UDPDNSServer(DNSServer, UDPServer):
@@ -173,10 +173,10 @@ class UDPDNSServer(DNSServer, UDPServer):
     __required__ = ("store",)
     __proto__ = "UDP"
 
-    async def handle_datagram(self, data: bytes, addr: tuple) -> None:
+    async def handle_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         self.answer_datagram(data, addr)
 
-    def answer_datagram(self, data: bytes, addr: tuple) -> None:
+    def answer_datagram(self, data: bytes, addr: tuple[Any, ...]) -> None:
         reply, addr = self.handle_request(
             data=data, addr=addr, should_truncate=True,
         )
@@ -216,7 +216,7 @@ class _AnsweringProtocol(asyncio.DatagramProtocol):
         self.server = server
         self.inner = inner
 
-    def datagram_received(self, data: bytes, addr: tuple) -> None:
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         try:
             self.server.answer_datagram(data, addr)
         except Exception:
