@@ -1220,6 +1220,62 @@ def test_pool_that_can_not_start_any_thread_raises(
     assert pool_threads(pool_name) == []
 
 
+def test_submit_during_a_failing_first_start_queues_nothing(implementation, pool_name):
+    """Regression: while one submit was starting a fresh pool's first workers,
+    a submit from another thread queued its item for them; when they failed
+    to start, that item had no thread to run it.  Now the second submit
+    waits for the outcome and, as nothing can start, raises too."""
+    other_done = threading.Event()
+    outcome = []
+
+    def submit_from_another_thread(executor):
+        event_loop = asyncio.new_event_loop()
+
+        async def main():
+            executor.submit(operator.neg, 2)
+
+        try:
+            event_loop.run_until_complete(main())
+            outcome.append("queued")
+        except RuntimeError as e:
+            outcome.append(e)
+        finally:
+            event_loop.close()
+            other_done.set()
+
+    class FailingPool(thread_pool.ThreadPoolExecutor):
+        calls = 0
+
+        def _spawn_thread(self):
+            FailingPool.calls += 1
+            if FailingPool.calls == 1:
+                threading.Thread(
+                    target=submit_from_another_thread, args=(self,),
+                ).start()
+                # Without the fix the other submit returns at once.
+                other_done.wait(0.5)
+            raise RuntimeError("can't start new thread")
+
+    executor = FailingPool(2, statistic_name=pool_name)
+    event_loop = asyncio.new_event_loop()
+    try:
+        async def first():
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                executor.submit(operator.neg, 1)
+
+        event_loop.run_until_complete(first())
+        assert other_done.wait(30)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], RuntimeError), outcome
+        assert "can't start new thread" in str(outcome[0])
+        assert executor._core.queued == 0 and executor._core.unfinished == 0
+        assert executor._core.spawned_threads == 0
+        assert stats(pool_name)["submitted"] == 0
+    finally:
+        event_loop.close()
+        executor.shutdown(wait=True)
+
+
 # --------------------------------------------------------------------------
 # shutdown(wait=True) gives up after SHUTDOWN_TIMEOUT
 
