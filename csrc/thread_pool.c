@@ -188,6 +188,11 @@ typedef struct {
      * shutdown) --- */
     pthread_mutex_t mutex;
     pthread_cond_t wake; /* sleeping workers wait here */
+    /* The thread starting the first workers of a pool that has none (0:
+     * none); other submitters wait on `first_started` for its outcome, so
+     * an item is never queued for threads that then fail to start. */
+    unsigned long first_spawner;
+    pthread_cond_t first_started;
     work_item *head;
     work_item *tail;
     _Atomic Py_ssize_t queued;
@@ -873,6 +878,36 @@ executor_grow(Executor *self, tp_state *st, Py_ssize_t n)
     return 0;
 }
 
+/* GIL held, mutex held: wait (mutex and GIL released meanwhile) while
+ * another thread starts the first workers.  Returns with the mutex held. */
+static void
+wait_for_first_spawner(Executor *self)
+{
+    unsigned long me = PyThread_get_thread_ident();
+    if (self->first_spawner == 0 || self->first_spawner == me) {
+        return;
+    }
+    UNLOCK(self);
+    Py_BEGIN_ALLOW_THREADS
+        LOCK(self);
+        while (self->first_spawner != 0) {
+            pthread_cond_wait(&self->first_started, &self->mutex);
+        }
+        UNLOCK(self);
+    Py_END_ALLOW_THREADS
+    LOCK(self);
+}
+
+/* GIL held: the first workers started (or failed to): wake the waiters. */
+static void
+first_spawn_done(Executor *self)
+{
+    LOCK(self);
+    self->first_spawner = 0;
+    UNLOCK(self);
+    pthread_cond_broadcast(&self->first_started);
+}
+
 static inline void
 counter_add(Executor *self, int which, int64_t delta)
 {
@@ -1019,22 +1054,33 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
      * Threads start before the item is queued: a submit that raises
      * leaves nothing behind for a worker to run later. */
     Py_ssize_t to_spawn = 0;
+    int first = 0;
     LOCK(self);
+    wait_for_first_spawner(self);
     if (self->spawned < self->max_workers &&
         atomic_load_explicit(&self->queued, memory_order_relaxed) +
                 self->running_count >=
             self->spawned) {
-        to_spawn =
-            self->spawned == 0
-                ? initial_workers(self)
-                : Py_MIN(self->spawned, self->max_workers - self->spawned);
+        first = self->spawned == 0;
+        to_spawn = first ? initial_workers(self)
+                         : Py_MIN(self->spawned,
+                                  self->max_workers - self->spawned);
         self->spawned += to_spawn;
+        if (first) {
+            self->first_spawner = PyThread_get_thread_ident();
+        }
     }
     UNLOCK(self);
-    if (to_spawn > 0 && executor_grow(self, st, to_spawn) < 0) {
-        Py_DECREF(future);
-        item_free(st, it);
-        return NULL;
+    if (to_spawn > 0) {
+        int grown = executor_grow(self, st, to_spawn);
+        if (first) {
+            first_spawn_done(self);
+        }
+        if (grown < 0) {
+            Py_DECREF(future);
+            item_free(st, it);
+            return NULL;
+        }
     }
 
     int signal = 0;
@@ -1328,10 +1374,19 @@ executor_start(PyObject *op, PyObject *Py_UNUSED(unused))
         return raise_shutdown();
     }
     LOCK(self);
+    wait_for_first_spawner(self);
     Py_ssize_t n = self->spawned == 0 ? initial_workers(self) : 0;
     self->spawned += n;
+    if (n > 0) {
+        self->first_spawner = PyThread_get_thread_ident();
+    }
     UNLOCK(self);
-    if (executor_spawn(self, n) < 0) {
+    if (n == 0) {
+        Py_RETURN_NONE;
+    }
+    int rc = executor_spawn(self, n);
+    first_spawn_done(self);
+    if (rc < 0) {
         return NULL;
     }
     Py_RETURN_NONE;
@@ -1498,6 +1553,8 @@ executor_after_fork_in_child(PyObject *op, PyObject *Py_UNUSED(unused))
     /* The parent's threads may have held these at fork time. */
     pthread_mutex_init(&self->mutex, NULL);
     pthread_cond_init(&self->wake, NULL);
+    pthread_cond_init(&self->first_started, NULL);
+    self->first_spawner = 0;
     work_item *pending = self->head;
     self->head = self->tail = NULL;
     atomic_store_explicit(&self->queued, 0, memory_order_relaxed);
@@ -1752,6 +1809,13 @@ executor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_OSError, "pthread_cond_init failed");
         return NULL;
     }
+    if (pthread_cond_init(&self->first_started, NULL) != 0) {
+        pthread_cond_destroy(&self->wake);
+        pthread_mutex_destroy(&self->mutex);
+        Py_DECREF(self);
+        PyErr_SetString(PyExc_OSError, "pthread_cond_init failed");
+        return NULL;
+    }
     self->sync_ready = 1;
     self->max_workers = max_workers;
     atomic_store(&self->spin_ns, (long)DEFAULT_SPIN_US * 1000);
@@ -1833,6 +1897,7 @@ executor_dealloc(PyObject *op)
     /* No worker can be inside: each one holds a reference to the core. */
     if (self->sync_ready) {
         pthread_cond_destroy(&self->wake);
+        pthread_cond_destroy(&self->first_started);
         pthread_mutex_destroy(&self->mutex);
         self->sync_ready = 0;
     }

@@ -136,6 +136,33 @@ def test_create_default_event_loop_returns_its_pool(
     assert name.endswith(" from pool default"), name
 
 
+def test_new_loop_starts_no_thread_until_the_first_threaded_call(
+    implementation, policy, loop_kind, loops,
+):
+    from aiomisc_c import threaded
+
+    before = set(threading.enumerate())
+    loop, pool = utils.create_default_event_loop(policy=policy)
+    loops.append(loop)
+    assert set(threading.enumerate()) - before == set()
+
+    @threaded
+    def current():
+        return threading.current_thread()
+
+    worker = loop.run_until_complete(asyncio.wait_for(current(), 60))
+    assert worker in set(threading.enumerate()) - before
+    assert worker.name.endswith(" from pool default"), worker.name
+
+    # Closing a loop whose pool never ran anything starts nothing either.
+    before = set(threading.enumerate())
+    unused, unused_pool = utils.create_default_event_loop(policy=policy)
+    loops.append(unused)
+    unused.close()
+    assert set(threading.enumerate()) - before == set()
+    assert unused_pool._core.spawned_threads == 0
+
+
 def test_pool_arguments(pool_spy, policy, loops):
     pool_spy.cls.DEFAULT_POOL_SIZE = 3   # read at call time, from the class
     for pool_size, expected in ((None, 3), (0, 3), (5, 5), (1, 1)):

@@ -651,9 +651,7 @@ def test_lazy_growth_doubles_up_to_max_workers(implementation, loop_kind, pool_n
         return index
 
     try:
-        names = sorted(t.name for t in pool_threads(pool_name))
-        assert names == [f"Thread {i} from pool {pool_name}" for i in range(2)]
-
+        assert pool_threads(pool_name) == []   # workers start on first use
         counts = []
 
         async def main():
@@ -689,9 +687,80 @@ def test_lazy_growth_doubles_up_to_max_workers(implementation, loop_kind, pool_n
     assert stats(pool_name)["threads"] == 0
 
 
+def test_fresh_pool_starts_no_thread_until_the_first_call(
+    implementation, loop_kind, pool_name,
+):
+    before = set(threading.enumerate())
+    executor = thread_pool.ThreadPoolExecutor(4, statistic_name=pool_name)
+    event_loop = new_loop(loop_kind)
+    try:
+        assert set(threading.enumerate()) - before == set()
+        assert stats(pool_name)["threads"] == 0
+        assert executor._core.spawned_threads == 0
+        assert "threads=0/4" in repr(executor)
+
+        async def main():
+            # The default-executor path (uvloop calls submit itself).
+            event_loop.set_default_executor(executor)
+            first = await asyncio.wait_for(
+                event_loop.run_in_executor(None, threading.current_thread), 30,
+            )
+            second = await asyncio.wait_for(executor.submit(operator.neg, 2), 30)
+            return first, second
+
+        worker, negated = event_loop.run_until_complete(main())
+        assert negated == -2
+        assert worker.name.endswith(f" from pool {pool_name}")
+        started = set(threading.enumerate()) - before
+        assert worker in started
+        assert len(pool_threads(pool_name)) == 2
+        wait_until_sync(lambda: stats(pool_name)["threads"] == 2, message="threads")
+    finally:
+        event_loop.close()
+        executor.shutdown(wait=True)
+    wait_until_sync(lambda: not pool_threads(pool_name), message="threads exit")
+    assert stats(pool_name)["threads"] == 0
+
+
+def test_shutdown_of_an_unused_pool_returns_at_once(implementation, pool_name):
+    before = set(threading.enumerate())
+    executor = thread_pool.ThreadPoolExecutor(2, statistic_name=pool_name)
+    started = time.monotonic()
+    executor.shutdown(wait=True)
+    executor.shutdown(wait=False)   # idempotent
+    # Generous bound: nothing to join, so no wait for a timeout.
+    assert time.monotonic() - started < executor.SHUTDOWN_TIMEOUT / 2
+    assert set(threading.enumerate()) - before == set()
+    assert executor._core.spawned_threads == 0
+    assert stats(pool_name)["threads"] == 0
+    event_loop = asyncio.new_event_loop()
+    try:
+        async def refused():
+            with pytest.raises(RuntimeError, match="Pool is shutdown"):
+                executor.submit(operator.neg, 1)
+
+        event_loop.run_until_complete(refused())
+    finally:
+        event_loop.close()
+    assert set(threading.enumerate()) - before == set()
+
+
+def submit_once(executor):
+    """Run one call in ``executor`` on a throwaway loop (starts workers)."""
+    event_loop = asyncio.new_event_loop()
+    try:
+        async def main():
+            return await asyncio.wait_for(executor.submit(operator.neg, 1), 30)
+
+        assert event_loop.run_until_complete(main()) == -1
+    finally:
+        event_loop.close()
+
+
 def test_single_worker_pool_and_unnamed_thread_names(implementation, pool_name):
     single = thread_pool.ThreadPoolExecutor(1, statistic_name=pool_name)
     try:
+        submit_once(single)
         assert [t.name for t in pool_threads(pool_name)] == [
             f"Thread 0 from pool {pool_name}",
         ]
@@ -701,6 +770,7 @@ def test_single_worker_pool_and_unnamed_thread_names(implementation, pool_name):
     before = set(threading.enumerate())
     unnamed = thread_pool.ThreadPoolExecutor(3)
     try:
+        submit_once(unnamed)
         new = set(threading.enumerate()) - before
         assert sorted(t.name for t in new) == ["Thread 0", "Thread 1"]
         assert all(t.daemon for t in new)
@@ -1125,10 +1195,85 @@ def test_pool_that_can_not_start_any_thread_raises(
     implementation, pool_name, thread_start_fails,
 ):
     thread_start_fails()
-    with pytest.raises(RuntimeError, match="can't start new thread"):
-        thread_pool.ThreadPoolExecutor(2, statistic_name=pool_name)
-    threading.stack_size(0)
+    # Construction starts no thread, so it succeeds; the first submit must
+    # start one, can not, raises and queues nothing.
+    executor = thread_pool.ThreadPoolExecutor(2, statistic_name=pool_name)
+    event_loop = asyncio.new_event_loop()
+    try:
+        async def refused():
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                executor.submit(operator.neg, 1)
+
+        event_loop.run_until_complete(refused())
+        assert executor._core.queued == 0 and executor._core.unfinished == 0
+        assert executor._core.spawned_threads == 0
+        assert stats(pool_name)["submitted"] == 0
+        assert pool_threads(pool_name) == []
+
+        threading.stack_size(0)
+        submit_once(executor)   # threads start once they can
+        assert stats(pool_name)["submitted"] == 1
+    finally:
+        threading.stack_size(0)
+        event_loop.close()
+        executor.shutdown(wait=True)
     assert pool_threads(pool_name) == []
+
+
+def test_submit_during_a_failing_first_start_queues_nothing(implementation, pool_name):
+    """Regression: while one submit was starting a fresh pool's first workers,
+    a submit from another thread queued its item for them; when they failed
+    to start, that item had no thread to run it.  Now the second submit
+    waits for the outcome and, as nothing can start, raises too."""
+    other_done = threading.Event()
+    outcome = []
+
+    def submit_from_another_thread(executor):
+        event_loop = asyncio.new_event_loop()
+
+        async def main():
+            executor.submit(operator.neg, 2)
+
+        try:
+            event_loop.run_until_complete(main())
+            outcome.append("queued")
+        except RuntimeError as e:
+            outcome.append(e)
+        finally:
+            event_loop.close()
+            other_done.set()
+
+    class FailingPool(thread_pool.ThreadPoolExecutor):
+        calls = 0
+
+        def _spawn_thread(self):
+            FailingPool.calls += 1
+            if FailingPool.calls == 1:
+                threading.Thread(
+                    target=submit_from_another_thread, args=(self,),
+                ).start()
+                # Without the fix the other submit returns at once.
+                other_done.wait(0.5)
+            raise RuntimeError("can't start new thread")
+
+    executor = FailingPool(2, statistic_name=pool_name)
+    event_loop = asyncio.new_event_loop()
+    try:
+        async def first():
+            with pytest.raises(RuntimeError, match="can't start new thread"):
+                executor.submit(operator.neg, 1)
+
+        event_loop.run_until_complete(first())
+        assert other_done.wait(30)
+        assert len(outcome) == 1
+        assert isinstance(outcome[0], RuntimeError), outcome
+        assert "can't start new thread" in str(outcome[0])
+        assert executor._core.queued == 0 and executor._core.unfinished == 0
+        assert executor._core.spawned_threads == 0
+        assert stats(pool_name)["submitted"] == 0
+    finally:
+        event_loop.close()
+        executor.shutdown(wait=True)
 
 
 # --------------------------------------------------------------------------
@@ -1436,6 +1581,7 @@ def test_submit_racing_shutdown_leaves_no_future_unresolved(
 
 def test_dropped_pool_stops_its_threads(implementation, pool_name):
     executor = thread_pool.ThreadPoolExecutor(2, statistic_name=pool_name)
+    submit_once(executor)
     assert len(pool_threads(pool_name)) == 2
     del executor
 
