@@ -128,8 +128,10 @@ class BuildExt(build_ext):
     build in this tree, and explains a compiler failure."""
 
     def flags_path(self) -> str:
-        kind = "inplace" if self.inplace else "build"
-        return os.path.join(self.build_temp, f"aiomisc_c-flags-{kind}.json")
+        # One record per object directory: in-place and wheel builds share
+        # build_temp, so objects compiled for one (say with the sanitizers)
+        # must not be linked by the other under different switches.
+        return os.path.join(self.build_temp, "aiomisc_c-flags.json")
 
     def run(self) -> None:
         flags = build_flags(self.extensions)

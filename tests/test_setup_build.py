@@ -43,7 +43,7 @@ def project(tmp_path):
     return copy
 
 
-def build_ext(project, **env_changes):
+def build_ext(project, inplace=True, **env_changes):
     env = {
         key: value for key, value in os.environ.items()
         if not key.startswith("AIOMISC_C_")
@@ -51,7 +51,8 @@ def build_ext(project, **env_changes):
     }
     env.update(env_changes)
     return subprocess.run(
-        [sys.executable, "setup.py", "build_ext", "--inplace"],
+        [sys.executable, "setup.py", "build_ext"]
+        + (["--inplace"] if inplace else []),
         cwd=str(project), env=env, capture_output=True, text=True,
         timeout=300,
     )
@@ -79,10 +80,10 @@ def test_a_changed_build_switch_rebuilds(project, tmp_path):
     compiler.chmod(compiler.stat().st_mode | stat.S_IEXEC)
     tools = {"CC": str(compiler), "LDSHARED": f"{compiler} -shared"}
 
-    def compiled(**switches):
+    def compiled(inplace=True, **switches):
         if log.exists():
             log.unlink()
-        result = build_ext(project, **tools, **switches)
+        result = build_ext(project, inplace, **tools, **switches)
         assert result.returncode == 0, result.stderr
         return log.read_text().splitlines() if log.exists() else []
 
@@ -106,3 +107,11 @@ def test_a_changed_build_switch_rebuilds(project, tmp_path):
     assert compiled(AIOMISC_C_DEBUG_BUILD="1") == []
     # and back to the default build
     assert any(" -O2" in line for line in compiled())
+
+    # an in-place build and a wheel's build share their objects: objects
+    # compiled in place under other switches are never linked into the other
+    compiled(inplace=False)
+    compiled(AIOMISC_C_DEBUG_BUILD="1")
+    wheel = compiled(inplace=False)
+    assert len([line for line in wheel if " -c " in line]) == len(sources)
+    assert all(" -O2" in line for line in wheel if " -c " in line)
