@@ -3,10 +3,10 @@
 PYTHON ?= python3
 ASAN_LIB := $(shell gcc -print-file-name=libasan.so)
 PRIMITIVE_TESTS := tests/test_thread_pool.py tests/test_threaded.py \
-	tests/test_thread_pool_closing.py \
+	tests/test_thread_pool_closing.py tests/test_thread_pool_closed_delivery.py \
 	tests/test_iterator_wrapper.py tests/test_loop.py tests/test_counters.py \
 	tests/test_twins.py tests/test_circuit_breaker.py tests/test_backoff.py \
-	tests/test_timeout.py tests/test_c_types.py \
+	tests/test_timeout.py tests/test_backoff_gc.py tests/test_c_types.py \
 	tests/test_c_common.py tests/test_c_fast_paths.py tests/test_c_signatures.py
 
 .PHONY: inplace debug asan leaks test bench docs-bench clean
@@ -19,10 +19,14 @@ debug:  ## -O0 -g3 with asserts
 
 asan:  ## ASan+UBSan build, then the primitives' tests under it
 	AIOMISC_C_WERROR=1 AIOMISC_C_SANITIZE=1 $(PYTHON) setup.py -q build_ext --inplace --force
-	PYTHONPATH=$(CURDIR) AIOMISC_C_REQUIRE_EXTENSIONS=1 \
+	# PYTHONMALLOC=malloc: objects freed to pymalloc's pools are invisible
+	# to ASan, so a use after free of a Python object would go unnoticed.
+	# --capture=sys: a report written to fd 2 while pytest captures it
+	# would be lost with the aborted process.
+	PYTHONMALLOC=malloc PYTHONPATH=$(CURDIR) AIOMISC_C_REQUIRE_EXTENSIONS=1 \
 	LD_PRELOAD=$(ASAN_LIB) ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 \
 	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	$(PYTHON) -m pytest -x -q -p no:cacheprovider $(PRIMITIVE_TESTS)
+	$(PYTHON) -m pytest -x -q -p no:cacheprovider --capture=sys $(PRIMITIVE_TESTS)
 	rm -f aiomisc_c/_*.so
 
 leaks:  ## reference and memory leak checks of the C hot paths (subprocesses)

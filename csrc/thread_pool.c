@@ -726,6 +726,18 @@ channel_push(tp_state *st, work_item *it)
     return dropped;
 }
 
+/* GIL held: channel_push(it), then tally what it dropped.  The push may
+ * free `it` (and with it the item's reference to its channel), so the
+ * channel is read and held before. */
+static void
+channel_deliver(tp_state *st, work_item *it, drop_tally *drops)
+{
+    Channel *ch = (Channel *)Py_NewRef(it->channel);
+    Py_ssize_t dropped = channel_push(st, it);
+    drop_tally_add(st, drops, ch, dropped);
+    Py_DECREF(ch);
+}
+
 static int
 channel_traverse(PyObject *op, visitproc visit, void *arg)
 {
@@ -1228,7 +1240,7 @@ worker_run_item(Executor *self, tp_state *st, work_item *it,
         return;
     }
     item_clear_call(it);
-    drop_tally_add(st, drops, it->channel, channel_push(st, it));
+    channel_deliver(st, it, drops);
 }
 
 /* Worker thread, GIL held: run items until the queue is empty (or the pool
@@ -1457,7 +1469,7 @@ executor_fail_item(Executor *self, tp_state *st, work_item *it,
         item_free(st, it);
         return;
     }
-    drop_tally_add(st, drops, it->channel, channel_push(st, it));
+    channel_deliver(st, it, drops);
 }
 
 /* GIL held: a failure item for each running call (marked abandoned, so its
