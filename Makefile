@@ -2,10 +2,14 @@
 # test extra is installed (pip install '.[test]').
 PYTHON ?= python3
 ASAN_LIB := $(shell gcc -print-file-name=libasan.so)
-PRIMITIVE_TESTS := tests/test_thread_pool.py tests/test_threaded.py \
+PRIMITIVE_TESTS := tests/test_thread_pool_executor.py tests/test_thread_pool_shutdown.py \
+	tests/test_thread_pool_cancellation.py tests/test_thread_pool_workers.py \
+	tests/test_thread_pool_core.py tests/test_thread_pool_lifetimes.py tests/test_threaded.py \
 	tests/test_thread_pool_closing.py tests/test_thread_pool_closed_delivery.py \
 	tests/test_iterator_wrapper.py tests/test_loop.py tests/test_counters.py \
-	tests/test_twins.py tests/test_circuit_breaker.py tests/test_backoff.py \
+	tests/test_twins.py tests/test_circuit_breaker_states.py tests/test_circuit_breaker_window.py \
+	tests/test_circuit_breaker_call.py tests/test_circuit_breaker_call_async.py \
+	tests/test_circuit_breaker_cutout.py tests/test_circuit_breaker_hooks.py tests/test_backoff.py \
 	tests/test_timeout.py tests/test_backoff_gc.py tests/test_c_types.py \
 	tests/test_c_common.py tests/test_c_fast_paths.py tests/test_c_signatures.py
 

@@ -123,7 +123,7 @@ def run(loop):
 
 
 # --------------------------------------------------------------------------
-# Thread-pool fixtures (tests/test_thread_pool.py, test_threaded.py, ...).
+# Thread-pool fixtures (tests/test_thread_pool_*.py, test_threaded.py, ...).
 
 
 def pytest_configure(config):
