@@ -19,6 +19,35 @@ from aiomisc_c.service.raven import (
 )
 
 
+# raven's client patches process-wide state for good: the methods of
+# logging.Logger (every later log call records a breadcrumb that keeps its
+# arguments alive), sys.excepthook, and http.client.  The rest of the suite
+# must not run under those patches, so this module puts them back.
+_LOGGER_METHODS = (
+    "debug", "info", "warning", "warn", "error", "exception", "critical",
+    "fatal", "log",
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def restore_what_raven_patches():
+    import http.client
+    import sys
+
+    logger_methods = {
+        name: vars(logging.Logger)[name] for name in _LOGGER_METHODS
+        if name in vars(logging.Logger)
+    }
+    excepthook = sys.excepthook
+    http_request = vars(http.client.HTTPConnection).get("request")
+    yield
+    for name, method in logger_methods.items():
+        setattr(logging.Logger, name, method)
+    sys.excepthook = excepthook
+    if http_request is not None:
+        http.client.HTTPConnection.request = http_request
+
+
 class FakeSentry:
     """POST /api/<project>/store/ of a Sentry server."""
 
