@@ -291,7 +291,7 @@ static PyMethodDef backoff_methods[] = {
     {"execute", (PyCFunction)(void (*)(void))backoff_execute,
      METH_FASTCALL | METH_KEYWORDS,
      "execute($self, func, *args, **kwargs)\n--\n\n"
-     "An awaitable running prepare(func)(*args, **kwargs)."},
+     "An awaitable running ``prepare(func)(*args, **kwargs)``."},
     {NULL, NULL, 0, NULL},
 };
 
