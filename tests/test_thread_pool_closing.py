@@ -13,6 +13,7 @@ import threading
 
 import pytest
 from helpers.childproc import NEUTRAL_CWD, child_env
+from helpers.thread_pool_cases import Gate, new_loop
 from helpers.waiting import wait_event, wait_until_sync
 
 from aiomisc_c import thread_pool
@@ -30,26 +31,6 @@ def stats(name):
         for result in get_statistics(thread_pool.ThreadPoolStatistic)
         if result.name == name
     }
-
-
-def new_loop(loop_kind):
-    if loop_kind == "uvloop":
-        if uvloop is None:
-            pytest.skip("uvloop is not installed")
-        return uvloop.new_event_loop()
-    return asyncio.new_event_loop()
-
-
-class Gate:
-    def __init__(self):
-        self.started = threading.Event()
-        self.release = threading.Event()
-
-    def __call__(self, result="gate"):
-        self.started.set()
-        if not self.release.wait(30):
-            raise AssertionError("gate never released")
-        return result
 
 
 def dropped_records(caplog):
