@@ -142,8 +142,8 @@ typedef struct {
     PyObject *channels; /* dict: loop -> Channel */
     Channel *last_channel;
     work_item *running; /* items whose call runs now; GIL-guarded */
+    /* Exported for the core's lifetime (.obj NULL: not exported). */
     Py_buffer counter_views[N_COUNTERS];
-    int n_counter_views;
     int64_t *counters[N_COUNTERS - 1];
     double *sum_time;
     PyObject *weakreflist;

@@ -57,7 +57,7 @@ worker_run_item(Executor *self, tp_state *st, work_item *it,
     }
     self->running = it;
 
-    double started = monotonic_seconds();
+    double started = aio_monotonic();
     PyObject *result = NULL;
     if (PyContext_Enter(it->context) == 0) {
         /* The item's context is a private copy: point EVENT_LOOP at the
@@ -81,7 +81,7 @@ worker_run_item(Executor *self, tp_state *st, work_item *it,
         }
         aio_err_restore(exc);
     }
-    double elapsed = monotonic_seconds() - started;
+    double elapsed = aio_monotonic() - started;
 
     if (it->run_prev != NULL) {
         it->run_prev->run_next = it->run_next;
@@ -192,7 +192,7 @@ worker_wait(Executor *self)
             self->spinning = 1;
             may_spin = 0;
             UNLOCK(self);
-            int64_t deadline = monotonic_ns() + spin_ns;
+            int64_t deadline = aio_monotonic_ns() + spin_ns;
             for (unsigned i = 1;; i++) {
                 if (atomic_load_explicit(&self->queued, memory_order_acquire) >
                         0 ||
@@ -201,7 +201,7 @@ worker_wait(Executor *self)
                     break;
                 }
                 aio_cpu_relax();
-                if ((i & 63) == 0 && monotonic_ns() > deadline) {
+                if ((i & 63) == 0 && aio_monotonic_ns() > deadline) {
                     break;
                 }
             }
