@@ -150,6 +150,11 @@ find_shell_visit(PyObject *obj, void *arg)
 static PyObject *
 hidden_default_core(tp_state *st, PyObject *loop)
 {
+    /* A fast path (it reads the loop's C fields through tp_traverse): with
+     * fast paths off the call goes through loop.run_in_executor. */
+    if (!aio_fast_paths_on()) {
+        return NULL;
+    }
     traverseproc traverse = Py_TYPE(loop)->tp_traverse;
     if (traverse == NULL) {
         return NULL;
@@ -200,13 +205,15 @@ threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
     PyObject *result = NULL;
     PyObject *executor = NULL;
     int has_executor_attr = 0;
-    if ((PyObject *)Py_TYPE(loop) != st->loop_type_without_executor) {
+    int fast = aio_fast_paths_on();
+    if (!fast || (PyObject *)Py_TYPE(loop) != st->loop_type_without_executor) {
         has_executor_attr =
             lookup_attr_quiet(loop, st->str_default_executor, &executor);
         if (has_executor_attr < 0) {
             goto done;
         }
-        if (has_executor_attr == 0 && Py_TYPE(loop)->tp_dictoffset == 0) {
+        if (fast && has_executor_attr == 0 &&
+            Py_TYPE(loop)->tp_dictoffset == 0) {
             /* No instance dict: no instance of this type will ever have it. */
             Py_XSETREF(st->loop_type_without_executor,
                        Py_NewRef((PyObject *)Py_TYPE(loop)));

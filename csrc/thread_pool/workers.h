@@ -169,10 +169,11 @@ worker_drain_queue(Executor *self, tp_state *st)
     }
 }
 
-/* Worker thread, GIL released: spin (at most one spinner) and then sleep
- * until there is queued work (returns 0) or the pool shuts down (1). */
+/* Worker thread, GIL released: spin (at most one spinner, and only when
+ * `spin_allowed`) and then sleep until there is queued work (returns 0) or
+ * the pool shuts down (1). */
 static int
-worker_wait(Executor *self)
+worker_wait(Executor *self, int spin_allowed)
 {
     int may_spin = 1;
     int stop;
@@ -188,7 +189,7 @@ worker_wait(Executor *self)
         }
         long spin_ns =
             atomic_load_explicit(&self->spin_ns, memory_order_relaxed);
-        if (may_spin && spin_ns > 0 && !self->spinning) {
+        if (may_spin && spin_allowed && spin_ns > 0 && !self->spinning) {
             self->spinning = 1;
             may_spin = 0;
             UNLOCK(self);
