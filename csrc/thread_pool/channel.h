@@ -334,6 +334,7 @@ channel_repr(PyObject *op)
 
 static PyMethodDef channel_methods[] = {
     {"_drain", channel_drain, METH_NOARGS,
+     "_drain($self, /)\n--\n\n"
      "Resolve the futures of the pending batch (runs on the loop)."},
     {NULL, NULL, 0, NULL},
 };

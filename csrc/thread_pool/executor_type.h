@@ -320,20 +320,23 @@ executor_repr(PyObject *op)
 
 static PyMethodDef executor_methods[] = {
     {"start", executor_start, METH_NOARGS,
-     "start()\n--\n\nSpawn the initial workers (2, or 1 if max_workers is "
-     "1)."},
+     "start($self, /)\n--\n\n"
+     "Spawn the initial workers (2, or 1 if max_workers is 1)."},
     {"submit", (PyCFunction)(void (*)(void))executor_submit,
      METH_FASTCALL | METH_KEYWORDS,
-     "submit(fn, /, *args, **kwargs)\n--\n\n"
+     "submit($self, fn, /, *args, **kwargs)\n--\n\n"
      "Queue fn(*args, **kwargs); return an asyncio.Future of the current "
      "loop."},
     {"shutdown", executor_shutdown, METH_NOARGS,
-     "shutdown()\n--\n\nStop accepting work, fail queued items, stop the "
-     "workers (non-blocking, idempotent)."},
+     "shutdown($self, /)\n--\n\n"
+     "Stop accepting work, fail queued items, stop the workers "
+     "(non-blocking, idempotent)."},
     {"run_worker", executor_run_worker, METH_NOARGS,
-     "run_worker()\n--\n\nBody of a worker thread; returns at shutdown."},
+     "run_worker($self, /)\n--\n\n"
+     "Body of a worker thread; returns at shutdown."},
     {"after_fork_in_child", executor_after_fork_in_child, METH_NOARGS,
-     "after_fork_in_child()\n--\n\nReset the core in a forked child."},
+     "after_fork_in_child($self, /)\n--\n\n"
+     "Reset the core in a forked child."},
     {NULL, NULL, 0, NULL},
 };
 
