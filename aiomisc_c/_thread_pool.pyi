@@ -1,4 +1,4 @@
-# Types of the C thread pool (csrc/thread_pool.c); the Python twin is
+# Types of the C thread pool (csrc/thread_pool/); the Python twin is
 # aiomisc_c/_thread_pool_py.py, typed the same way (tests/test_stubs.py).
 import asyncio
 from typing import (
