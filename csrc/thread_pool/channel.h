@@ -124,7 +124,7 @@ channel_is_closed(tp_state *st, Channel *ch)
         return 1;
     }
     PyObject *flag = NULL;
-    int found = lookup_attr_quiet(loop, st->str_closed, &flag);
+    int found = aio_getattr_optional(loop, st->str_closed, &flag);
     if (found == 0) {
         flag = PyObject_VectorcallMethod(
             st->str_is_closed, &loop, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,

@@ -1,4 +1,4 @@
-/* thread_pool/helpers.h — quiet getattr, finalization, the logger.
+/* thread_pool/helpers.h — finalization, the logger.
  *
  * A unit of the aiomisc_c._thread_pool translation unit: included once,
  * by thread_pool/module.c, after the units listed before it there. */
@@ -7,18 +7,6 @@
 
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
-
-/* getattr without building the AttributeError when it is missing (0 with
- * *result = NULL); uvloop's loops go through here on every threaded call. */
-static inline int
-lookup_attr_quiet(PyObject *obj, PyObject *name, PyObject **result)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return PyObject_GetOptionalAttr(obj, name, result);
-#else
-    return _PyObject_LookupAttr(obj, name, result);
-#endif
-}
 
 /* Whether the interpreter is finalizing (logging may be torn down). */
 static inline int

@@ -208,7 +208,7 @@ threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
     int fast = aio_fast_paths_on();
     if (!fast || (PyObject *)Py_TYPE(loop) != st->loop_type_without_executor) {
         has_executor_attr =
-            lookup_attr_quiet(loop, st->str_default_executor, &executor);
+            aio_getattr_optional(loop, st->str_default_executor, &executor);
         if (has_executor_attr < 0) {
             goto done;
         }
