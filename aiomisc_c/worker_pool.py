@@ -33,7 +33,7 @@ from typing import (
 )
 
 from .counters import Statistic
-from .worker import COOKIE_SIZE, INT_SIGNAL, SIGNAL, AddressType, PacketTypes
+from .worker import COOKIE_SIZE, INT_SIGNAL, AddressType, PacketTypes
 from .worker.protocol import (
     HANDSHAKE, MAX_PACKET_SIZE, PACKET_HEADER, PICKLE_PROTOCOL,
     WORKER_ID_SIZE, handshake_digest, unpack_handshake,
@@ -83,13 +83,15 @@ class RemoteTraceback(Exception):
 
 
 class _Job:
-    __slots__ = ("frame", "future", "started", "connection")
+    __slots__ = ("frame", "future", "started", "connection", "counted")
 
     def __init__(self, frame: bytes, future: asyncio.Future[Any], started: float):
         self.frame = frame
         self.future = future
         self.started = started
         self.connection: Optional["_WorkerConnection"] = None
+        # True once the statistics counted it as done.
+        self.counted = False
 
 
 class _WorkerConnection(asyncio.Protocol):
@@ -248,30 +250,9 @@ class _WorkerConnection(asyncio.Protocol):
         self.job = job
         self.transport.write(job.frame)  # type: ignore[union-attr]
 
-    def interrupt(self, job: _Job) -> None:
-        """Interrupt the cancelled ``job``; kill the worker if it does not
-        answer within ``CANCEL_TIMEOUT`` seconds."""
-        if self.job is not job or self.timer is not None or self.pid is None:
-            return
-        log.debug("Sending %r to worker PID: %d", SIGNAL, self.pid)
-        try:
-            os.kill(self.pid, SIGNAL)
-        except OSError:
-            return
-        self.timer = self.pool.loop.call_later(
-            self.pool.CANCEL_TIMEOUT, self._kill_stuck, job,
-        )
-
-    def _kill_stuck(self, job: _Job) -> None:
-        self.timer = None
-        if self.job is job:
-            self.kill(
-                f"did not stop a cancelled job within {self.pool.CANCEL_TIMEOUT} s",
-            )
-
-    def kill(self, reason: str) -> None:
-        """Kill the worker (its supervisor starts a new one)."""
-        log.warning("Killing worker PID %s: %s", self.pid, reason)
+    def kill(self, reason: str, level: int = logging.WARNING) -> None:
+        """Kill the worker (its supervisor reaps it and forks a new one)."""
+        log.log(level, "Killing worker PID %s: %s", self.pid, reason)
         if self.pid is not None:
             try:
                 os.kill(self.pid, signal.SIGKILL)
@@ -313,8 +294,6 @@ class WorkerPool:
     SERVER_CLOSE_TIMEOUT = 1
     # Seconds a peer has to send its handshake.
     HANDSHAKE_TIMEOUT = 10
-    # Seconds a worker has to stop a cancelled job before it is killed.
-    CANCEL_TIMEOUT = 2
     # Seconds the supervisor has to exit after close() before it is killed.
     SUPERVISOR_EXIT_TIMEOUT = 5
     MAX_PACKET_SIZE = MAX_PACKET_SIZE
@@ -544,17 +523,42 @@ class WorkerPool:
         loop = self._loop or self.loop
         job = _Job(PACKET_HEADER.pack(len(payload)) + payload, loop.create_future(), loop.time())
         self._statistic.submitted += 1
-        if not self._idle and self._max_overflow:
-            await self._wait_for_space()
-        self._dispatch(job)
         try:
+            if not self._idle and self._max_overflow:
+                await self._wait_for_space()
+            self._dispatch(job)
             result: T = await job.future
             return result
         except asyncio.CancelledError:
-            connection = job.connection
-            if connection is not None and not self._closing:
-                connection.interrupt(job)
+            self._job_cancelled(job)
             raise
+
+    def _job_cancelled(self, job: _Job) -> None:
+        """The caller of ``job`` was cancelled: a queued job leaves the
+        queue, a running one takes its worker down with it (the supervisor
+        reaps it and forks a fresh one, which inherits the initializer's
+        state).  Killing is the only way to stop any code at once: a
+        signal handler runs between bytecodes only, and a job may catch
+        what it raises."""
+        if self._closing:
+            return
+        connection = job.connection
+        if connection is None:
+            try:
+                self.tasks.remove(job)
+            except ValueError:
+                pass
+            else:
+                self._statistic.queue_size = len(self.tasks)
+                self._wake_space_waiter()
+        elif connection.job is job:
+            connection.kill("its job was cancelled", level=logging.DEBUG)
+        if not job.counted:
+            job.counted = True
+            statistic = self._statistic
+            statistic.done += 1
+            statistic.error += 1
+            statistic.sum_time += self.loop.time() - job.started
 
     async def _wait_for_space(self) -> None:
         while len(self.tasks) >= self._max_overflow and not self._idle:
@@ -577,6 +581,7 @@ class WorkerPool:
         self, job: _Job, result: Any = None, exception: Optional[BaseException] = None,
     ) -> None:
         statistic = self._statistic
+        job.counted = True
         statistic.done += 1
         statistic.sum_time += self.loop.time() - job.started
         future = job.future

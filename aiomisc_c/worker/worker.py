@@ -1,9 +1,12 @@
 """One worker process: connect to the pool, authenticate, run jobs.
 
-Jobs run in the main thread, one at a time.  The pool interrupts a job
-its caller cancelled with :data:`~aiomisc_c.worker.SIGNAL`; the handler
-raises :class:`asyncio.CancelledError` inside the job (only while a job
-runs: a late signal never breaks the worker between jobs).
+Jobs run in the main thread, one at a time.  The pool kills (SIGKILL) a
+worker whose job's caller was cancelled, and the supervisor forks a new
+one.  :data:`~aiomisc_c.worker.SIGNAL` sent by anyone else still
+interrupts the running job: the handler raises
+:class:`asyncio.CancelledError` inside it (only while a job runs: a late
+signal never breaks the worker between jobs), and the caller gets
+:class:`asyncio.CancelledError`.
 """
 from __future__ import annotations
 
