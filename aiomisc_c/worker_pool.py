@@ -264,18 +264,19 @@ class _WorkerConnection(asyncio.BufferedProtocol):
     def _load_reply(self, payload: Any, job: Optional[_Job]) -> Optional[Tuple[Any, ...]]:
         """``(result, exception)`` from a reply frame."""
         try:
-            kind, *rest = pickle.loads(payload)
+            reply = pickle.loads(payload)
+            kind = reply[0]
+            if kind == _RESULT:
+                return reply[1], None
+            if kind == _EXCEPTION:
+                exc, text = reply[1:]
+                exc.__cause__ = RemoteTraceback(text)
+                return None, exc
         except Exception as e:
             error = pickle.UnpicklingError(
                 f"Can not unpickle the reply of worker PID {self.pid}: {e!r}",
             )
             return None, error
-        if kind == _RESULT:
-            return rest[0], None
-        if kind == _EXCEPTION:
-            exc, text = rest
-            exc.__cause__ = RemoteTraceback(text)
-            return None, exc
         if kind == _CANCELLED:
             return None, asyncio.CancelledError()
         return None, RuntimeError(f"Unexpected packet {kind!r} from a worker")
@@ -566,9 +567,13 @@ class WorkerPool:
         job = _Job(frame, loop.create_future(), loop.time())
         self._counts[self._submitted_slot] += 1
         try:
-            if not self._idle and self._max_overflow:
-                await self._wait_for_space()
-            self._dispatch(job)
+            idle = self._idle
+            if idle:
+                idle.pop().run(job)
+            else:
+                if self._max_overflow:
+                    await self._wait_for_space()
+                self._dispatch(job)
             result: T = await job.future
             return result
         except asyncio.CancelledError:
