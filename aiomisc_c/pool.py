@@ -13,6 +13,11 @@ returns false (17.x hands it out although it is being destroyed); a creation
 slot freed by recycling wakes a waiting acquirer, which creates a new
 instance (17.x leaves it waiting for a release); a failed or cancelled
 creation gives its slot back.
+
+Twinned (C in ``aiomisc_c._pool``, Python in ``aiomisc_c._pool_py``):
+``Acquisition``, what :meth:`PoolBase.acquire` returns (the hot path: take
+the oldest idle instance and check it, give it back).  The rest of the pool
+is the Python code below, shared by both twins.
 """
 from __future__ import annotations
 
