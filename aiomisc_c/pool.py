@@ -193,14 +193,17 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
         self._waiters.append(waiter)
         try:
             return await waiter
-        except asyncio.CancelledError:
-            # Whatever was handed over just as we were cancelled goes on.
+        except BaseException:
+            # Cancelled (or closed): whatever was handed over just then goes
+            # on, and a waiter left behind must never be handed anything.
             if waiter.done() and not waiter.cancelled():
                 item = waiter.result()
                 if item is _SLOT:
                     self._free_slot()
                 else:
                     self._put_idle(item)
+            else:
+                waiter.cancel()
             raise
 
     async def _take(self) -> Any:

@@ -421,3 +421,23 @@ def test_acquisition_arguments():
             twin(1, 2)
         with pytest.raises(TypeError):
             twin(pool=1)
+
+
+def test_closing_the_awaitable_while_waiting_leaves_no_waiter(run):
+    """Regression: an acquisition closed while it waited for a release left
+    its waiter behind, and the next release handed the instance to nobody."""
+    async def main():
+        pool = await ready_pool()
+        holding = pool.acquire()
+        await holding.__aenter__()
+        iterator = pool.acquire().__aenter__().__await__()
+        iterator.send(None)                 # waiting: nothing idle, no slot
+        assert len(pool._waiters) == 1
+        iterator.close()
+        await holding.__aexit__(None, None, None)
+        assert list(pool._idle) == ["instance-0"]
+        async with pool.acquire() as instance:
+            assert instance == "instance-0"
+        await pool.close()
+
+    run(main())
