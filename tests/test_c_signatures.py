@@ -1,5 +1,5 @@
 """``inspect.signature`` works on every callable of the C extension modules
-of the circuit breaker, backoff, loop setup and thread pool (module
+of the circuit breaker, backoff, loop setup, thread pool and pool (module
 functions, types and their methods), and where the Python twin has the same callable, both take
 the same parameters (names, kinds, whether optional, and the default where a
 text signature can spell it)."""
@@ -24,6 +24,7 @@ TWINS = {
     "aiomisc_c._backoff": "aiomisc_c._backoff_py",
     "aiomisc_c._loop": "aiomisc_c._loop_py",
     "aiomisc_c._thread_pool": "aiomisc_c._thread_pool_py",
+    "aiomisc_c._pool": "aiomisc_c._pool_py",
 }
 
 # Slot wrappers CPython gives every type; their signatures are CPython's.
@@ -94,6 +95,9 @@ def test_every_c_module_is_covered():
         ("aiomisc_c._thread_pool", "Channel._drain"),
         ("aiomisc_c._thread_pool", "BoundThreaded.sync_call"),
         ("aiomisc_c._thread_pool", "_set_fast_paths"),
+        ("aiomisc_c._pool", "Acquisition"),
+        ("aiomisc_c._pool", "Acquisition.__aexit__"),
+        ("aiomisc_c._pool", "_Enter.throw"),
     ]:
         assert expected in names
 
@@ -153,6 +157,7 @@ def test_twin_pairs_found():
         "Executor.run_worker", "Executor.after_fork_in_child", "Threaded",
         "Threaded.async_call", "Threaded.sync_call", "BoundThreaded",
         "BoundThreaded.async_call", "BoundThreaded.sync_call",
+        "Acquisition", "Acquisition.__aenter__", "Acquisition.__aexit__",
     } <= compared
 
 
