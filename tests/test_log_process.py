@@ -221,3 +221,103 @@ def test_sigterm_while_main_thread_sleeps(tmp_path):
     )
     assert returncode == -signal.SIGTERM
     assert_plain_records(stderr, 500)
+
+
+# The C-level signal handler may run while the main thread is on its way into
+# a blocking call (or in another thread): the Python handler then waits for
+# the next wake-up, forever for an idle loop.  The child reproduces that
+# window deterministically: a thread of its own takes SIGTERM once the main
+# thread sleeps in the kernel, so nothing interrupts the main thread's wait.
+LOST_WAKEUP_BODY = """
+import platform, threading
+
+WAIT_KIND = os.environ["TEST_WAIT_KIND"]
+# wchan names and syscall numbers (x86_64, aarch64) of each way to sleep
+WCHAN_WORDS = {"loop": ("epoll", "ep_poll"), "sleep": ("nanosleep",)}[WAIT_KIND]
+SYSCALLS = {
+    "loop": {"x86_64": {"232", "281", "441"}, "aarch64": {"22", "441"}},
+    "sleep": {"x86_64": {"35", "230"}, "aarch64": {"101", "115"}},
+}[WAIT_KIND].get(platform.machine(), set())
+
+def main_thread_sleeps():
+    task = f"/proc/self/task/{threading.main_thread().native_id}"
+    with open(f"{task}/wchan") as f:
+        wchan = f.read()
+    if any(word in wchan for word in WCHAN_WORDS):
+        return True
+    with open(f"{task}/syscall") as f:
+        return f.read().split()[0] in SYSCALLS
+
+def take_sigterm_in_this_thread():
+    while not main_thread_sleeps():
+        time.sleep(0.01)
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+async def log_then_start_the_thread():
+    await log_records()
+    threading.Thread(target=take_sigterm_in_this_thread).start()
+    print("ready", flush=True)
+
+loop.run_until_complete(log_then_start_the_thread())
+if WAIT_KIND == "loop":
+    loop.run_until_complete(asyncio.sleep(3600))
+else:
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc/<pid>/task",
+)
+@pytest.mark.parametrize("wait_kind", ["loop", "sleep"])
+def test_sigterm_taken_while_main_thread_sleeps_still_flushes(
+    loop_kind, wait_kind, tmp_path,
+):
+    stderr_path = tmp_path / "stderr.txt"
+    script = CHILD_PRELUDE + textwrap.dedent(LOST_WAKEUP_BODY)
+    env = child_env()
+    env["TEST_WAIT_KIND"] = wait_kind
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, loop_kind, "plain", "0", "500"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+            cwd=NEUTRAL_CWD,
+        )
+        try:
+            assert proc.stdout.readline() == "ready\n", stderr_path.read_text()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the SIGTERM handler never ran")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+    assert proc.returncode == -signal.SIGTERM
+    assert_plain_records(stderr_path.read_text(), 500)
+
+
+def test_sigterm_of_a_forked_child_leaves_the_parent_alone(tmp_path):
+    # Parent and forked child share the pipe that wakes the main thread on
+    # a signal: the child's SIGTERM must not make the parent flush and die.
+    result = run_child(
+        """
+        loop.run_until_complete(log_records())
+        pid = os.fork()
+        if pid == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status), flush=True)
+        time.sleep(0.5)     # time for a wrong wake-up to reach us
+        log.info("parent alive")
+        loop.close()
+        """,
+        "asyncio", "plain", count=10,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"child {-signal.SIGTERM}\n"
+    assert_plain_records(result.stderr, 10)
+    assert result.stderr.endswith("parent alive\n")
