@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from helpers import signal_race
 from helpers.childproc import NEUTRAL_CWD, child_env as package_env
 
 pytestmark = pytest.mark.skipif(
@@ -226,40 +227,15 @@ def test_sigterm_while_main_thread_sleeps(tmp_path):
 # The C-level signal handler may run while the main thread is on its way into
 # a blocking call (or in another thread): the Python handler then waits for
 # the next wake-up, forever for an idle loop.  The child reproduces that
-# window deterministically: a thread of its own takes SIGTERM once the main
-# thread sleeps in the kernel, so nothing interrupts the main thread's wait.
-LOST_WAKEUP_BODY = """
-import platform, threading
-
-WAIT_KIND = os.environ["TEST_WAIT_KIND"]
-# wchan names and syscall numbers (x86_64, aarch64) of each way to sleep
-WCHAN_WORDS = {"loop": ("epoll", "ep_poll"), "sleep": ("nanosleep",)}[WAIT_KIND]
-SYSCALLS = {
-    "loop": {"x86_64": {"232", "281", "441"}, "aarch64": {"22", "441"}},
-    "sleep": {"x86_64": {"35", "230"}, "aarch64": {"101", "115"}},
-}[WAIT_KIND].get(platform.machine(), set())
-
-def main_thread_sleeps():
-    task = f"/proc/self/task/{threading.main_thread().native_id}"
-    with open(f"{task}/wchan") as f:
-        wchan = f.read()
-    if any(word in wchan for word in WCHAN_WORDS):
-        return True
-    with open(f"{task}/syscall") as f:
-        return f.read().split()[0] in SYSCALLS
-
-def take_sigterm_in_this_thread():
-    while not main_thread_sleeps():
-        time.sleep(0.01)
-    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
-
+# window every time (see helpers.signal_race).
+LOST_WAKEUP_BODY = signal_race.SOURCE + """
 async def log_then_start_the_thread():
     await log_records()
-    threading.Thread(target=take_sigterm_in_this_thread).start()
+    take_signal_in_a_thread(signal.SIGTERM, os.environ["TEST_WAIT_KIND"])
     print("ready", flush=True)
 
 loop.run_until_complete(log_then_start_the_thread())
-if WAIT_KIND == "loop":
+if os.environ["TEST_WAIT_KIND"] == "loop":
     loop.run_until_complete(asyncio.sleep(3600))
 else:
     time.sleep(3600)
@@ -274,7 +250,7 @@ def test_sigterm_taken_while_main_thread_sleeps_still_flushes(
     loop_kind, wait_kind, tmp_path,
 ):
     stderr_path = tmp_path / "stderr.txt"
-    script = CHILD_PRELUDE + textwrap.dedent(LOST_WAKEUP_BODY)
+    script = CHILD_PRELUDE + LOST_WAKEUP_BODY
     env = child_env()
     env["TEST_WAIT_KIND"] = wait_kind
     with open(stderr_path, "w") as stderr:
