@@ -23,7 +23,7 @@ import os
 import signal
 import threading
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 from ._compat import process_signals_blocked
 
@@ -35,6 +35,8 @@ NUDGE_INTERVAL = 0.02
 # A signal whose handler still has not run after this long is given up on
 # (the main thread is stuck in a call that never checks for signals).
 NUDGE_PERIOD = 10.0
+# How long stop() waits for the watcher thread.
+STOP_TIMEOUT = 1.0
 
 Nudge = Callable[[], None]
 
@@ -80,10 +82,11 @@ class _Watcher:
         """Give the wakeup fd back (main thread); the thread then ends."""
         if self.thread is None or not self._release_wakeup_fd():
             return
-        # Closing the write end makes the thread read EOF and leave.
+        # Closing the write end makes the thread read EOF and leave (later,
+        # if a child forked outside os.fork() holds a copy: no waiting).
         os.close(self.write_fd)
         self.write_fd = -1
-        self.thread.join()
+        self.thread.join(STOP_TIMEOUT)
         self.thread = None
 
     def _release_wakeup_fd(self) -> bool:
@@ -102,21 +105,25 @@ class _Watcher:
         return True
 
     def run(self, read_fd: int) -> None:
-        burst_started = last_byte = 0.0
+        # signum -> (first, last) arrival of its current burst of bytes
+        bursts: Dict[int, Tuple[float, float]] = {}
         try:
             while True:
                 data = os.read(read_fd, 512)
                 if not data:
                     return                  # stop() closed the write end
                 now = time.monotonic()
-                if now - last_byte > 1.0:
-                    burst_started = now     # after a quiet second: anew
-                last_byte = now
-                if now - burst_started > NUDGE_PERIOD:
-                    continue
+                signums = []
+                for signum in set(data):
+                    first, last = bursts.get(signum, (now, now))
+                    if now - last > 1.0:
+                        first = now         # after a quiet second: anew
+                    bursts[signum] = (first, now)
+                    if now - first <= NUDGE_PERIOD:
+                        signums.append(signum)
                 with self.lock:
                     nudges = [
-                        nudge for signum in set(data)
+                        nudge for signum in signums
                         for nudge in self.nudges.get(signum, ())
                     ]
                 for nudge in nudges:
@@ -159,7 +166,9 @@ def watch(signum: int, nudge: Nudge) -> None:
     ):
         return
     with _WATCHER.lock:
-        _WATCHER.nudges.setdefault(signum, []).append(nudge)
+        nudges = _WATCHER.nudges.setdefault(signum, [])
+        if nudge not in nudges:
+            nudges.append(nudge)
     _WATCHER.start()
 
 

@@ -402,6 +402,7 @@ def _uninstall_sigterm_flush_if_idle() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is _flush_on_sigterm:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _signal_wakeup.unwatch(signal.SIGTERM, _nudge_sigterm_flush)
     except (ValueError, OSError):
         pass
+    # Also when the application replaced the handler meanwhile.
+    _signal_wakeup.unwatch(signal.SIGTERM, _nudge_sigterm_flush)
