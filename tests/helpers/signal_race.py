@@ -15,11 +15,15 @@ SOURCE = '''
 import os as _os, platform as _platform, signal as _signal
 import threading as _threading, time as _time
 
-# wchan words and syscall numbers (x86_64, aarch64) of each way to sleep
-_WCHAN_WORDS = {"loop": ("epoll", "ep_poll"), "sleep": ("nanosleep",)}
+# wchan words and syscall numbers (x86_64, aarch64) of each way to sleep;
+# time.sleep is clock_nanosleep from Python 3.11 on, pselect6 before
+_WCHAN_WORDS = {
+    "loop": ("epoll", "ep_poll"),
+    "sleep": ("nanosleep", "poll_schedule_timeout"),
+}
 _SYSCALLS = {
     "loop": {"x86_64": {"232", "281", "441"}, "aarch64": {"22", "441"}},
-    "sleep": {"x86_64": {"35", "230"}, "aarch64": {"101", "115"}},
+    "sleep": {"x86_64": {"35", "230", "270"}, "aarch64": {"72", "101", "115"}},
 }
 
 def _main_thread_sleeps(wait_kind):
