@@ -21,7 +21,7 @@ import asyncio
 from typing import Any, Dict
 
 from ._harness import (
-    AIOMISC, AIOMISC_C, Case, Fixture, Subject, import_peer, loop_policy,
+    AIOMISC, AIOMISC_C, Case, Fixture, Subject, import_peer, install_loop,
 )
 
 TITLE = "Scheduling and batching"
@@ -165,11 +165,8 @@ def aiomisc_like(aggregate_module: Any, pool_module: Any, periodic_module: Any) 
 
 
 def setup(subject: str, loop_kind: str) -> Fixture:
-    policy = loop_policy(loop_kind)
     facts: Dict[str, Any] = {"loop_kind": loop_kind}
-    asyncio.set_event_loop_policy(policy)
-    loop = policy.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = install_loop(loop_kind)
     bodies: Dict[str, Any] = {
         "gather_100": gather_body(echo),
         "plain_async_with": pool_body(type("P", (), {"acquire": TrivialContext})),
