@@ -187,25 +187,27 @@ else:
         )
 
 
-class CutoutDecorator(Protocol):
-    """What ``cutout(...)`` returns: keeps the decorated function's
-    signature (a coroutine function stays one)."""
+if TYPE_CHECKING:
+    # Types only: building Protocol classes at run time is a measurable part
+    # of "import aiomisc_c".
+    class CutoutDecorator(Protocol):
+        """What ``cutout(...)`` returns: keeps the decorated function's
+        signature (a coroutine function stays one)."""
 
-    def __call__(self, func: Callable[P, T], /) -> Callable[P, T]:
-        ...
+        def __call__(self, func: Callable[P, T], /) -> Callable[P, T]:
+            ...
 
+    class CutoutFactory(Protocol):
+        """The type of ``cutout`` (either twin)."""
 
-class CutoutFactory(Protocol):
-    """The type of ``cutout`` (either twin)."""
-
-    def __call__(
-        self,
-        ratio: float,
-        response_time: int | float,
-        *exceptions: type[Exception],
-        **kwargs: Any,
-    ) -> CutoutDecorator:
-        ...
+        def __call__(
+            self,
+            ratio: float,
+            response_time: int | float,
+            *exceptions: type[Exception],
+            **kwargs: Any,
+        ) -> CutoutDecorator:
+            ...
 
 
 def _wrap_async(breaker: Any, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -221,7 +223,7 @@ def build_cutout(
     wrap_sync: Callable[[Any, Callable[..., Any]], Callable[..., Any]],
     module: str,
     wrap_async: Callable[[Any, Callable[..., Any]], Callable[..., Any]] = _wrap_async,
-) -> CutoutFactory:
+) -> "CutoutFactory":
     """The ``cutout`` of one twin: ``breaker_class`` makes the breaker,
     ``wrap_sync(breaker, func)`` and ``wrap_async(breaker, func)`` make the
     wrappers of plain and coroutine functions."""
@@ -231,7 +233,7 @@ def build_cutout(
         response_time: int | float,
         *exceptions: type[Exception],
         **kwargs: Any,
-    ) -> CutoutDecorator:
+    ) -> "CutoutDecorator":
         # Built here, once: every function decorated by the returned
         # decorator shares it (and bad arguments fail right now).
         circuit_breaker = breaker_class(
