@@ -14,8 +14,8 @@ from collections import Counter, deque
 from enum import IntEnum, unique
 from functools import wraps
 from typing import (
-    TYPE_CHECKING, Any, Awaitable, Callable, Optional, ParamSpec, Protocol,
-    Tuple, TypeVar,
+    TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, ParamSpec,
+    Protocol, Tuple, TypeVar,
 )
 
 from . import _compat
@@ -28,11 +28,37 @@ StatisticType = deque[tuple[int, Counter[Any]]]
 T = TypeVar("T")
 P = ParamSpec("P")
 ExceptionInspectorType = Callable[[Exception], bool] | None
-CutoutFuncType = Callable[..., T] | Callable[..., Awaitable[T]]
-CutoutDecoratorReturnType = Callable[..., T | Awaitable[T]]
-CutoutReturnType = Callable[
-    [CutoutFuncType[Any]], CutoutDecoratorReturnType[Any],
-]
+if TYPE_CHECKING:
+    CutoutFuncType = Callable[..., T] | Callable[..., Awaitable[T]]
+    CutoutDecoratorReturnType = Callable[..., T | Awaitable[T]]
+    CutoutReturnType = Callable[
+        [CutoutFuncType[Any]], CutoutDecoratorReturnType[Any],
+    ]
+
+
+def _cutout_type_aliases() -> Dict[str, Any]:
+    # Built on first read (see __getattr__ below): subscripting typing's
+    # generics is a measurable part of "import aiomisc_c".
+    # (run-time values: typed Any, the aliases under TYPE_CHECKING above
+    # are what a type checker reads)
+    callable_: Any = Callable
+    awaitable: Any = Awaitable
+    t: Any = T
+    func = callable_[..., t] | callable_[..., awaitable[t]]
+    decorator_return = callable_[..., t | awaitable[t]]
+    return {
+        "CutoutFuncType": func,
+        "CutoutDecoratorReturnType": decorator_return,
+        "CutoutReturnType": callable_[[func[Any]], decorator_return[Any]],
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("CutoutFuncType", "CutoutDecoratorReturnType", "CutoutReturnType"):
+        aliases = _cutout_type_aliases()
+        globals().update(aliases)
+        return aliases[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Control-flow exceptions: never counted as failures (and never remembered as
 # the last exception), whatever ``exceptions`` says; they always propagate.

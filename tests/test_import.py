@@ -248,3 +248,32 @@ def test_other_submodules_still_bind_as_modules():
         assert aiomisc_c.some_new_attribute is aiomisc_c.log
     finally:
         del aiomisc_c.some_new_attribute
+
+
+def test_cutout_type_aliases_are_built_on_first_read():
+    code = (
+        "import json, sys\n"
+        "from typing import Any, Awaitable, Callable, TypeVar\n"
+        "import aiomisc_c\n"
+        "base = sys.modules['aiomisc_c._circuit_breaker_base']\n"
+        "built_at_import = 'CutoutFuncType' in vars(base)\n"
+        "from aiomisc_c import circuit_breaker as cb\n"
+        "T = base.T\n"
+        "func = Callable[..., T] | Callable[..., Awaitable[T]]\n"
+        "ok = [\n"
+        "    cb.CutoutFuncType == func,\n"
+        "    cb.CutoutDecoratorReturnType == Callable[..., T | Awaitable[T]],\n"
+        "    cb.CutoutReturnType == Callable[\n"
+        "        [func[Any]], Callable[..., T | Awaitable[T]][Any]],\n"
+        "    cb.CutoutFuncType is base.CutoutFuncType,\n"
+        "]\n"
+        "print(json.dumps([built_at_import, ok]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=NEUTRAL_CWD,
+        env=child_env(AIOMISC_NO_PLUGINS="1"),
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    built_at_import, ok = json.loads(done.stdout.splitlines()[-1])
+    assert not built_at_import
+    assert ok == [True, True, True, True]
