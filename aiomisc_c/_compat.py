@@ -113,7 +113,7 @@ def lazy_attributes(namespace: Dict[str, Any], sources: Mapping[str, str]) -> No
     imported on the first read of the name, whose value (the module itself
     when the name is one of the namespace's own submodules) is then cached
     in ``namespace``.  A module ``__getattr__`` defined before is consulted
-    for other names.
+    for other names.  ``dir()`` of the module lists them all.
     """
     previous = namespace.get("__getattr__")
     table = dict(sources)
@@ -138,7 +138,15 @@ def lazy_attributes(namespace: Dict[str, Any], sources: Mapping[str, str]) -> No
         namespace[name] = value
         return value
 
+    previous_dir = namespace.get("__dir__")
+
+    def __dir__() -> List[str]:
+        # the names not read yet are listed too, as if imported eagerly
+        names = set(previous_dir() if previous_dir is not None else namespace)
+        return sorted(names | table.keys())
+
     namespace["__getattr__"] = __getattr__
+    namespace["__dir__"] = __dir__
 
 
 def public_names_shadow_submodules(package_name: str, names: Iterable[str]) -> None:

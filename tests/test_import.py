@@ -277,3 +277,27 @@ def test_cutout_type_aliases_are_built_on_first_read():
     built_at_import, ok = json.loads(done.stdout.splitlines()[-1])
     assert not built_at_import
     assert ok == [True, True, True, True]
+
+
+def test_lazy_names_are_listed_by_dir_before_their_first_read():
+    code = (
+        "import json, sys\n"
+        "import aiomisc_c\n"
+        "from aiomisc_c import circuit_breaker\n"
+        "names = dir(aiomisc_c)\n"
+        "print(json.dumps([names, dir(circuit_breaker), sorted(sys.modules)]))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=NEUTRAL_CWD,
+        env=child_env(AIOMISC_NO_PLUGINS="1"),
+        capture_output=True, text=True, timeout=60, check=True,
+    )
+    names, breaker_names, modules = json.loads(done.stdout.splitlines()[-1])
+    assert {
+        "entrypoint", "Entrypoint", "aggregate", "Service", "log", "io",
+        "PeriodicCallback", "threaded", "Backoff",
+    } <= set(names)
+    assert names == sorted(set(names))
+    assert {"CutoutFuncType", "CircuitBreaker", "cutout"} <= set(breaker_names)
+    # listing them imported nothing
+    assert "aiomisc_c.entrypoint" not in modules and "aiomisc_c.io" not in modules
