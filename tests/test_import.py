@@ -35,12 +35,17 @@ PROBE = (
 )
 
 
-def loaded_after(code, **env):
+def probe(code, **env):
+    """What ``code``, run in a new interpreter, printed last (as JSON)."""
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=NEUTRAL_CWD, env=child_env(**env),
         capture_output=True, text=True, timeout=60, check=True,
     )
-    return set(json.loads(done.stdout.splitlines()[-1]))
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def loaded_after(code, **env):
+    return set(probe(code, **env))
 
 
 def test_import_leaves_optional_modules_alone():
@@ -91,18 +96,13 @@ PYTHON_TWINS = (
 def test_python_twins_are_imported_only_when_needed():
     from aiomisc_c import _compat
 
-    probe = (
+    code = (
         "import json, sys; import aiomisc_c; "
         "print(json.dumps([sorted(sys.modules), str(aiomisc_c.implementation)]))"
     )
 
     def run(**env):
-        done = subprocess.run(
-            [sys.executable, "-c", probe], cwd=NEUTRAL_CWD,
-            env=child_env(AIOMISC_NO_PLUGINS="1", **env),
-            capture_output=True, text=True, timeout=60, check=True,
-        )
-        modules, kind = json.loads(done.stdout.splitlines()[-1])
+        modules, kind = probe(code, AIOMISC_NO_PLUGINS="1", **env)
         return set(modules), kind
 
     loaded, kind = run(AIOMISC_C_NO_EXTENSIONS="1")
@@ -214,12 +214,7 @@ def test_function_and_class_names_shadow_their_submodules(first):
     # As in aiomisc: the package attributes "aggregate" and "entrypoint" are
     # the function and the class, whichever import came first; the modules
     # stay importable under those names.
-    done = subprocess.run(
-        [sys.executable, "-c", SHADOWING_PROBE.format(first=first)],
-        cwd=NEUTRAL_CWD, env=child_env(AIOMISC_NO_PLUGINS="1"),
-        capture_output=True, text=True, timeout=60, check=True,
-    )
-    found = json.loads(done.stdout.splitlines()[-1])
+    found = probe(SHADOWING_PROBE.format(first=first), AIOMISC_NO_PLUGINS="1")
     assert found == {
         "aggregate": "aggregate", "imported_aggregate": "aggregate",
         "again_aggregate": "aggregate",
@@ -269,12 +264,7 @@ def test_cutout_type_aliases_are_built_on_first_read():
         "]\n"
         "print(json.dumps([built_at_import, ok]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=NEUTRAL_CWD,
-        env=child_env(AIOMISC_NO_PLUGINS="1"),
-        capture_output=True, text=True, timeout=60, check=True,
-    )
-    built_at_import, ok = json.loads(done.stdout.splitlines()[-1])
+    built_at_import, ok = probe(code, AIOMISC_NO_PLUGINS="1")
     assert not built_at_import
     assert ok == [True, True, True, True]
 
@@ -287,12 +277,7 @@ def test_lazy_names_are_listed_by_dir_before_their_first_read():
         "names = dir(aiomisc_c)\n"
         "print(json.dumps([names, dir(circuit_breaker), sorted(sys.modules)]))\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", code], cwd=NEUTRAL_CWD,
-        env=child_env(AIOMISC_NO_PLUGINS="1"),
-        capture_output=True, text=True, timeout=60, check=True,
-    )
-    names, breaker_names, modules = json.loads(done.stdout.splitlines()[-1])
+    names, breaker_names, modules = probe(code, AIOMISC_NO_PLUGINS="1")
     assert {
         "entrypoint", "Entrypoint", "aggregate", "Service", "log", "io",
         "PeriodicCallback", "threaded", "Backoff",
