@@ -7,36 +7,36 @@ PYTEST_DONT_REWRITE (the package registers a pytest plugin; this marker lets
 pytest start quietly when aiomisc_c was imported first, e.g. by
 ``python -m aiomisc_c.alias -m pytest``).
 """
+from typing import TYPE_CHECKING
+
 from . import (
-    backoff, circuit_breaker, compat, context, counters, log, service, signal,
-    thread_pool, utils, version,
+    backoff, circuit_breaker, compat, counters, thread_pool, utils, version,
 )
 from . import _compat, _context_vars
-# After the submodule import: aiomisc_c.aggregate is the decorator factory
-# (as in aiomisc); the module stays importable as "aiomisc_c.aggregate".
-from .aggregate import aggregate, aggregate_async
 from .backoff import Backoff, BackoffExecution, asyncbackoff, asyncretry
 from .circuit_breaker import CircuitBreaker, CircuitBroken, cutout
 from ._compat import implementation
 from ._context_vars import StrictContextVar
-from .context import Context, get_context
 from .counters import Statistic, get_statistics
-# After the submodule import: aiomisc_c.entrypoint is the class (as in
-# aiomisc); the module stays importable as "aiomisc_c.entrypoint".
-from .entrypoint import CURRENT_ENTRYPOINT, Entrypoint, entrypoint, run
 from .thread_pool import (
     ThreadPoolExecutor, context_partial, sync_await,
     sync_wait_coroutine, threaded, threaded_iterable,
     threaded_iterable_separate, threaded_separate, wait_coroutine,
 )
-from .service import Service
-from .signal import Signal, receiver
 from .timeout import timeout
 from .utils import (
     SelectResult, awaitable, bind_socket, cancel_tasks, chunk_list,
     new_event_loop, select, shield,
 )
 from .version import __version__, version_info
+
+if TYPE_CHECKING:  # imported on first use at run time (see below)
+    from . import context, log, service, signal
+    from .aggregate import aggregate, aggregate_async
+    from .context import Context, get_context
+    from .entrypoint import CURRENT_ENTRYPOINT, Entrypoint, entrypoint, run
+    from .service import Service
+    from .signal import Signal, receiver
 
 __all__ = (
     "Backoff",
@@ -126,6 +126,30 @@ _compat.lazy_attributes(globals(), {
     "recurring": "aiomisc_c.recurring",
     "CronCallback": "aiomisc_c.cron",
 })
+
+# The entrypoint, logging, services, signals and the aggregators are loaded by
+# their first user too: a cold "import aiomisc_c" stays about twice as fast as
+# aiomisc's (benchmarks/bench_entrypoint.py measures it).
+_compat.lazy_attributes(globals(), {
+    "aggregate": "aiomisc_c.aggregate",
+    "aggregate_async": "aiomisc_c.aggregate",
+    "CURRENT_ENTRYPOINT": "aiomisc_c.entrypoint",
+    "Entrypoint": "aiomisc_c.entrypoint",
+    "entrypoint": "aiomisc_c.entrypoint",
+    "run": "aiomisc_c.entrypoint",
+    "context": "aiomisc_c.context",
+    "Context": "aiomisc_c.context",
+    "get_context": "aiomisc_c.context",
+    "log": "aiomisc_c.log",
+    "service": "aiomisc_c.service",
+    "Service": "aiomisc_c.service",
+    "signal": "aiomisc_c.signal",
+    "Signal": "aiomisc_c.signal",
+    "receiver": "aiomisc_c.signal",
+})
+# As in aiomisc, "aiomisc_c.aggregate" and "aiomisc_c.entrypoint" are the
+# function and the class even after their submodules are imported.
+_compat.public_names_shadow_submodules(__name__, ("aggregate", "entrypoint"))
 
 # Twinned names re-exported here follow aiomisc_c._compat.use_implementation.
 _compat.reexport_twins("thread_pool", globals(), ["ThreadPoolExecutor"])

@@ -14,8 +14,8 @@ import inspect
 import math
 import operator
 from typing import (
-    Any, Callable, Coroutine, Dict, Optional, ParamSpec, Protocol, Tuple, Type,
-    TypeVar, Union,
+    TYPE_CHECKING, Any, Callable, Coroutine, Dict, Optional, ParamSpec, Protocol,
+    Tuple, Type, TypeVar, Union,
 )
 
 from .counters import Statistic
@@ -190,46 +190,47 @@ def timer_seconds(value: Optional[Number]) -> Optional[float]:
     return None if math.isinf(seconds) else seconds
 
 
-class AsyncBackoffFactory(Protocol[B_co]):
-    """The type of ``asyncbackoff`` (either twin)."""
+if TYPE_CHECKING:
+    # Types only: building Protocol classes at run time is a measurable part
+    # of "import aiomisc_c".
+    class AsyncBackoffFactory(Protocol[B_co]):
+        """The type of ``asyncbackoff`` (either twin)."""
 
-    def __call__(
-        self,
-        attempt_timeout: Optional[Number],
-        deadline: Optional[Number],
-        pause: Number = 0,
-        *exc: Type[Exception],
-        exceptions: Tuple[Type[Exception], ...] = (),
-        max_tries: Optional[int] = None,
-        giveup: Optional[Callable[[Exception], bool]] = None,
-        statistic_name: Optional[str] = None,
-        statistic_class: Type[BackoffStatistic] = BackoffStatistic,
-    ) -> B_co:
-        ...
+        def __call__(
+            self,
+            attempt_timeout: Optional[Number],
+            deadline: Optional[Number],
+            pause: Number = 0,
+            *exc: Type[Exception],
+            exceptions: Tuple[Type[Exception], ...] = (),
+            max_tries: Optional[int] = None,
+            giveup: Optional[Callable[[Exception], bool]] = None,
+            statistic_name: Optional[str] = None,
+            statistic_class: Type[BackoffStatistic] = BackoffStatistic,
+        ) -> B_co:
+            ...
 
+    class AsyncRetryFactory(Protocol[B_co]):
+        """The type of ``asyncretry`` (either twin)."""
 
-class AsyncRetryFactory(Protocol[B_co]):
-    """The type of ``asyncretry`` (either twin)."""
+        def __call__(
+            self,
+            max_tries: Optional[int],
+            exceptions: Tuple[Type[Exception], ...] = (Exception,),
+            pause: Number = 0,
+            giveup: Optional[Callable[[Exception], bool]] = None,
+            statistic_name: Optional[str] = None,
+        ) -> B_co:
+            ...
 
-    def __call__(
-        self,
-        max_tries: Optional[int],
-        exceptions: Tuple[Type[Exception], ...] = (Exception,),
-        pause: Number = 0,
-        giveup: Optional[Callable[[Exception], bool]] = None,
-        statistic_name: Optional[str] = None,
-    ) -> B_co:
-        ...
+    class TimeoutDecorator(Protocol):
+        """What ``timeout(value)`` returns: keeps the decorated coroutine
+        function's signature."""
 
-
-class TimeoutDecorator(Protocol):
-    """What ``timeout(value)`` returns: keeps the decorated coroutine
-    function's signature."""
-
-    def __call__(
-        self, func: Callable[P, Coroutine[Any, Any, T]], /,
-    ) -> Callable[P, Coroutine[Any, Any, T]]:
-        ...
+        def __call__(
+            self, func: Callable[P, Coroutine[Any, Any, T]], /,
+        ) -> Callable[P, Coroutine[Any, Any, T]]:
+            ...
 
 
 BackoffType = TypeVar("BackoffType")
@@ -237,7 +238,7 @@ BackoffType = TypeVar("BackoffType")
 
 def make_factories(
     backoff_class: Callable[..., BackoffType],
-) -> Tuple[AsyncBackoffFactory[BackoffType], AsyncRetryFactory[BackoffType]]:
+) -> "Tuple[AsyncBackoffFactory[BackoffType], AsyncRetryFactory[BackoffType]]":
     """``asyncbackoff`` and ``asyncretry`` over ``backoff_class`` (each twin
     calls this with its own ``Backoff``)."""
 
@@ -294,12 +295,12 @@ def make_factories(
 
 def make_timeout(
     wrapper_factory: Callable[[Callable[..., Any], Any], Any],
-) -> Callable[[Optional[Number]], TimeoutDecorator]:
+) -> "Callable[[Optional[Number]], TimeoutDecorator]":
     """The ``timeout`` decorator of a twin whose wrapper is built by
     ``wrapper_factory(func, value)`` (the C twin's wrapper type)."""
     import functools
 
-    def timeout(value: Optional[Number]) -> TimeoutDecorator:
+    def timeout(value: Optional[Number]) -> "TimeoutDecorator":
         """Fail the decorated coroutine function with
         ``asyncio.TimeoutError`` after ``value`` seconds."""
         check_timeout(value)

@@ -14,8 +14,8 @@ from collections import Counter, deque
 from enum import IntEnum, unique
 from functools import wraps
 from typing import (
-    TYPE_CHECKING, Any, Awaitable, Callable, Optional, ParamSpec, Protocol,
-    Tuple, TypeVar,
+    TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, ParamSpec,
+    Protocol, Tuple, TypeVar,
 )
 
 from . import _compat
@@ -28,11 +28,37 @@ StatisticType = deque[tuple[int, Counter[Any]]]
 T = TypeVar("T")
 P = ParamSpec("P")
 ExceptionInspectorType = Callable[[Exception], bool] | None
-CutoutFuncType = Callable[..., T] | Callable[..., Awaitable[T]]
-CutoutDecoratorReturnType = Callable[..., T | Awaitable[T]]
-CutoutReturnType = Callable[
-    [CutoutFuncType[Any]], CutoutDecoratorReturnType[Any],
-]
+if TYPE_CHECKING:
+    CutoutFuncType = Callable[..., T] | Callable[..., Awaitable[T]]
+    CutoutDecoratorReturnType = Callable[..., T | Awaitable[T]]
+    CutoutReturnType = Callable[
+        [CutoutFuncType[Any]], CutoutDecoratorReturnType[Any],
+    ]
+
+
+def _cutout_type_aliases() -> Dict[str, Any]:
+    # Built on first read (see __getattr__ below): subscripting typing's
+    # generics is a measurable part of "import aiomisc_c".
+    # (run-time values: typed Any, the aliases under TYPE_CHECKING above
+    # are what a type checker reads)
+    callable_: Any = Callable
+    awaitable: Any = Awaitable
+    t: Any = T
+    func = callable_[..., t] | callable_[..., awaitable[t]]
+    decorator_return = callable_[..., t | awaitable[t]]
+    return {
+        "CutoutFuncType": func,
+        "CutoutDecoratorReturnType": decorator_return,
+        "CutoutReturnType": callable_[[func[Any]], decorator_return[Any]],
+    }
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("CutoutFuncType", "CutoutDecoratorReturnType", "CutoutReturnType"):
+        aliases = _cutout_type_aliases()
+        globals().update(aliases)
+        return aliases[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 # Control-flow exceptions: never counted as failures (and never remembered as
 # the last exception), whatever ``exceptions`` says; they always propagate.
@@ -187,25 +213,27 @@ else:
         )
 
 
-class CutoutDecorator(Protocol):
-    """What ``cutout(...)`` returns: keeps the decorated function's
-    signature (a coroutine function stays one)."""
+if TYPE_CHECKING:
+    # Types only: building Protocol classes at run time is a measurable part
+    # of "import aiomisc_c".
+    class CutoutDecorator(Protocol):
+        """What ``cutout(...)`` returns: keeps the decorated function's
+        signature (a coroutine function stays one)."""
 
-    def __call__(self, func: Callable[P, T], /) -> Callable[P, T]:
-        ...
+        def __call__(self, func: Callable[P, T], /) -> Callable[P, T]:
+            ...
 
+    class CutoutFactory(Protocol):
+        """The type of ``cutout`` (either twin)."""
 
-class CutoutFactory(Protocol):
-    """The type of ``cutout`` (either twin)."""
-
-    def __call__(
-        self,
-        ratio: float,
-        response_time: int | float,
-        *exceptions: type[Exception],
-        **kwargs: Any,
-    ) -> CutoutDecorator:
-        ...
+        def __call__(
+            self,
+            ratio: float,
+            response_time: int | float,
+            *exceptions: type[Exception],
+            **kwargs: Any,
+        ) -> CutoutDecorator:
+            ...
 
 
 def _wrap_async(breaker: Any, func: Callable[..., Any]) -> Callable[..., Any]:
@@ -221,7 +249,7 @@ def build_cutout(
     wrap_sync: Callable[[Any, Callable[..., Any]], Callable[..., Any]],
     module: str,
     wrap_async: Callable[[Any, Callable[..., Any]], Callable[..., Any]] = _wrap_async,
-) -> CutoutFactory:
+) -> "CutoutFactory":
     """The ``cutout`` of one twin: ``breaker_class`` makes the breaker,
     ``wrap_sync(breaker, func)`` and ``wrap_async(breaker, func)`` make the
     wrappers of plain and coroutine functions."""
@@ -231,7 +259,7 @@ def build_cutout(
         response_time: int | float,
         *exceptions: type[Exception],
         **kwargs: Any,
-    ) -> CutoutDecorator:
+    ) -> "CutoutDecorator":
         # Built here, once: every function decorated by the returned
         # decorator shares it (and bad arguments fail right now).
         circuit_breaker = breaker_class(

@@ -29,7 +29,9 @@ import signal
 import sys
 import types
 import warnings
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import (
+    Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Tuple,
+)
 
 _TRUE_VALUES = frozenset({"1", "enable", "enabled", "on", "true", "yes"})
 
@@ -111,7 +113,7 @@ def lazy_attributes(namespace: Dict[str, Any], sources: Mapping[str, str]) -> No
     imported on the first read of the name, whose value (the module itself
     when the name is one of the namespace's own submodules) is then cached
     in ``namespace``.  A module ``__getattr__`` defined before is consulted
-    for other names.
+    for other names.  ``dir()`` of the module lists them all.
     """
     previous = namespace.get("__getattr__")
     table = dict(sources)
@@ -125,14 +127,53 @@ def lazy_attributes(namespace: Dict[str, Any], sources: Mapping[str, str]) -> No
                 f"module {namespace.get('__name__')!r} has no attribute {name!r}",
             )
         module = importlib.import_module(module_name)
-        if module_name == f"{namespace.get('__name__')}.{name}":
-            value: Any = module
+        if name in namespace:
+            # a submodule of that name, just bound by the import system
+            # (or what public_names_shadow_submodules bound instead)
+            value: Any = namespace[name]
+        elif module_name == f"{namespace.get('__name__')}.{name}":
+            value = module
         else:
             value = getattr(module, name)
         namespace[name] = value
         return value
 
+    previous_dir = namespace.get("__dir__")
+
+    def __dir__() -> List[str]:
+        # the names not read yet are listed too, as if imported eagerly
+        names = set(previous_dir() if previous_dir is not None else namespace)
+        return sorted(names | table.keys())
+
     namespace["__getattr__"] = __getattr__
+    namespace["__dir__"] = __dir__
+
+
+def public_names_shadow_submodules(package_name: str, names: Iterable[str]) -> None:
+    """Keep each of ``names`` bound, in the package, to the object of that
+    name in the submodule of that name, also once the submodule is imported.
+
+    The import system binds a newly imported submodule as an attribute of
+    its package.  aiomisc imports its ``aggregate`` and ``entrypoint``
+    submodules eagerly, before binding the function and the class of those
+    names, so ``import aiomisc.entrypoint`` leaves ``aiomisc.entrypoint``
+    the class.  A package that imports them on first use gets the same
+    result from this: its attribute assignments of those submodules store
+    the object of that name instead.
+    """
+    package = sys.modules[package_name]
+    shadowed = {f"{package_name}.{name}": name for name in names}
+
+    class Package(types.ModuleType):
+        def __setattr__(self, attribute: str, value: Any) -> None:
+            if (
+                isinstance(value, types.ModuleType)
+                and shadowed.get(value.__name__) == attribute
+            ):
+                value = getattr(value, attribute)
+            super().__setattr__(attribute, value)
+
+    package.__class__ = Package
 
 
 def import_c_module(name: str) -> Optional[types.ModuleType]:

@@ -12,9 +12,13 @@ from typing import TYPE_CHECKING
 from . import _compat
 from ._circuit_breaker_base import (
     CircuitBreakerStates, CircuitBreakerStatistic, CircuitBroken, CounterKey,
-    CutoutDecoratorReturnType, CutoutFuncType, CutoutReturnType,
     ExceptionInspectorType, Number, StatisticType,
 )
+
+if TYPE_CHECKING:
+    from ._circuit_breaker_base import (
+        CutoutDecoratorReturnType, CutoutFuncType, CutoutReturnType,
+    )
 
 __all__ = (
     "CircuitBreaker",
@@ -30,6 +34,14 @@ __all__ = (
     "StatisticType",
     "cutout",
 )
+
+# The cutout type aliases are built on first read.
+_compat.lazy_attributes(globals(), {
+    name: "aiomisc_c._circuit_breaker_base"
+    for name in (
+        "CutoutDecoratorReturnType", "CutoutFuncType", "CutoutReturnType",
+    )
+})
 
 # The Python twin is what a type checker sees; the C twin runs when built.
 _c_twin = _compat.import_c_module("_circuit_breaker")

@@ -18,7 +18,7 @@ from typing import (
     TYPE_CHECKING, Any, Optional, ParamSpec, Set, Tuple, TypeVar, overload,
 )
 
-from . import _compat, _loop_py
+from . import _compat
 from ._backoff_base import iscoroutinefunction
 from .compat import sock_set_nodelay, sock_set_reuseport, time_ns
 
@@ -50,7 +50,7 @@ else:
     new_event_loop = _c_twin.new_event_loop
 
 _compat.bind_twins(
-    "loop", globals(), _loop_py, _c_twin,
+    "loop", globals(), _compat.lazy_module("aiomisc_c._loop_py"), _c_twin,
     ["create_default_event_loop", "new_event_loop"],
 )
 del _c_twin

@@ -116,6 +116,15 @@ def loop_policy(loop_kind: str) -> asyncio.AbstractEventLoopPolicy:
     raise ValueError(f"unknown loop kind {loop_kind!r}")
 
 
+def install_loop(loop_kind: str) -> asyncio.AbstractEventLoop:
+    """Install the policy of ``loop_kind`` and make a new loop of it the
+    current one (what a fixture's timed code runs in)."""
+    asyncio.set_event_loop_policy(loop_policy(loop_kind))
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    return loop
+
+
 def require_aiomisc_c(subject: str, primitive: str) -> None:
     """Raise Unavailable unless ``subject`` really runs the wanted twin."""
     try:

@@ -15,7 +15,7 @@ from typing import Any, Awaitable, Callable, Dict
 
 from ._harness import (
     AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, Unavailable,
-    aiomisc_c_facts, import_peer, loop_policy, require_aiomisc_c,
+    aiomisc_c_facts, import_peer, install_loop, require_aiomisc_c,
 )
 
 TITLE = "Retry and timeout"
@@ -133,11 +133,8 @@ def aiomisc_like(backoff_module: Any, timeout_func: Any) -> Dict[str, Any]:
 
 
 def setup(subject: str, loop_kind: str) -> Fixture:
-    policy = loop_policy(loop_kind)
     facts: Dict[str, Any] = {"loop_kind": loop_kind}
-    asyncio.set_event_loop_policy(policy)
-    loop = policy.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = install_loop(loop_kind)
     bodies: Dict[str, Any] = {"plain_await": one_by_one(noop)}
 
     if subject in (AIOMISC_C.name, AIOMISC_C_PY.name):

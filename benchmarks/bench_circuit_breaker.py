@@ -14,7 +14,7 @@ from typing import Any, Awaitable, Callable, Dict
 
 from ._harness import (
     AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, Subject, aiomisc_c_facts,
-    import_peer, loop_policy, require_aiomisc_c,
+    import_peer, install_loop, require_aiomisc_c,
 )
 
 TITLE = "Circuit breaker"
@@ -124,11 +124,8 @@ def aiomisc_like(module: Any) -> Dict[str, Any]:
 
 
 def setup(subject: str, loop_kind: str) -> Fixture:
-    policy = loop_policy(loop_kind)
     facts: Dict[str, Any] = {"loop_kind": loop_kind}
-    asyncio.set_event_loop_policy(policy)
-    loop = policy.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = install_loop(loop_kind)
     bodies: Dict[str, Any] = {
         "plain_call": sync_loop(noop),
         "plain_await": async_loop(anoop),

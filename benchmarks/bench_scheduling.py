@@ -40,7 +40,7 @@ from typing import Any, Dict, List
 
 from ._harness import (
     AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, aiomisc_c_facts,
-    import_peer, loop_policy, require_aiomisc_c,
+    import_peer, install_loop, require_aiomisc_c,
 )
 
 TITLE = "Scheduling and batching"
@@ -205,11 +205,8 @@ def aiomisc_like(aggregate_module: Any, pool_module: Any, periodic_module: Any) 
 
 
 def setup(subject: str, loop_kind: str) -> Fixture:
-    policy = loop_policy(loop_kind)
     facts: Dict[str, Any] = {"loop_kind": loop_kind}
-    asyncio.set_event_loop_policy(policy)
-    loop = policy.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = install_loop(loop_kind)
     bodies: Dict[str, Any] = {
         "gather_100": gather_body(echo),
         "gather_100_suspended": suspended_gather,

@@ -24,7 +24,7 @@ from typing import Any, Callable, Dict, List, Tuple
 
 from ._harness import (
     AIOMISC, AIOMISC_C, Case, Fixture, Subject, aiomisc_c_facts,
-    describe_loop, import_peer, loop_policy,
+    describe_loop, import_peer, install_loop,
 )
 
 TITLE = "Socket services"
@@ -205,11 +205,8 @@ def start_plain(
 
 
 def setup(subject: str, loop_kind: str) -> Fixture:
-    policy = loop_policy(loop_kind)
     facts: Dict[str, Any] = {"loop_kind": loop_kind}
-    asyncio.set_event_loop_policy(policy)
-    loop = policy.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = install_loop(loop_kind)
 
     if subject == AIOMISC_C.name:
         from aiomisc_c import service

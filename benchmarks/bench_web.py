@@ -18,7 +18,7 @@ from typing import Any, Dict
 
 from ._harness import (
     AIOMISC, AIOMISC_C, Case, Fixture, Subject, aiomisc_c_facts, describe_loop,
-    import_peer, loop_policy,
+    import_peer, install_loop,
 )
 
 TITLE = "HTTP service (aiohttp)"
@@ -68,9 +68,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
 
         facts.update(aiomisc_c_facts("loop"))
 
-    asyncio.set_event_loop_policy(loop_policy(loop_kind))
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
+    loop = install_loop(loop_kind)
     service_class = _service_class(library)
 
     async def started() -> Any:

@@ -1,8 +1,11 @@
 """What the C modules share (csrc/common/), seen from Python: the
 awaitables' ``throw()`` takes its arguments as a coroutine's does (same
 errors, same messages, the 3.12 deprecation of the three-argument form),
-and the native monotonic clock reads ``time.monotonic()``'s clock."""
+the native monotonic clock reads ``time.monotonic()``'s clock, and the
+function wrappers read as the functions they wrap and bind as methods."""
 import asyncio
+import functools
+import importlib
 import sys
 import time
 import warnings
@@ -155,3 +158,89 @@ def test_native_clock_is_time_monotonic():
         loop.close()
     for before, native, after in readings:
         assert before <= native <= after
+
+
+# -- the function wrappers (common/wrapper.h) ---------------------------------
+
+async def coro_with_defaults(a, b=2, *, c=3):
+    return a + b + c
+
+
+def sync_with_defaults(a, b=2, *, c=3):
+    return a + b + c
+
+
+def c_wrapper(kind, func):
+    """The C wrapper type ``kind`` around ``func``, made as the public API
+    makes it."""
+    from aiomisc_c import backoff, circuit_breaker
+
+    timeout = importlib.import_module("aiomisc_c.timeout")
+    if kind == "BackoffFunction":
+        return backoff._Casyncbackoff(1, 2)(func)
+    if kind == "TimeoutFunction":
+        return timeout._Ctimeout(1)(func)
+    breaker = circuit_breaker._CCircuitBreaker(error_ratio=0.5, response_time=1)
+    if kind == "_CutoutAsyncWrapper":
+        return _circuit_breaker._wrap_async(breaker, func)
+    return _circuit_breaker._wrap_sync(breaker, func)
+
+
+@pytest.mark.parametrize("kind", [
+    "BackoffFunction", "TimeoutFunction", "_CutoutAsyncWrapper",
+])
+def test_wrappers_read_as_the_coroutine_function_they_wrap(kind):
+    wrapper = c_wrapper(kind, coro_with_defaults)
+    assert type(wrapper).__name__ == kind
+    assert wrapper.__code__ is coro_with_defaults.__code__
+    assert wrapper.__defaults__ == (2,)
+    assert wrapper.__kwdefaults__ == {"c": 3}
+    assert wrapper.__wrapped__ is coro_with_defaults
+    assert asyncio.iscoroutinefunction(wrapper)
+
+    # a coroutine callable without __code__ gets the stand-in code; values
+    # of the wrong type read as None
+    partial = functools.partial(coro_with_defaults, 1)
+    partial.__defaults__ = "not a tuple"
+    partial.__kwdefaults__ = ["not a dict"]
+    stand_in = c_wrapper(kind, partial)
+    assert stand_in.__code__ is not coro_with_defaults.__code__
+    assert stand_in.__code__.co_flags & 0x80  # CO_COROUTINE
+    assert stand_in.__defaults__ is None
+    assert stand_in.__kwdefaults__ is None
+
+
+async def coro_arguments(a, b=2, *, c=3):
+    return a, b, c
+
+
+def sync_arguments(a, b=2, *, c=3):
+    return a, b, c
+
+
+@pytest.mark.parametrize("kind", [
+    "BackoffFunction", "TimeoutFunction", "_CutoutAsyncWrapper",
+    "_CutoutWrapper",
+])
+def test_wrappers_bind_as_methods_and_keep_a_dict(kind):
+    func = sync_arguments if kind == "_CutoutWrapper" else coro_arguments
+    wrapper = c_wrapper(kind, func)
+
+    class Owner:
+        method = wrapper
+
+    owner = Owner()
+    assert Owner.method is wrapper
+    assert type(wrapper).__get__(wrapper, None, Owner) is wrapper
+    bound = owner.method
+    assert bound.__self__ is owner and bound.__func__ is wrapper
+    async def call():
+        result = bound(5, c=6)
+        return result if kind == "_CutoutWrapper" else await result
+
+    assert asyncio.run(call()) == (owner, 5, 6)
+
+    # functools.update_wrapper filled the instance __dict__; more fits in it
+    assert wrapper.__name__ == func.__name__
+    wrapper.extra = "kept"
+    assert wrapper.__dict__["extra"] == "kept"

@@ -24,6 +24,9 @@ LAZY_MODULES = (
     "aiomisc_c.io", "aiomisc_c.process_pool", "aiomisc_c.worker_pool",
     "aiomisc_c.worker", "aiomisc_c.service.process", "gzip", "bz2", "lzma",
     "multiprocessing", "concurrent.futures.process",
+    "aiomisc_c.aggregate", "aiomisc_c.entrypoint", "aiomisc_c.context",
+    "aiomisc_c.log", "aiomisc_c.log.enum", "aiomisc_c.log._env",
+    "aiomisc_c.service", "aiomisc_c.service.base", "aiomisc_c.signal",
 )
 
 PROBE = (
@@ -32,12 +35,17 @@ PROBE = (
 )
 
 
-def loaded_after(code, **env):
+def probe(code, **env):
+    """What ``code``, run in a new interpreter, printed last (as JSON)."""
     done = subprocess.run(
         [sys.executable, "-c", code], cwd=NEUTRAL_CWD, env=child_env(**env),
         capture_output=True, text=True, timeout=60, check=True,
     )
-    return set(json.loads(done.stdout.splitlines()[-1]))
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+def loaded_after(code, **env):
+    return set(probe(code, **env))
 
 
 def test_import_leaves_optional_modules_alone():
@@ -81,25 +89,20 @@ def test_unknown_attributes_still_raise():
 
 PYTHON_TWINS = (
     "aiomisc_c._backoff_py", "aiomisc_c._circuit_breaker_py",
-    "aiomisc_c._thread_pool_py",
+    "aiomisc_c._loop_py", "aiomisc_c._thread_pool_py",
 )
 
 
 def test_python_twins_are_imported_only_when_needed():
     from aiomisc_c import _compat
 
-    probe = (
+    code = (
         "import json, sys; import aiomisc_c; "
         "print(json.dumps([sorted(sys.modules), str(aiomisc_c.implementation)]))"
     )
 
     def run(**env):
-        done = subprocess.run(
-            [sys.executable, "-c", probe], cwd=NEUTRAL_CWD,
-            env=child_env(AIOMISC_NO_PLUGINS="1", **env),
-            capture_output=True, text=True, timeout=60, check=True,
-        )
-        modules, kind = json.loads(done.stdout.splitlines()[-1])
+        modules, kind = probe(code, AIOMISC_NO_PLUGINS="1", **env)
         return set(modules), kind
 
     loaded, kind = run(AIOMISC_C_NO_EXTENSIONS="1")
@@ -176,3 +179,110 @@ def test_plugin_scan_does_not_import_importlib_metadata():
     # declared), the scan reads entry_points.txt files itself.
     loaded = loaded_after(PROBE, AIOMISC_NO_PLUGINS="")
     assert "importlib.metadata" not in loaded
+
+
+SHADOWING_PROBE = """
+import json, sys
+{first}
+import aiomisc_c
+from aiomisc_c import aggregate, entrypoint
+names = dict(
+    aggregate=aiomisc_c.aggregate, entrypoint=aiomisc_c.entrypoint,
+    imported_aggregate=aggregate, imported_entrypoint=entrypoint,
+)
+import aiomisc_c.aggregate, aiomisc_c.entrypoint
+names.update(again_aggregate=aiomisc_c.aggregate,
+             again_entrypoint=aiomisc_c.entrypoint)
+modules = [sys.modules["aiomisc_c.aggregate"], sys.modules["aiomisc_c.entrypoint"]]
+print(json.dumps(dict(
+    {{key: getattr(value, "__qualname__", repr(value))
+      for key, value in names.items()}},
+    modules=[type(module).__name__ for module in modules],
+    same_function=aiomisc_c.aggregate is modules[0].aggregate,
+    same_class=aiomisc_c.entrypoint is modules[1].entrypoint,
+)))
+"""
+
+
+@pytest.mark.parametrize("first", [
+    "",
+    "import aiomisc_c.aggregate, aiomisc_c.entrypoint",
+    "from aiomisc_c.entrypoint import Entrypoint",
+    "from aiomisc_c import aggregate as _, entrypoint as _",
+])
+def test_function_and_class_names_shadow_their_submodules(first):
+    # As in aiomisc: the package attributes "aggregate" and "entrypoint" are
+    # the function and the class, whichever import came first; the modules
+    # stay importable under those names.
+    found = probe(SHADOWING_PROBE.format(first=first), AIOMISC_NO_PLUGINS="1")
+    assert found == {
+        "aggregate": "aggregate", "imported_aggregate": "aggregate",
+        "again_aggregate": "aggregate",
+        "entrypoint": "Entrypoint", "imported_entrypoint": "Entrypoint",
+        "again_entrypoint": "Entrypoint",
+        "modules": ["module", "module"],
+        "same_function": True, "same_class": True,
+    }
+
+
+def test_other_submodules_still_bind_as_modules():
+    import types
+
+    import aiomisc_c
+    import aiomisc_c.log
+    import aiomisc_c.service
+
+    assert isinstance(aiomisc_c.log, types.ModuleType)
+    assert isinstance(aiomisc_c.service, types.ModuleType)
+    assert aiomisc_c.Service is aiomisc_c.service.Service
+    assert aiomisc_c.get_context is aiomisc_c.context.get_context
+    assert aiomisc_c.Signal is aiomisc_c.signal.Signal
+    # an attribute the package has no lazy entry for is set as usual
+    aiomisc_c.some_new_attribute = aiomisc_c.log
+    try:
+        assert aiomisc_c.some_new_attribute is aiomisc_c.log
+    finally:
+        del aiomisc_c.some_new_attribute
+
+
+def test_cutout_type_aliases_are_built_on_first_read():
+    code = (
+        "import json, sys\n"
+        "from typing import Any, Awaitable, Callable, TypeVar\n"
+        "import aiomisc_c\n"
+        "base = sys.modules['aiomisc_c._circuit_breaker_base']\n"
+        "built_at_import = 'CutoutFuncType' in vars(base)\n"
+        "from aiomisc_c import circuit_breaker as cb\n"
+        "T = base.T\n"
+        "func = Callable[..., T] | Callable[..., Awaitable[T]]\n"
+        "ok = [\n"
+        "    cb.CutoutFuncType == func,\n"
+        "    cb.CutoutDecoratorReturnType == Callable[..., T | Awaitable[T]],\n"
+        "    cb.CutoutReturnType == Callable[\n"
+        "        [func[Any]], Callable[..., T | Awaitable[T]][Any]],\n"
+        "    cb.CutoutFuncType is base.CutoutFuncType,\n"
+        "]\n"
+        "print(json.dumps([built_at_import, ok]))\n"
+    )
+    built_at_import, ok = probe(code, AIOMISC_NO_PLUGINS="1")
+    assert not built_at_import
+    assert ok == [True, True, True, True]
+
+
+def test_lazy_names_are_listed_by_dir_before_their_first_read():
+    code = (
+        "import json, sys\n"
+        "import aiomisc_c\n"
+        "from aiomisc_c import circuit_breaker\n"
+        "names = dir(aiomisc_c)\n"
+        "print(json.dumps([names, dir(circuit_breaker), sorted(sys.modules)]))\n"
+    )
+    names, breaker_names, modules = probe(code, AIOMISC_NO_PLUGINS="1")
+    assert {
+        "entrypoint", "Entrypoint", "aggregate", "Service", "log", "io",
+        "PeriodicCallback", "threaded", "Backoff",
+    } <= set(names)
+    assert names == sorted(set(names))
+    assert {"CutoutFuncType", "CircuitBreaker", "cutout"} <= set(breaker_names)
+    # listing them imported nothing
+    assert "aiomisc_c.entrypoint" not in modules and "aiomisc_c.io" not in modules

@@ -424,3 +424,29 @@ def test_entry_points_match_importlib_metadata():
             for ep in dist.entry_points if ep.group == group
         ]
         assert sorted(ours) == sorted(theirs), group
+
+
+def test_directory_listing_of_the_path_finder_is_reused_while_current(
+    tmp_path, monkeypatch,
+):
+    entry = str(tmp_path)
+    (tmp_path / "module_a.py").write_text("")
+    monkeypatch.setattr(sys, "path", [entry])
+    monkeypatch.setattr(sys, "meta_path", [importlib.machinery.PathFinder])
+    monkeypatch.setitem(sys.path_importer_cache, entry, None)
+    sys.path_importer_cache.pop(entry)
+    assert importlib.machinery.PathFinder.find_spec("module_a", [entry])
+    finder = sys.path_importer_cache[entry]
+    assert plugins_module._directory_names(entry) is finder._path_cache
+
+    # installed after the finder listed the directory: listed again
+    ours = tmp_path / "plugin-1.0.dist-info"
+    ours.mkdir()
+    (ours / "entry_points.txt").write_text("[aiomisc_c]\nname = mod\n")
+    stat = os.stat(entry)
+    os.utime(entry, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert "plugin-1.0.dist-info" not in finder._path_cache
+    assert "plugin-1.0.dist-info" in plugins_module._directory_names(entry)
+    assert [
+        (ep.group, ep.name, ep.value) for ep in plugins_module._entry_points()
+    ] == [("aiomisc_c", "name", "mod")]

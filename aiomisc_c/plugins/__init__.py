@@ -84,13 +84,32 @@ def _standard_finders_only() -> bool:
     return True
 
 
+def _directory_names(entry: str) -> Iterable[str]:
+    """The names in the ``sys.path`` directory ``entry``.
+
+    The import system's path finder keeps the listing of every directory it
+    searched (the standard library's among them); it is reused while the
+    directory is unchanged since, instead of listing it again on every
+    ``import aiomisc_c``.
+    """
+    directory = entry or "."
+    finder = sys.path_importer_cache.get(entry or os.getcwd())
+    if type(finder) is importlib.machinery.FileFinder:
+        names = getattr(finder, "_path_cache", None)
+        listed_at = getattr(finder, "_path_mtime", None)
+        if isinstance(names, set) and names and listed_at is not None:
+            if os.stat(directory).st_mtime == listed_at:
+                return names
+    return os.listdir(directory)
+
+
 def _entry_points_files() -> Iterator[str]:
     """The text of every ``entry_points.txt`` on ``sys.path``, in path
     order; raises ``NotADirectoryError`` for a zip file on the path."""
     for entry in sys.path:
         directory = entry or "."
         try:
-            names = os.listdir(directory)
+            names = _directory_names(entry)
         except NotADirectoryError:
             raise
         except OSError:

@@ -185,23 +185,24 @@ class TLSServer(StreamServerBase):
         }
 
     async def start(self) -> None:
-        ssl_context = await self.loop.run_in_executor(
-            None, self.__ssl_options.create_context,
-        )
-        await self._serve(ssl_context)
+        await self._serve(await _create_context(self.loop, self.__ssl_options))
 
 
-def _client_options(
-    cert: PathOrStr, key: PathOrStr, ca: PathOrStr | None, verify: bool,
-) -> SSLOptions:
-    return SSLOptions(cert, key, ca, verify, False, ssl.Purpose.SERVER_AUTH)
+async def _create_context(
+    loop: asyncio.AbstractEventLoop, options: SSLOptions,
+) -> ssl.SSLContext:
+    # Reading the certificate files blocks: done in the executor.
+    return await loop.run_in_executor(None, options.create_context)
 
 
-class TLSClient(TCPClient, ABC):
-    """A ``TCPClient`` over TLS (a fresh context for every attempt)."""
+class _TLSClientMixin:
+    """What TLSClient and RobustTLSClient add to their TCP client: the TLS
+    settings, and a fresh context for every connection attempt."""
 
-    connect_attempts: int = 5
-    connect_retry_timeout: TimeoutType = 3
+    address: str
+    port: int
+    loop: asyncio.AbstractEventLoop
+    _pickled_arguments: dict[str, Any]
 
     def __init__(
         self,
@@ -214,50 +215,31 @@ class TLSClient(TCPClient, ABC):
         verify: bool = True,
         **kwargs: Any,
     ) -> None:
-        self.__ssl_options = _client_options(cert, key, ca, verify)
-        super().__init__(address, port, **kwargs)
+        self.__ssl_options = SSLOptions(
+            cert, key, ca, verify, False, ssl.Purpose.SERVER_AUTH,
+        )
+        super().__init__(address, port, **kwargs)  # type: ignore[call-arg]
         self._pickled_arguments = {
             **self._pickled_arguments,
             "cert": cert, "key": key, "ca": ca, "verify": verify,
         }
 
     async def _open_connection(self) -> StreamPair:
-        context = await self.loop.run_in_executor(
-            None, self.__ssl_options.create_context,
-        )
+        context = await _create_context(self.loop, self.__ssl_options)
         return await asyncio.open_connection(
             self.address, self.port, ssl=context,
         )
 
 
-class RobustTLSClient(RobustTCPClient, ABC):
-    """A ``RobustTCPClient`` over TLS (a fresh context for every attempt)."""
+class TLSClient(_TLSClientMixin, TCPClient, ABC):
+    """A ``TCPClient`` over TLS (a fresh context for every attempt)."""
 
     connect_attempts: int = 5
     connect_retry_timeout: TimeoutType = 3
 
-    def __init__(
-        self,
-        address: str,
-        port: int,
-        *,
-        cert: PathOrStr,
-        key: PathOrStr,
-        ca: PathOrStr | None = None,
-        verify: bool = True,
-        **kwargs: Any,
-    ):
-        self.__ssl_options = _client_options(cert, key, ca, verify)
-        super().__init__(address, port, **kwargs)
-        self._pickled_arguments = {
-            **self._pickled_arguments,
-            "cert": cert, "key": key, "ca": ca, "verify": verify,
-        }
 
-    async def _open_connection(self) -> StreamPair:
-        context = await self.loop.run_in_executor(
-            None, self.__ssl_options.create_context,
-        )
-        return await asyncio.open_connection(
-            self.address, self.port, ssl=context,
-        )
+class RobustTLSClient(_TLSClientMixin, RobustTCPClient, ABC):
+    """A ``RobustTCPClient`` over TLS (a fresh context for every attempt)."""
+
+    connect_attempts: int = 5
+    connect_retry_timeout: TimeoutType = 3

@@ -25,34 +25,22 @@ backoff_init(PyObject *op, PyObject *args, PyObject *kwargs)
     if (st == NULL) {
         return -1;
     }
-    PyObject *zero = PyLong_FromLong(0);
-    PyObject *empty = PyTuple_New(0);
-    int rc = -1;
-    if (zero == NULL || empty == NULL) {
-        goto done;
-    }
-    if (policy_check_and_set(st, &self->policy, v[0], v[1],
-                             v[2] ? v[2] : zero, v[3] ? v[3] : empty,
-                             v[4] ? v[4] : Py_None, v[5] ? v[5] : Py_None,
-                             1) < 0) {
-        goto done;
+    if (policy_check_and_set(st, &self->policy, v[0], v[1], v[2], v[3], v[4],
+                             v[5], 1) < 0) {
+        return -1;
     }
     PyObject *klass = v[7] ? v[7] : st->BackoffStatistic;
     PyObject *statistic = PyObject_CallOneArg(klass, v[6] ? v[6] : Py_None);
     if (statistic == NULL) {
-        goto done;
+        return -1;
     }
     CountersObject *counters = counters_new(st, statistic);
     Py_DECREF(statistic);
     if (counters == NULL) {
-        goto done;
+        return -1;
     }
     Py_XSETREF(self->counters, counters);
-    rc = 0;
-done:
-    Py_XDECREF(zero);
-    Py_XDECREF(empty);
-    return rc;
+    return 0;
 }
 
 static int

@@ -26,31 +26,19 @@ execution_init(PyObject *op, PyObject *args, PyObject *kwargs)
     if (st == NULL) {
         return -1;
     }
-    PyObject *zero = PyLong_FromLong(0);
-    PyObject *empty = PyTuple_New(0);
-    int rc = -1;
-    if (zero == NULL || empty == NULL) {
-        goto done;
-    }
-    if (policy_check_and_set(st, &self->policy, v[2], v[3],
-                             v[4] ? v[4] : zero, v[5] ? v[5] : empty,
-                             v[6] ? v[6] : Py_None, v[7] ? v[7] : Py_None,
-                             0) < 0) {
-        goto done;
+    if (policy_check_and_set(st, &self->policy, v[2], v[3], v[4], v[5], v[6],
+                             v[7], 0) < 0) {
+        return -1;
     }
     CountersObject *counters = counters_new(st, v[1]);
     if (counters == NULL) {
-        goto done;
+        return -1;
     }
     Py_XSETREF(self->counters, counters);
     Py_XSETREF(self->function, Py_NewRef(v[0]));
     Py_CLEAR(self->last_exception);
     self->total_tries = 0;
-    rc = 0;
-done:
-    Py_XDECREF(zero);
-    Py_XDECREF(empty);
-    return rc;
+    return 0;
 }
 
 static int

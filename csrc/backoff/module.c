@@ -29,15 +29,7 @@
 #include "common/common.h"
 #include "common/fast_paths.h"
 #include "common/running_loop.h"
-
-#if PY_VERSION_HEX >= 0x030C0000
-#define AIO_T_PYSSIZET Py_T_PYSSIZET
-#define AIO_READONLY Py_READONLY
-#else
-#include <structmember.h>
-#define AIO_T_PYSSIZET T_PYSSIZET
-#define AIO_READONLY READONLY
-#endif
+#include "common/wrapper.h"
 
 /*
  * Layout: the multidict model.  This file is the only translation unit of
@@ -77,23 +69,10 @@
 /* Module                                                                    */
 
 static int
-set_class_attrs(PyTypeObject *type, PyObject *markers)
-{
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(markers, &pos, &key, &value)) {
-        if (PyObject_SetAttr((PyObject *)type, key, value) < 0) {
-            return -1;
-        }
-    }
-    return 0;
-}
-
-static int
 backoff_exec(PyObject *module)
 {
     backoff_state *st = backoff_state_from_module(module);
-    PyObject *base = NULL, *markers = NULL, *factories = NULL;
+    PyObject *base = NULL, *factories = NULL;
     PyObject *make_timeout = NULL, *timeout = NULL, *task_type = NULL;
     int rc = -1;
 
@@ -117,9 +96,6 @@ backoff_exec(PyObject *module)
     INTERN(str_execute, "execute")
     INTERN(str_prepare, "prepare")
     INTERN(str_func, "func")
-    INTERN(str_code, "__code__")
-    INTERN(str_defaults, "__defaults__")
-    INTERN(str_kwdefaults, "__kwdefaults__")
     INTERN(str_qualname, "__qualname__")
     INTERN(str_name, "__name__")
 #undef INTERN
@@ -170,14 +146,7 @@ backoff_exec(PyObject *module)
             NULL ||
         (st->iscoroutinefunction = PyObject_GetAttrString(
              base, "iscoroutinefunction")) == NULL ||
-        (st->coroutine_code = PyObject_GetAttrString(
-             base, "COROUTINE_CODE")) == NULL ||
-        (markers = PyObject_GetAttrString(base, "COROUTINE_MARKERS")) ==
-            NULL) {
-        goto done;
-    }
-    if (!PyDict_Check(markers)) {
-        PyErr_SetString(PyExc_TypeError, "COROUTINE_MARKERS must be a dict");
+        aio_wrapper_support_init(&st->wrapper_support, base) < 0) {
         goto done;
     }
 
@@ -192,8 +161,8 @@ backoff_exec(PyObject *module)
                      NULL) < 0) {
         goto done;
     }
-    if (set_class_attrs(st->BackoffFunctionType, markers) < 0 ||
-        set_class_attrs(st->TimeoutFunctionType, markers) < 0) {
+    if (aio_wrapper_type_mark_coroutine(st->BackoffFunctionType, base) < 0 ||
+        aio_wrapper_type_mark_coroutine(st->TimeoutFunctionType, base) < 0) {
         goto done;
     }
     st->orig_execute = PyDict_GetItemWithError(st->BackoffType->tp_dict,
@@ -249,7 +218,6 @@ backoff_exec(PyObject *module)
     rc = 0;
 done:
     Py_XDECREF(base);
-    Py_XDECREF(markers);
     Py_XDECREF(factories);
     Py_XDECREF(make_timeout);
     Py_XDECREF(timeout);
@@ -264,13 +232,13 @@ done:
     X(current_task) X(current_tasks) X(CancelledError) X(TimeoutError)         \
     X(BackoffStatistic)                                                        \
     X(check_policy) X(iscoroutinefunction) X(update_wrapper)                   \
-    X(coroutine_code) X(orig_execute) X(orig_prepare) X(str_cancel)            \
+    X(orig_execute) X(orig_prepare) X(str_cancel)                              \
     X(str_cancelling) X(str_uncancel) X(str_time) X(str_call_at)               \
     X(str_call_soon)                                                           \
     X(str_create_future) X(str_set_result) X(str_done) X(str_throw)            \
     X(str_close) X(str_future_blocking) X(str_counter_slot) X(str_execute)     \
-    X(str_prepare) X(str_code) X(str_defaults) X(str_kwdefaults)               \
-    X(str_qualname) X(str_name) X(str_func)
+    X(str_prepare) X(str_qualname) X(str_name) X(str_func)                     \
+    AIO_WRAPPER_SUPPORT_FIELDS(X, wrapper_support)
 
 static int
 backoff_module_traverse(PyObject *module, visitproc visit, void *arg)

@@ -155,17 +155,32 @@ policy_set(Policy *p, int field, PyObject *value)
     return 0;
 }
 
-/* Run _backoff_base.check_policy(...) and store its normalised result. */
+/* Run _backoff_base.check_policy(...) and store its normalised result.
+ * NULL for pause, exceptions, max_tries or giveup (an argument not given)
+ * stands for its default: 0, (), None, None. */
 static int
 policy_check_and_set(backoff_state *st, Policy *p, PyObject *attempt_timeout,
                      PyObject *deadline, PyObject *pause, PyObject *exceptions,
                      PyObject *max_tries, PyObject *giveup, int append_timeout)
 {
+    PyObject *zero = pause == NULL ? PyLong_FromLong(0) : NULL;
+    PyObject *empty = exceptions == NULL ? PyTuple_New(0) : NULL;
+    if ((pause == NULL && zero == NULL) ||
+        (exceptions == NULL && empty == NULL)) {
+        Py_XDECREF(zero);
+        Py_XDECREF(empty);
+        return -1;
+    }
     PyObject *args[7] = {
-        attempt_timeout, deadline, pause, exceptions, max_tries, giveup,
+        attempt_timeout, deadline, pause != NULL ? pause : zero,
+        exceptions != NULL ? exceptions : empty,
+        max_tries != NULL ? max_tries : Py_None,
+        giveup != NULL ? giveup : Py_None,
         append_timeout ? Py_True : Py_False,
     };
     PyObject *checked = PyObject_Vectorcall(st->check_policy, args, 7, NULL);
+    Py_XDECREF(zero);
+    Py_XDECREF(empty);
     if (checked == NULL) {
         return -1;
     }

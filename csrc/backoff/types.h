@@ -28,7 +28,6 @@ typedef struct {
     PyObject *check_policy;       /* _backoff_base.check_policy */
     PyObject *iscoroutinefunction;
     PyObject *update_wrapper;     /* functools.update_wrapper */
-    PyObject *coroutine_code;     /* _backoff_base.COROUTINE_CODE */
     PyObject *orig_execute;       /* Backoff.__dict__["execute"] at import */
     PyObject *orig_prepare;       /* Backoff.__dict__["prepare"] at import */
 
@@ -48,12 +47,10 @@ typedef struct {
     PyObject *str_execute;
     PyObject *str_prepare;
     PyObject *str_func;            /* "func" */
-    PyObject *str_code;
-    PyObject *str_defaults;
-    PyObject *str_kwdefaults;
     PyObject *str_qualname;
     PyObject *str_name;
     PyObject *metric_names[5];    /* see enum metric */
+    aio_wrapper_support wrapper_support;
 
     int has_uncancel;             /* asyncio.Task.uncancel exists (3.11+) */
 } backoff_state;

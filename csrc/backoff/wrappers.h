@@ -64,14 +64,8 @@ backoff_function_vectorcall(PyObject *op, PyObject *const *args,
         return NULL;
     }
     /* a subclass or a patched class: go through backoff.execute() */
-    PyObject *execute = PyObject_GetAttr(backoff, st->str_execute);
-    if (execute == NULL) {
-        return NULL;
-    }
-    PyObject *result = aio_call_prepend(execute, self->func, args, nargsf,
-                                        kwnames);
-    Py_DECREF(execute);
-    return result;
+    return aio_call_method_prepend(backoff, st->str_execute, self->func, args,
+                                   nargsf, kwnames);
 }
 
 static PyObject *
@@ -116,15 +110,6 @@ timeout_function_tp_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
     return (PyObject *)self;
 }
 
-static PyObject *
-wrapper_descr_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type))
-{
-    if (obj == NULL || obj == Py_None) {
-        return Py_NewRef(self);
-    }
-    return PyMethod_New(self, obj);
-}
-
 static int
 wrapper_traverse(WrapperObject *self, visitproc visit, void *arg)
 {
@@ -163,29 +148,15 @@ wrapper_repr(PyObject *op)
  * for inspect (< 3.12 reads CO_COROUTINE from __code__); __wrapped__ is
  * followed first by inspect.signature, so signatures stay the wrapped
  * function's. */
-static PyObject *
-wrapper_get_code(PyObject *op, void *Py_UNUSED(closure))
+static aio_wrapper_support *
+wrapper_support_of(PyObject *op)
 {
-    backoff_state *st = state_of_final(op);
-    return aio_coroutine_code(((WrapperObject *)op)->func, st->str_code,
-                              st->coroutine_code);
+    return &state_of_final(op)->wrapper_support;
 }
 
-static PyObject *
-wrapper_get_defaults(PyObject *op, void *Py_UNUSED(closure))
-{
-    return aio_func_attr_or_none(((WrapperObject *)op)->func,
-                                 state_of_final(op)->str_defaults,
-                                 aio_is_tuple);
-}
-
-static PyObject *
-wrapper_get_kwdefaults(PyObject *op, void *Py_UNUSED(closure))
-{
-    return aio_func_attr_or_none(((WrapperObject *)op)->func,
-                                 state_of_final(op)->str_kwdefaults,
-                                 aio_is_dict);
-}
+static aio_wrapper_layout wrapper_layout = {
+    offsetof(WrapperObject, func), wrapper_support_of,
+};
 
 static PyObject *
 wrapper_get_backoff(PyObject *op, void *Py_UNUSED(closure))
@@ -202,42 +173,29 @@ wrapper_get_timeout(PyObject *op, void *Py_UNUSED(closure))
 }
 
 static PyMemberDef wrapper_members[] = {
-    {"__dictoffset__", AIO_T_PYSSIZET, offsetof(WrapperObject, dict),
-     AIO_READONLY, NULL},
-    {"__weaklistoffset__", AIO_T_PYSSIZET,
-     offsetof(WrapperObject, weakreflist), AIO_READONLY, NULL},
-    {"__vectorcalloffset__", AIO_T_PYSSIZET,
-     offsetof(WrapperObject, vectorcall), AIO_READONLY, NULL},
+    AIO_WRAPPER_MEMBERS(WrapperObject),
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyGetSetDef backoff_function_getsets[] = {
-    {"__code__", wrapper_get_code, NULL, NULL, NULL},
-    {"__defaults__", wrapper_get_defaults, NULL, NULL, NULL},
-    {"__kwdefaults__", wrapper_get_kwdefaults, NULL, NULL, NULL},
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    AIO_WRAPPER_FUNCTION_LIKE_GETSETS(&wrapper_layout),
+    AIO_WRAPPER_DICT_GETSET,
     {"backoff", wrapper_get_backoff, NULL, "the Backoff", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyGetSetDef timeout_function_getsets[] = {
-    {"__code__", wrapper_get_code, NULL, NULL, NULL},
-    {"__defaults__", wrapper_get_defaults, NULL, NULL, NULL},
-    {"__kwdefaults__", wrapper_get_kwdefaults, NULL, NULL, NULL},
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    AIO_WRAPPER_FUNCTION_LIKE_GETSETS(&wrapper_layout),
+    AIO_WRAPPER_DICT_GETSET,
     {"timeout", wrapper_get_timeout, NULL, "the time limit", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot backoff_function_slots[] = {
     {Py_tp_doc, "A coroutine function decorated by a Backoff."},
-    {Py_tp_dealloc, wrapper_dealloc},
-    {Py_tp_traverse, wrapper_traverse},
-    {Py_tp_clear, wrapper_clear},
-    {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_descr_get, wrapper_descr_get},
+    AIO_WRAPPER_SLOTS(wrapper_dealloc, wrapper_traverse, wrapper_clear,
+                      wrapper_members),
     {Py_tp_repr, wrapper_repr},
-    {Py_tp_members, wrapper_members},
     {Py_tp_getset, backoff_function_getsets},
     {0, NULL},
 };
@@ -256,13 +214,9 @@ static PyType_Slot timeout_function_slots[] = {
      "TimeoutFunction(func, value)\n--\n\n"
      "A coroutine function decorated by timeout(value)."},
     {Py_tp_new, timeout_function_tp_new},
-    {Py_tp_dealloc, wrapper_dealloc},
-    {Py_tp_traverse, wrapper_traverse},
-    {Py_tp_clear, wrapper_clear},
-    {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_descr_get, wrapper_descr_get},
+    AIO_WRAPPER_SLOTS(wrapper_dealloc, wrapper_traverse, wrapper_clear,
+                      wrapper_members),
     {Py_tp_repr, wrapper_repr},
-    {Py_tp_members, wrapper_members},
     {Py_tp_getset, timeout_function_getsets},
     {0, NULL},
 };

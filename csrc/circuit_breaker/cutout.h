@@ -30,23 +30,8 @@ wrapper_vectorcall(WrapperObject *self, PyObject *const *args, size_t nargsf,
                             kwnames);
     }
     /* a subclass: circuit_breaker.call(func, *args, **kwargs) */
-    PyObject *call = PyObject_GetAttrString(breaker, "call");
-    if (call == NULL) {
-        return NULL;
-    }
-    PyObject *result = aio_call_prepend(call, self->func, args, nargs,
-                                        kwnames);
-    Py_DECREF(call);
-    return result;
-}
-
-static PyObject *
-wrapper_descr_get(PyObject *self, PyObject *obj, PyObject *Py_UNUSED(type))
-{
-    if (obj == NULL || obj == Py_None) {
-        return Py_NewRef(self);
-    }
-    return PyMethod_New(self, obj);
+    return aio_call_method_prepend(breaker, st->str_call, self->func, args,
+                                   nargsf, kwnames);
 }
 
 static PyObject *
@@ -81,27 +66,19 @@ wrapper_dealloc(WrapperObject *self)
 }
 
 static PyMemberDef wrapper_members[] = {
-    {"__dictoffset__", T_PYSSIZET, offsetof(WrapperObject, dict), READONLY, NULL},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(WrapperObject, weakreflist),
-     READONLY, NULL},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(WrapperObject, vectorcall),
-     READONLY, NULL},
+    AIO_WRAPPER_MEMBERS(WrapperObject),
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyGetSetDef wrapper_getset[] = {
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    AIO_WRAPPER_DICT_GETSET,
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot wrapper_slots[] = {
-    {Py_tp_dealloc, wrapper_dealloc},
-    {Py_tp_traverse, wrapper_traverse},
-    {Py_tp_clear, wrapper_clear},
-    {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_descr_get, wrapper_descr_get},
+    AIO_WRAPPER_SLOTS(wrapper_dealloc, wrapper_traverse, wrapper_clear,
+                      wrapper_members),
     {Py_tp_repr, wrapper_repr},
-    {Py_tp_members, wrapper_members},
     {Py_tp_getset, wrapper_getset},
     {Py_tp_doc, "A function guarded by a cutout() circuit breaker."},
     {0, NULL},
@@ -137,14 +114,8 @@ async_wrapper_vectorcall(WrapperObject *self, PyObject *const *args, size_t narg
                               kwnames);
     }
     /* a subclass: circuit_breaker.call_async(func, *args, **kwargs) */
-    PyObject *call_async = PyObject_GetAttr(breaker, st->str_call_async);
-    if (call_async == NULL) {
-        return NULL;
-    }
-    PyObject *result = aio_call_prepend(call_async, self->func, args, nargs,
-                                        kwnames);
-    Py_DECREF(call_async);
-    return result;
+    return aio_call_method_prepend(breaker, st->str_call_async, self->func,
+                                   args, nargsf, kwnames);
 }
 
 static PyObject *
@@ -153,52 +124,27 @@ async_wrapper_repr(WrapperObject *self)
     return PyUnicode_FromFormat("<async cutout wrapper of %R>", self->func);
 }
 
-static cb_state *
-async_wrapper_state(PyObject *op)
+static aio_wrapper_support *
+async_wrapper_support_of(PyObject *op)
 {
-    return ((BreakerObject *)((WrapperObject *)op)->breaker)->st;
+    BreakerObject *breaker = (BreakerObject *)((WrapperObject *)op)->breaker;
+    return &breaker->st->wrapper_support;
 }
 
-static PyObject *
-async_wrapper_get_code(PyObject *op, void *Py_UNUSED(closure))
-{
-    cb_state *st = async_wrapper_state(op);
-    return aio_coroutine_code(((WrapperObject *)op)->func, st->str_code,
-                              st->coroutine_code);
-}
-
-static PyObject *
-async_wrapper_get_defaults(PyObject *op, void *Py_UNUSED(closure))
-{
-    return aio_func_attr_or_none(((WrapperObject *)op)->func,
-                                 async_wrapper_state(op)->str_defaults,
-                                 aio_is_tuple);
-}
-
-static PyObject *
-async_wrapper_get_kwdefaults(PyObject *op, void *Py_UNUSED(closure))
-{
-    return aio_func_attr_or_none(((WrapperObject *)op)->func,
-                                 async_wrapper_state(op)->str_kwdefaults,
-                                 aio_is_dict);
-}
+static aio_wrapper_layout async_wrapper_layout = {
+    offsetof(WrapperObject, func), async_wrapper_support_of,
+};
 
 static PyGetSetDef async_wrapper_getset[] = {
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
-    {"__code__", async_wrapper_get_code, NULL, NULL, NULL},
-    {"__defaults__", async_wrapper_get_defaults, NULL, NULL, NULL},
-    {"__kwdefaults__", async_wrapper_get_kwdefaults, NULL, NULL, NULL},
+    AIO_WRAPPER_DICT_GETSET,
+    AIO_WRAPPER_FUNCTION_LIKE_GETSETS(&async_wrapper_layout),
     {NULL, NULL, NULL, NULL, NULL},
 };
 
 static PyType_Slot async_wrapper_slots[] = {
-    {Py_tp_dealloc, wrapper_dealloc},
-    {Py_tp_traverse, wrapper_traverse},
-    {Py_tp_clear, wrapper_clear},
-    {Py_tp_call, PyVectorcall_Call},
-    {Py_tp_descr_get, wrapper_descr_get},
+    AIO_WRAPPER_SLOTS(wrapper_dealloc, wrapper_traverse, wrapper_clear,
+                      wrapper_members),
     {Py_tp_repr, async_wrapper_repr},
-    {Py_tp_members, wrapper_members},
     {Py_tp_getset, async_wrapper_getset},
     {Py_tp_doc, "A coroutine function guarded by a cutout() circuit "
                 "breaker."},

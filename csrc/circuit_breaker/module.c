@@ -32,6 +32,7 @@
 
 #include "common/common.h"
 #include "common/fast_paths.h"
+#include "common/wrapper.h"
 
 /*
  * Layout: the multidict model.  This file is the only translation unit of
@@ -194,9 +195,8 @@ import_members(PyObject *enum_class, PyObject **slots, const char *const *names,
 }
 
 
-/* The async wrapper type passes asyncio/inspect.iscoroutinefunction: the
- * markers of _backoff_base.COROUTINE_MARKERS become class attributes, and
- * COROUTINE_CODE is its __code__ stand-in. */
+/* The async wrapper type passes asyncio/inspect.iscoroutinefunction (see
+ * common/wrapper.h). */
 static int
 set_coroutine_markers(cb_state *st)
 {
@@ -205,28 +205,10 @@ set_coroutine_markers(cb_state *st)
         return -1;
     }
     int rc = -1;
-    PyObject *markers = PyObject_GetAttrString(base, "COROUTINE_MARKERS");
-    if (markers == NULL) {
-        goto done;
-    }
-    if (!PyDict_Check(markers)) {
-        PyErr_SetString(PyExc_TypeError, "COROUTINE_MARKERS must be a dict");
-        goto done;
-    }
-    PyObject *key, *value;
-    Py_ssize_t pos = 0;
-    while (PyDict_Next(markers, &pos, &key, &value)) {
-        if (PyObject_SetAttr((PyObject *)st->async_wrapper_type, key, value) <
-            0) {
-            goto done;
-        }
-    }
-    st->coroutine_code = PyObject_GetAttrString(base, "COROUTINE_CODE");
-    if (st->coroutine_code != NULL) {
+    if (aio_wrapper_type_mark_coroutine(st->async_wrapper_type, base) == 0 &&
+        aio_wrapper_support_init(&st->wrapper_support, base) == 0) {
         rc = 0;
     }
-done:
-    Py_XDECREF(markers);
     Py_DECREF(base);
     return rc;
 }
@@ -246,10 +228,8 @@ cb_exec(PyObject *module)
         aio_intern(&st->str_throw, "throw") < 0 ||
         aio_intern(&st->str_close, "close") < 0 ||
         aio_intern(&st->str_func, "func") < 0 ||
+        aio_intern(&st->str_call, "call") < 0 ||
         aio_intern(&st->str_call_async, "call_async") < 0 ||
-        aio_intern(&st->str_code, "__code__") < 0 ||
-        aio_intern(&st->str_defaults, "__defaults__") < 0 ||
-        aio_intern(&st->str_kwdefaults, "__kwdefaults__") < 0 ||
         aio_intern(&st->str_recovery_ratio, "recovery_ratio") < 0) {
         return -1;
     }

@@ -47,7 +47,6 @@ typedef struct {
     PyObject *get_running_loop;   /* asyncio.get_running_loop */
     PyObject *update_wrapper;     /* functools.update_wrapper */
     PyObject *default_exceptions; /* (Exception,) */
-    PyObject *coroutine_code;     /* _backoff_base.COROUTINE_CODE */
 
     PyObject *str_get_time;       /* "_get_time" */
     PyObject *str_loop;           /* "loop" */
@@ -56,12 +55,11 @@ typedef struct {
     PyObject *str_throw;          /* "throw" */
     PyObject *str_close;          /* "close" */
     PyObject *str_func;           /* "func" */
+    PyObject *str_call;           /* "call" */
     PyObject *str_call_async;     /* "call_async" */
-    PyObject *str_code;           /* "__code__" */
-    PyObject *str_defaults;       /* "__defaults__" */
-    PyObject *str_kwdefaults;     /* "__kwdefaults__" */
     PyObject *str_recovery_ratio; /* "recovery_ratio" */
     PyObject *str_limits[LIM_COUNT];
+    aio_wrapper_support wrapper_support;
 
     /* The objects the exact type's dict held at import: while they are
      * still there, nothing is overridden and the cached values apply. */
@@ -91,11 +89,12 @@ typedef struct {
     X(async_wrapper_type) X(base_module) X(circuit_broken)                    \
     X(statistic_class) X(validate_arguments) X(log_inspector_error)           \
     X(never_failures) X(counter_class) X(get_running_loop) X(update_wrapper)  \
-    X(default_exceptions) X(coroutine_code) X(str_get_time) X(str_loop)       \
+    X(default_exceptions) X(str_get_time) X(str_loop)                         \
     X(str_time) X(str_random) X(str_throw) X(str_close) X(str_func)           \
-    X(str_call_async) X(str_code) X(str_defaults) X(str_kwdefaults)           \
+    X(str_call) X(str_call_async)                                             \
     X(str_recovery_ratio) X(orig_get_time) X(orig_loop) X(base_loop_time)     \
-    X(time_dict) X(str_monotonic) X(orig_monotonic)
+    X(time_dict) X(str_monotonic) X(orig_monotonic)                          \
+    AIO_WRAPPER_SUPPORT_FIELDS(X, wrapper_support)
 #define CB_STATE_ARRAYS(X)                                                    \
     X(states, 3) X(counter_keys, 3) X(str_limits, LIM_COUNT)                  \
     X(orig_limits, LIM_COUNT)

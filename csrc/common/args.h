@@ -203,4 +203,20 @@ aio_call_prepend(PyObject *callable, PyObject *prefix, PyObject *const *args,
     return result;
 }
 
+/* Call `obj.<name>(prefix, *args, **kwnames)`: how a wrapper reaches an
+ * overridden method of the object it serves (a subclass, a patched class). */
+static inline PyObject *
+aio_call_method_prepend(PyObject *obj, PyObject *name, PyObject *prefix,
+                        PyObject *const *args, size_t nargsf,
+                        PyObject *kwnames)
+{
+    PyObject *method = PyObject_GetAttr(obj, name);
+    if (method == NULL) {
+        return NULL;
+    }
+    PyObject *result = aio_call_prepend(method, prefix, args, nargsf, kwnames);
+    Py_DECREF(method);
+    return result;
+}
+
 #endif /* AIOMISC_C_COMMON_ARGS_H */
