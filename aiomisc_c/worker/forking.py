@@ -27,6 +27,7 @@ PROCESSES: MutableMapping[int, bytes] = {}
 STOPPING = Event()
 EXIT_LOCK = Lock()
 DEFAULT_SIGNAL_HANDLER = signal.getsignal(INT_SIGNAL)
+STOP_SIGNALS = frozenset({INT_SIGNAL, signal.SIGTERM})
 # How long the workers get to exit after SIGTERM before SIGKILL.
 WORKER_EXIT_TIMEOUT = 2.0
 
@@ -76,14 +77,24 @@ def _exit_code(exc: SystemExit) -> int:
 
 
 def fork(worker_id: bytes, cookie: bytes, address: AddressType) -> None:
+    # The stop signals stay blocked across fork(): until the child has set
+    # its own handlers it runs the supervisor's, which raise
+    # KeyboardInterrupt (a SIGTERM sent by at_exit() to a worker forked a
+    # moment earlier printed a traceback).  The parent unblocks only once
+    # the pid is recorded, so a stop signal taken then still reaps it.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
     gc.disable()
     try:
         pid = os.fork()
+    except BaseException:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        raise
     finally:
         gc.enable()
 
     if pid != 0:
         PROCESSES[pid] = worker_id
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         log.debug("Started child process PID: %d", pid)
         return
 
@@ -93,6 +104,7 @@ def fork(worker_id: bytes, cookie: bytes, address: AddressType) -> None:
         PROCESSES.clear()
         signal.signal(INT_SIGNAL, DEFAULT_SIGNAL_HANDLER)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         worker(address, cookie, worker_id)
     except SystemExit as e:
         code = _exit_code(e)
