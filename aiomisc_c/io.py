@@ -20,9 +20,10 @@ from functools import partial, total_ordering
 from pathlib import Path
 from typing import (
     IO, Any, AnyStr, Awaitable, Callable, Generator, Generic, List, Literal,
-    Optional, TextIO, TypeVar, Union, overload,
+    Optional, Set, TextIO, TypeVar, Union, overload,
 )
 
+from . import _compat
 from ._thread_pool_base import ThreadPoolExecutorBase
 from .compat import EventLoopMixin
 
@@ -42,9 +43,39 @@ __all__ = (
 )
 
 T = TypeVar("T")
+_MISSING: Any = object()
 # The class of the object itself, for "async with" to keep it.
 _SelfFile = TypeVar("_SelfFile", bound="AsyncFileIO[Any]")
 FilePath = Union[str, Path]
+
+
+# Loop types whose instances cannot have a ``_default_executor`` attribute
+# (uvloop keeps it in a C field): skips a failing lookup on every call.
+_LOOP_TYPES_WITHOUT_EXECUTOR_ATTR: Set[type] = set()
+
+
+def _python_default_pool(
+    loop: asyncio.AbstractEventLoop,
+) -> Optional[ThreadPoolExecutorBase]:
+    """The loop's default executor if it is one of the package's pools and
+    the loop shows it (asyncio's loops do; uvloop's do not), else None."""
+    loop_type = type(loop)
+    if loop_type in _LOOP_TYPES_WITHOUT_EXECUTOR_ATTR:
+        return None
+    pool = getattr(loop, "_default_executor", _MISSING)
+    if pool is _MISSING:
+        if not hasattr(loop, "__dict__"):
+            _LOOP_TYPES_WITHOUT_EXECUTOR_ATTR.add(loop_type)
+        return None
+    return pool if isinstance(pool, ThreadPoolExecutorBase) else None
+
+
+# The C version also finds the pool uvloop hides, sparing a read uvloop's
+# run_in_executor (whose checks cost more than the submit itself).
+_default_pool: Callable[[asyncio.AbstractEventLoop], Any] = getattr(
+    _compat.import_c_module("_thread_pool"), "default_pool",
+    _python_default_pool,
+)
 
 
 def _submit(
@@ -56,12 +87,12 @@ def _submit(
     The package's pools return a loop future from ``submit`` directly, so
     the loop's ``run_in_executor`` wrapping is skipped for them.
     """
-    target = executor
-    if target is None:
-        # asyncio keeps the default executor here; uvloop hides it.
-        target = getattr(loop, "_default_executor", None)
-    if isinstance(target, ThreadPoolExecutorBase):
-        return target.submit(func, *args)
+    if executor is None:
+        pool = _default_pool(loop)
+        if pool is not None:
+            return pool.submit(func, *args)
+    elif isinstance(executor, ThreadPoolExecutorBase):
+        return executor.submit(func, *args)
     return loop.run_in_executor(executor, func, *args)
 
 
@@ -252,11 +283,16 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
     async def flush(self) -> None:
         await self._run(self.fp.flush)
 
+    # The hot operations call _submit themselves: one Python frame less.
     async def read(self, n: int = -1) -> AnyStr:
-        return await self._run(self.fp.read, n)
+        return await _submit(
+            self._loop or self.loop, self.executor, self.fp.read, n,
+        )
 
     async def readline(self, limit: int = -1) -> AnyStr:
-        return await self._run(self.fp.readline, limit)
+        return await _submit(
+            self._loop or self.loop, self.executor, self.fp.readline, limit,
+        )
 
     async def readlines(self, limit: int = -1) -> List[AnyStr]:
         return await self._run(self.fp.readlines, limit)
@@ -268,7 +304,9 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         return await self._run(self.fp.truncate, size)
 
     async def write(self, s: AnyStr) -> int:
-        return await self._run(self.fp.write, s)
+        return await _submit(
+            self._loop or self.loop, self.executor, self.fp.write, s,
+        )
 
     async def writelines(self, lines: List[AnyStr]) -> None:
         await self._run(self.fp.writelines, lines)

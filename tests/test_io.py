@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor as StdThreadPoolExecutor
 import pytest
 from conftest import default_executor
 
+from aiomisc_c import _compat
 from aiomisc_c import io as aio
 from aiomisc_c.io import Compression, async_open
 from aiomisc_c import thread_pool
@@ -431,3 +432,71 @@ def test_concurrent_operations_on_many_files(run, tmp_path):
             await afp.close()
 
     run(main())
+
+
+def _default_pool_lookups():
+    """The io module's lookups of a loop's default pool: the Python one and,
+    when built, the C one (which also sees the pool uvloop hides)."""
+    lookups = {"python": aio._python_default_pool}
+    c_module = _compat.import_c_module("_thread_pool")
+    if c_module is not None and hasattr(c_module, "default_pool"):
+        lookups["c"] = c_module.default_pool
+    return lookups
+
+
+def test_default_pool_lookup(loop, loop_kind):
+    pool = default_executor(loop)
+    assert isinstance(pool, ThreadPoolExecutorBase)
+    lookups = _default_pool_lookups()
+    if "c" in lookups:
+        assert aio._default_pool is lookups["c"]
+        assert lookups["c"](loop) is pool
+    # uvloop hides its default executor from Python code
+    expected = pool if loop_kind == "asyncio" else None
+    assert lookups["python"](loop) is expected
+
+    other = StdThreadPoolExecutor(1)
+    try:
+        loop.set_default_executor(other)
+        for lookup in lookups.values():   # read on every call
+            assert lookup(loop) is None
+    finally:
+        other.shutdown(wait=True)
+
+
+def test_default_pool_lookup_other_objects():
+    for lookup in _default_pool_lookups().values():
+        assert lookup(object()) is None
+
+        class Loop:
+            _default_executor = None
+
+        assert lookup(Loop()) is None
+
+
+def test_reads_reach_a_replaced_default_executor(run, loop, tmp_path):
+    # The default executor is looked up on every operation.
+    path = tmp_path / "replaced.bin"
+    path.write_bytes(b"0123456789")
+    seen = []
+
+    class Recording(StdThreadPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            seen.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    other = Recording(1)
+
+    async def main():
+        async with async_open(path, "rb") as afp:
+            assert await afp.read(4) == b"0123"
+            loop.set_default_executor(other)
+            assert await afp.read(2) == b"45"
+            assert await afp.readline() == b"6789"
+
+    try:
+        run(main())
+    finally:
+        other.shutdown(wait=True)
+    # two reads and the close went through the replacement
+    assert len(seen) == 3
