@@ -1,0 +1,396 @@
+/* thread_pool/channel.h — the result channel: per-loop completion batches.
+ *
+ * A unit of the aiomisc_c._thread_pool translation unit: included once,
+ * by thread_pool/module.c, after the units listed before it there. */
+#ifndef AIOMISC_C_THREAD_POOL_CHANNEL_H
+#define AIOMISC_C_THREAD_POOL_CHANNEL_H
+
+/* ------------------------------------------------------------------------ */
+/* Channel: per-loop completion batches                                      */
+
+static Channel *
+channel_new(tp_state *st, PyObject *loop)
+{
+    Channel *ch = (Channel *)st->channel_type->tp_alloc(st->channel_type, 0);
+    if (ch == NULL) {
+        return NULL;
+    }
+    ch->loop_id = (void *)loop;
+    ch->loop_ref = PyWeakref_NewRef(loop, NULL);
+    if (ch->loop_ref == NULL) {
+        if (!PyErr_ExceptionMatches(PyExc_TypeError)) {
+            goto fail;
+        }
+        PyErr_Clear();
+        ch->loop_ref = Py_NewRef(loop);
+    }
+    ch->drain = PyObject_GetAttr((PyObject *)ch, st->str_drain);
+    if (ch->drain == NULL) {
+        goto fail;
+    }
+
+    /* asyncio.Future(loop=loop) is what loop.create_future() does for
+     * asyncio's loops and uvloop; skip the method call for those. */
+    PyObject *create_future =
+        PyObject_GetAttr((PyObject *)Py_TYPE(loop), st->str_create_future);
+    if (create_future == NULL) {
+        goto fail;
+    }
+    ch->stock_future = create_future == st->stock_create_future;
+    if (!ch->stock_future) {
+        /* uvloop.Loop.create_future: only if uvloop is imported already */
+        PyObject *uv_name = PyUnicode_FromString("uvloop");
+        PyObject *uvloop = uv_name ? PyImport_GetModule(uv_name) : NULL;
+        Py_XDECREF(uv_name);
+        if (uvloop != NULL) {
+            PyObject *uv_loop = PyObject_GetAttrString(uvloop, "Loop");
+            PyObject *uv_create =
+                uv_loop ? PyObject_GetAttr(uv_loop, st->str_create_future)
+                        : NULL;
+            ch->stock_future = uv_create != NULL && uv_create == create_future;
+            Py_XDECREF(uv_create);
+            Py_XDECREF(uv_loop);
+            Py_DECREF(uvloop);
+        }
+        PyErr_Clear();
+    }
+    Py_DECREF(create_future);
+    return ch;
+
+fail:
+    Py_DECREF(ch);
+    return NULL;
+}
+
+/* The channel's loop as a new reference, or NULL (no exception) if it died. */
+static PyObject *
+channel_loop(Channel *ch)
+{
+    if (ch->loop_ref == NULL) {
+        return NULL;
+    }
+    if (!PyWeakref_CheckRef(ch->loop_ref)) {
+        return Py_NewRef(ch->loop_ref);
+    }
+    return aio_weakref_get(ch->loop_ref);
+}
+
+/* Whether `ch` serves `loop` (alive: the caller holds it). */
+static inline int
+channel_is_for(Channel *ch, PyObject *loop)
+{
+    if (ch->loop_id != (void *)loop || ch->loop_ref == NULL) {
+        return 0;
+    }
+    return !PyWeakref_CheckRef(ch->loop_ref) ||
+           aio_weakref_is(ch->loop_ref, loop);
+}
+
+/* Loop thread, GIL held: resolve every future of the pending batch. */
+static PyObject *
+channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
+{
+    Channel *self = (Channel *)op;
+    tp_state *st = tp_state_from_object(op);
+    if (st == NULL) {
+        return NULL;
+    }
+    work_item *it = self->batch_head;
+    self->batch_head = self->batch_tail = NULL;
+    self->batch_len = 0;
+    /* Completions from now on need a new drain. */
+    self->scheduled = 0;
+    while (it != NULL) {
+        work_item *next = it->next;
+        item_resolve(st, it);
+        item_free(st, it);
+        it = next;
+    }
+    Py_RETURN_NONE;
+}
+
+static inline int
+is_finalizing(void)
+{
+#if PY_VERSION_HEX >= 0x030D0000
+    return Py_IsFinalizing();
+#else
+    return _Py_IsFinalizing();
+#endif
+}
+
+/* GIL held: 1 if the channel's loop is closed or gone (remembered), else
+ * 0.  Read through `loop._closed` (asyncio's loops and uvloop have it),
+ * else loop.is_closed(); a loop that cannot tell counts as open. */
+static int
+channel_is_closed(tp_state *st, Channel *ch)
+{
+    if (ch->closed) {
+        return 1;
+    }
+    PyObject *loop = channel_loop(ch);
+    if (loop == NULL) {
+        ch->closed = 1;
+        return 1;
+    }
+    PyObject *flag = NULL;
+    int found = lookup_attr_quiet(loop, st->str_closed, &flag);
+    if (found == 0) {
+        flag = PyObject_VectorcallMethod(
+            st->str_is_closed, &loop, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+            NULL);
+    }
+    Py_DECREF(loop);
+    int closed = flag != NULL ? PyObject_IsTrue(flag) : -1;
+    Py_XDECREF(flag);
+    if (closed < 0) {
+        PyErr_Clear();
+        return 0;
+    }
+    ch->closed = closed;
+    return closed;
+}
+
+/* Items a worker (or shutdown) could not deliver because their loop is
+ * closed, counted per channel so that one log line covers a batch. */
+typedef struct {
+    Channel *channel; /* strong, or NULL */
+    Py_ssize_t count;
+} drop_tally;
+
+/* GIL held, no exception set: log the tally (not while the interpreter
+ * finalizes: logging may be half torn down, its locks held by dead
+ * daemon threads) and reset it. */
+static void
+drop_tally_flush(tp_state *st, drop_tally *tally)
+{
+    Channel *ch = tally->channel;
+    Py_ssize_t count = tally->count;
+    tally->channel = NULL;
+    tally->count = 0;
+    if (ch == NULL) {
+        return;
+    }
+    if (count > 0 && !is_finalizing()) {
+        PyObject *loop = channel_loop(ch);
+        log_warning(st,
+                    "Event loop %r is closed. Dropping %d thread pool "
+                    "call(s)",
+                    loop != NULL ? loop : Py_None, count);
+        Py_XDECREF(loop);
+    }
+    Py_DECREF(ch);
+}
+
+static void
+drop_tally_add(tp_state *st, drop_tally *tally, Channel *ch, Py_ssize_t n)
+{
+    if (n <= 0) {
+        return;
+    }
+    if (tally->channel != ch) {
+        drop_tally_flush(st, tally);
+        tally->channel = (Channel *)Py_NewRef(ch);
+    }
+    tally->count += n;
+}
+
+/* GIL held: report that call_soon_threadsafe failed for a reason other
+ * than a closed loop (the exception is taken). */
+static void
+report_delivery_error(tp_state *st, Channel *ch, Py_ssize_t n)
+{
+    PyObject *exc = aio_err_take();
+    if (is_finalizing() || tp_logger(st) < 0) {
+        Py_XDECREF(exc);
+        return;
+    }
+    PyObject *loop = channel_loop(ch);
+    PyObject *error = PyObject_GetAttrString(st->logger, "error");
+    PyObject *args = Py_BuildValue("(snO)",
+                                   "Can not deliver %d thread pool result(s) "
+                                   "to %r",
+                                   n, loop != NULL ? loop : Py_None);
+    PyObject *kwargs =
+        Py_BuildValue("{sO}", "exc_info", exc != NULL ? exc : Py_True);
+    PyObject *r = NULL;
+    if (error != NULL && args != NULL && kwargs != NULL) {
+        r = PyObject_Call(error, args, kwargs);
+    }
+    if (r == NULL) {
+        PyErr_WriteUnraisable(st->logger);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(kwargs);
+    Py_XDECREF(args);
+    Py_XDECREF(error);
+    Py_XDECREF(loop);
+    Py_XDECREF(exc);
+}
+
+/* Any thread, GIL held, no exception set: add a finished item to its
+ * channel's batch; the first item of a batch schedules the drain.  Takes
+ * ownership of `it`.  Returns how many items were dropped because the loop
+ * is closed (the caller logs them through a drop_tally). */
+static Py_ssize_t
+channel_push(tp_state *st, work_item *it)
+{
+    Channel *ch = it->channel;
+    if (ch->closed) {
+        item_free(st, it);
+        return 1;
+    }
+    it->next = NULL;
+    if (ch->batch_tail != NULL) {
+        ch->batch_tail->next = it;
+    }
+    else {
+        ch->batch_head = it;
+    }
+    ch->batch_tail = it;
+    ch->batch_len++;
+    if (ch->scheduled) {
+        return 0;
+    }
+    /* Set before calling out: other workers may run (and push) while
+     * call_soon_threadsafe executes Python code. */
+    ch->scheduled = 1;
+    Py_INCREF(ch); /* the drain may free every item, and so the channel */
+    PyObject *loop = channel_loop(ch);
+    PyObject *r = NULL;
+    if (loop != NULL) {
+        PyObject *stack[3] = {NULL, loop, ch->drain};
+        r = PyObject_VectorcallMethod(st->str_call_soon_threadsafe, &stack[1],
+                                      2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
+        Py_DECREF(loop);
+    }
+    else {
+        PyErr_SetString(PyExc_RuntimeError, "Event loop is gone");
+    }
+    if (r != NULL) {
+        Py_DECREF(r);
+        Py_DECREF(ch);
+        return 0;
+    }
+    /* Nobody will drain this batch: drop it (with everything pushed
+     * meanwhile).  Only RuntimeError means the loop is closed. */
+    work_item *batch = ch->batch_head;
+    Py_ssize_t n = ch->batch_len;
+    ch->batch_head = ch->batch_tail = NULL;
+    ch->batch_len = 0;
+    ch->scheduled = 0;
+    Py_ssize_t dropped = 0;
+    if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
+        PyErr_Clear();
+        ch->closed = 1;
+        dropped = n;
+    }
+    else {
+        report_delivery_error(st, ch, n);
+    }
+    item_list_free(st, batch);
+    Py_DECREF(ch);
+    return dropped;
+}
+
+/* GIL held: channel_push(it), then tally what it dropped.  The push may
+ * free `it` (and with it the item's reference to its channel), so the
+ * channel is read and held before. */
+static void
+channel_deliver(tp_state *st, work_item *it, drop_tally *drops)
+{
+    Channel *ch = (Channel *)Py_NewRef(it->channel);
+    Py_ssize_t dropped = channel_push(st, it);
+    drop_tally_add(st, drops, ch, dropped);
+    Py_DECREF(ch);
+}
+
+static int
+channel_traverse(PyObject *op, visitproc visit, void *arg)
+{
+    Channel *self = (Channel *)op;
+    Py_VISIT(Py_TYPE(op));
+    Py_VISIT(self->loop_ref);
+    Py_VISIT(self->drain);
+    for (work_item *it = self->batch_head; it != NULL; it = it->next) {
+        int r = item_traverse(it, visit, arg);
+        if (r != 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+static int
+channel_clear(PyObject *op)
+{
+    Channel *self = (Channel *)op;
+    work_item *batch = self->batch_head;
+    self->batch_head = self->batch_tail = NULL;
+    self->batch_len = 0;
+    /* No module state here: during a collection at interpreter exit the
+     * type may be cleared in the same batch (its MRO gone), so
+     * PyType_GetModuleByDef would crash.  Items go straight to PyMem_Free. */
+    item_list_free(NULL, batch);
+    Py_CLEAR(self->loop_ref);
+    Py_CLEAR(self->drain);
+    return 0;
+}
+
+static void
+channel_dealloc(PyObject *op)
+{
+    aio_gc_dealloc(op, 0);
+}
+
+static PyObject *
+channel_repr(PyObject *op)
+{
+    Channel *self = (Channel *)op;
+    PyObject *loop = channel_loop(self);
+    PyObject *r =
+        PyUnicode_FromFormat("<_thread_pool.Channel for %R, %zd pending>",
+                             loop != NULL ? loop : Py_None, self->batch_len);
+    Py_XDECREF(loop);
+    return r;
+}
+
+static PyMethodDef channel_methods[] = {
+    {"_drain", channel_drain, METH_NOARGS,
+     "Resolve the futures of the pending batch (runs on the loop)."},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *
+channel_get_loop(PyObject *op, void *Py_UNUSED(closure))
+{
+    PyObject *loop = channel_loop((Channel *)op);
+    return loop != NULL ? loop : Py_NewRef(Py_None);
+}
+
+static PyGetSetDef channel_getset[] = {
+    {"loop", channel_get_loop, NULL, "The loop (None once it is gone).", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyType_Slot channel_slots[] = {
+    {Py_tp_doc, "Per-loop completion channel of a thread pool (internal)."},
+    {Py_tp_dealloc, channel_dealloc},
+    {Py_tp_traverse, channel_traverse},
+    {Py_tp_clear, channel_clear},
+    {Py_tp_repr, channel_repr},
+    {Py_tp_methods, channel_methods},
+    {Py_tp_getset, channel_getset},
+    {0, NULL},
+};
+
+static PyType_Spec channel_spec = {
+    .name = "aiomisc_c._thread_pool.Channel",
+    .basicsize = sizeof(Channel),
+    .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
+             Py_TPFLAGS_DISALLOW_INSTANTIATION,
+    .slots = channel_slots,
+};
+
+#endif /* AIOMISC_C_THREAD_POOL_CHANNEL_H */
