@@ -7,6 +7,7 @@ Python twin, and compares what was observed."""
 import asyncio
 import contextlib
 import random
+import threading
 import time
 
 import pytest
@@ -24,6 +25,7 @@ if not _compat.c_available():  # pragma: no cover - CI requires the build
 from aiomisc_c import _backoff, _backoff_py  # noqa: E402
 from aiomisc_c import _circuit_breaker_base  # noqa: E402
 from aiomisc_c import _circuit_breaker, _circuit_breaker_py  # noqa: E402
+from aiomisc_c import _thread_pool  # noqa: E402
 
 
 try:
@@ -59,7 +61,7 @@ def fast_paths(module, enabled):
         assert module._set_fast_paths(previous) is enabled
 
 
-@pytest.mark.parametrize("module", [_circuit_breaker, _backoff])
+@pytest.mark.parametrize("module", [_circuit_breaker, _backoff, _thread_pool])
 def test_switch_reports_the_previous_setting(module):
     assert module._set_fast_paths(False) is True
     try:
@@ -205,3 +207,53 @@ def test_running_loop_shortcut_and_fallback_agree(loop_kind):
     assert fast == slow == backoff_trace(_backoff_py, loop_kind)
     assert ("first loop", "flaky", 42, [21, 21, 21]) in fast
     assert ("second loop", "slow", "TimeoutError") in fast
+
+
+def threaded_trace(loop_kind):
+    """threaded calls and pool submits on two loops in turn and outside any
+    loop: each future must belong to the loop running at the call."""
+    from aiomisc_c import thread_pool, utils
+
+    trace = []
+    policy = (uvloop.EventLoopPolicy() if loop_kind == "uvloop"
+              else asyncio.DefaultEventLoopPolicy())
+
+    def work(label):
+        return label, threading.current_thread() is not threading.main_thread()
+
+    call = thread_pool.threaded(work)
+    outside = call("outside")   # no running loop: a coroutine, run later
+    trace.append(("outside", asyncio.iscoroutine(outside)))
+    for label in ("first loop", "second loop"):
+        loop = utils.new_event_loop(policy=policy)
+        pool = thread_pool.ThreadPoolExecutor(2)
+
+        async def main(label=label, pool=pool):
+            running = asyncio.get_running_loop()
+            futures = [call(label), pool.submit(work, label)]
+            for future in futures:
+                trace.append((label, future.get_loop() is running))
+                trace.append((label, await future))
+            if label == "second loop":
+                trace.append(("outside", await outside))
+
+        try:
+            loop.run_until_complete(main())
+        finally:
+            pool.shutdown(wait=True)
+            loop.close()
+    return trace
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_thread_pool_running_loop_shortcut_and_fallback_agree(loop_kind):
+    with fast_paths(_thread_pool, True):
+        fast = threaded_trace(loop_kind)
+    with fast_paths(_thread_pool, False):
+        slow = threaded_trace(loop_kind)
+    with _compat.use_implementation("python"):
+        python = threaded_trace(loop_kind)
+    assert fast == slow == python
+    assert ("second loop", True) in fast
+    assert ("second loop", ("second loop", True)) in fast
+    assert ("outside", ("outside", True)) in fast

@@ -448,7 +448,8 @@ def test_default_pool_lookup(loop, loop_kind):
     pool = default_executor(loop)
     assert isinstance(pool, ThreadPoolExecutorBase)
     lookups = _default_pool_lookups()
-    if "c" in lookups:
+    if _compat.c_available("thread_pool"):
+        assert "c" in lookups
         assert aio._default_pool is lookups["c"]
         assert lookups["c"](loop) is pool
     # uvloop hides its default executor from Python code
@@ -500,3 +501,21 @@ def test_reads_reach_a_replaced_default_executor(run, loop, tmp_path):
         other.shutdown(wait=True)
     # two reads and the close went through the replacement
     assert len(seen) == 3
+
+
+def test_default_pool_lookup_skips_a_shut_down_hidden_pool(
+    loop, loop_kind, implementation,
+):
+    # uvloop's hidden pool with a C core, once shut down, is left to the
+    # loop, which reports that itself (as threaded calls do); a pool the
+    # loop shows is returned as it is (its submit raises).
+    lookups = _default_pool_lookups()
+    pool = default_executor(loop)
+    pool.shutdown(wait=True)
+    if loop_kind == "asyncio":
+        expected = {"c": pool, "python": pool}
+    else:
+        expected = {"c": None if implementation == "c" else pool,
+                    "python": None}
+    for kind, lookup in lookups.items():
+        assert lookup(loop) is expected[kind], kind

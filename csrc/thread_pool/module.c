@@ -76,6 +76,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "common/running_loop.h"
 
 /*
  * Layout: the multidict model.  This file is the only translation unit of
@@ -96,7 +97,8 @@
  *   workers.h            the workers: run an item, drain, sleep
  *   executor.h           Executor methods: start, submit, shutdown, fork
  *   executor_type.h      Executor attributes, construction, type spec
- *   threaded_dispatch.h  which executor runs a threaded call
+ *   threaded_dispatch.h  which executor runs a threaded call (and the
+ *                        module's default_pool())
  *   threaded.h           the Threaded and BoundThreaded types
  *   module.c             module state's GC, module init
  */
@@ -279,6 +281,15 @@ module_exec(PyObject *module)
     return 0;
 }
 
+static PyMethodDef module_methods[] = {
+    {"default_pool", module_default_pool, METH_O,
+     "default_pool($module, loop, /)\n--\n\n"
+     "The loop's default executor when it is one of this package's thread "
+     "pools (asyncio's loops show it, uvloop's are searched), else None."},
+    AIO_SET_FAST_PATHS_METHODDEF,
+    {NULL, NULL, 0, NULL},
+};
+
 static PyModuleDef_Slot module_slots[] = {
     {Py_mod_exec, module_exec},
     {0, NULL},
@@ -290,6 +301,7 @@ static PyModuleDef thread_pool_module = {
     .m_doc = "C core of aiomisc_c's thread pool: Executor, Threaded, "
              "BoundThreaded.",
     .m_size = sizeof(tp_state),
+    .m_methods = module_methods,
     .m_slots = module_slots,
     .m_traverse = module_traverse,
     .m_clear = module_clear,
