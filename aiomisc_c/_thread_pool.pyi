@@ -1,4 +1,4 @@
-# Types of the C thread pool (csrc/thread_pool.c); the Python twin is
+# Types of the C thread pool (csrc/thread_pool/); the Python twin is
 # aiomisc_c/_thread_pool_py.py, typed the same way (tests/test_stubs.py).
 import asyncio
 from typing import (
@@ -14,6 +14,8 @@ S = TypeVar("S")
 T = TypeVar("T")
 
 DEFAULT_SPIN_US: int
+
+def default_pool(loop: Any, /) -> Optional[Any]: ...
 
 class Executor:
     def __init__(
