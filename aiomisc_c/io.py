@@ -20,7 +20,7 @@ from functools import partial, total_ordering
 from pathlib import Path
 from typing import (
     IO, Any, AnyStr, Awaitable, Callable, Generator, Generic, List, Literal,
-    Optional, Set, TextIO, TypeVar, Union, overload,
+    Optional, TextIO, TypeVar, Union, overload,
 )
 
 from . import _compat
@@ -43,39 +43,27 @@ __all__ = (
 )
 
 T = TypeVar("T")
-_MISSING: Any = object()
 # The class of the object itself, for "async with" to keep it.
 _SelfFile = TypeVar("_SelfFile", bound="AsyncFileIO[Any]")
 FilePath = Union[str, Path]
 
 
-# Loop types whose instances cannot have a ``_default_executor`` attribute
-# (uvloop keeps it in a C field): skips a failing lookup on every call.
-_LOOP_TYPES_WITHOUT_EXECUTOR_ATTR: Set[type] = set()
+def _pick_default_pool() -> Callable[[asyncio.AbstractEventLoop], Any]:
+    """The default-pool lookup of the C thread pool when it is built, else
+    of the Python twin (the same behaviour)."""
+    c_module = _compat.import_c_module("_thread_pool")
+    c_lookup: Optional[Callable[[asyncio.AbstractEventLoop], Any]] = getattr(
+        c_module, "default_pool", None,
+    )
+    if c_lookup is not None:
+        return c_lookup
+    from ._thread_pool_py import default_pool
+    return default_pool
 
 
-def _python_default_pool(
-    loop: asyncio.AbstractEventLoop,
-) -> Optional[ThreadPoolExecutorBase]:
-    """The loop's default executor if it is one of the package's pools and
-    the loop shows it (asyncio's loops do; uvloop's do not), else None."""
-    loop_type = type(loop)
-    if loop_type in _LOOP_TYPES_WITHOUT_EXECUTOR_ATTR:
-        return None
-    pool = getattr(loop, "_default_executor", _MISSING)
-    if pool is _MISSING:
-        if not hasattr(loop, "__dict__"):
-            _LOOP_TYPES_WITHOUT_EXECUTOR_ATTR.add(loop_type)
-        return None
-    return pool if isinstance(pool, ThreadPoolExecutorBase) else None
-
-
-# The C version also finds the pool uvloop hides, sparing a read uvloop's
-# run_in_executor (whose checks cost more than the submit itself).
-_default_pool: Callable[[asyncio.AbstractEventLoop], Any] = getattr(
-    _compat.import_c_module("_thread_pool"), "default_pool",
-    _python_default_pool,
-)
+# Finds the pool uvloop hides too, sparing a read uvloop's run_in_executor
+# (whose checks cost more than the submit itself).
+_default_pool = _pick_default_pool()
 
 
 def _submit(

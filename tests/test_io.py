@@ -435,44 +435,69 @@ def test_concurrent_operations_on_many_files(run, tmp_path):
 
 
 def _default_pool_lookups():
-    """The io module's lookups of a loop's default pool: the Python one and,
-    when built, the C one (which also sees the pool uvloop hides)."""
-    lookups = {"python": aio._python_default_pool}
-    c_module = _compat.import_c_module("_thread_pool")
-    if c_module is not None and hasattr(c_module, "default_pool"):
-        lookups["c"] = c_module.default_pool
+    """Both twins' lookups of a loop's default pool (the C one when built)."""
+    from aiomisc_c import _thread_pool_py
+
+    lookups = {"python": _thread_pool_py.default_pool}
+    if _compat.c_available("thread_pool"):
+        from aiomisc_c import _thread_pool
+
+        lookups["c"] = _thread_pool.default_pool
     return lookups
 
 
-def test_default_pool_lookup(loop, loop_kind):
+def test_default_pool_lookup(loop):
     pool = default_executor(loop)
     assert isinstance(pool, ThreadPoolExecutorBase)
     lookups = _default_pool_lookups()
-    if _compat.c_available("thread_pool"):
-        assert "c" in lookups
-        assert aio._default_pool is lookups["c"]
-        assert lookups["c"](loop) is pool
-    # uvloop hides its default executor from Python code
-    expected = pool if loop_kind == "asyncio" else None
-    assert lookups["python"](loop) is expected
+    # io takes the C lookup when it is built
+    assert aio._default_pool is lookups.get("c", lookups["python"])
+    for kind, lookup in lookups.items():   # uvloop's hidden pool included
+        assert lookup(loop) is pool, kind
 
     other = StdThreadPoolExecutor(1)
     try:
         loop.set_default_executor(other)
-        for lookup in lookups.values():   # read on every call
-            assert lookup(loop) is None
+        for kind, lookup in lookups.items():   # read on every call
+            assert lookup(loop) is None, kind
     finally:
         other.shutdown(wait=True)
 
 
 def test_default_pool_lookup_other_objects():
-    for lookup in _default_pool_lookups().values():
-        assert lookup(object()) is None
+    class Loop:
+        _default_executor = None
 
-        class Loop:
-            _default_executor = None
+    class HidesIt:
+        __slots__ = ("pool",)
 
-        assert lookup(Loop()) is None
+    hides = HidesIt()
+    hides.pool = thread_pool.ThreadPoolExecutor(1)
+    try:
+        for kind, lookup in _default_pool_lookups().items():
+            assert lookup(object()) is None, kind
+            assert lookup(Loop()) is None, kind
+            # no attribute: found among the object's references
+            assert lookup(hides) is hides.pool, kind
+    finally:
+        hides.pool.shutdown(wait=True)
+
+
+def test_reads_after_the_default_pool_shuts_down(run, loop, tmp_path):
+    # Both loops: the pool is still the default one; its submit refuses.
+    path = tmp_path / "closed-pool.bin"
+    path.write_bytes(b"data")
+
+    async def main():
+        afp = await async_open(path, "rb")
+        try:
+            default_executor(loop).shutdown(wait=True)
+            with pytest.raises(RuntimeError, match="shutdown"):
+                await afp.read(2)
+        finally:
+            afp.fp.close()
+
+    run(main())
 
 
 def test_reads_reach_a_replaced_default_executor(run, loop, tmp_path):
@@ -501,21 +526,3 @@ def test_reads_reach_a_replaced_default_executor(run, loop, tmp_path):
         other.shutdown(wait=True)
     # two reads and the close went through the replacement
     assert len(seen) == 3
-
-
-def test_default_pool_lookup_skips_a_shut_down_hidden_pool(
-    loop, loop_kind, implementation,
-):
-    # uvloop's hidden pool with a C core, once shut down, is left to the
-    # loop, which reports that itself (as threaded calls do); a pool the
-    # loop shows is returned as it is (its submit raises).
-    lookups = _default_pool_lookups()
-    pool = default_executor(loop)
-    pool.shutdown(wait=True)
-    if loop_kind == "asyncio":
-        expected = {"c": pool, "python": pool}
-    else:
-        expected = {"c": None if implementation == "c" else pool,
-                    "python": None}
-    for kind, lookup in lookups.items():
-        assert lookup(loop) is expected[kind], kind

@@ -228,10 +228,9 @@ loop_shows_default_executor(tp_state *st, PyObject *loop,
 }
 
 /* default_pool(loop): the loop's default executor when it is one of the
- * package's pools, else None.  Read on every call, nothing cached (like the
- * threaded calls), so loop.set_default_executor() takes effect at once.  A
- * hidden C pool that is shut down counts as none, as for threaded calls:
- * the loop then reports that itself. */
+ * package's pools, else None (shut down or not: its submit says so).  Read
+ * on every call, nothing cached (like the threaded calls), so
+ * loop.set_default_executor() takes effect at once. */
 static PyObject *
 module_default_pool(PyObject *module, PyObject *loop)
 {
@@ -250,24 +249,7 @@ module_default_pool(PyObject *module, PyObject *loop)
         Py_RETURN_NONE;
     }
     PyObject *shell = hidden_default_shell(st, loop);
-    if (shell == NULL) {
-        Py_RETURN_NONE;
-    }
-    Py_INCREF(shell); /* the core lookup may run Python code */
-    PyObject *core = NULL;
-    if (aio_getattr_optional(shell, st->str_core, &core) < 0) {
-        Py_DECREF(shell);
-        return NULL;
-    }
-    int shut = core != NULL && Py_IS_TYPE(core, st->executor_type) &&
-               atomic_load_explicit(&((Executor *)core)->shutdown,
-                                    memory_order_relaxed);
-    Py_XDECREF(core);
-    if (shut) {
-        Py_DECREF(shell);
-        Py_RETURN_NONE;
-    }
-    return shell;
+    return Py_NewRef(shell != NULL ? shell : Py_None);
 }
 
 /* The hot path of `await threaded_fn(...)`. */
