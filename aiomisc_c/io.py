@@ -48,13 +48,16 @@ _SelfFile = TypeVar("_SelfFile", bound="AsyncFileIO[Any]")
 FilePath = Union[str, Path]
 
 
-def _pick_default_pool() -> Callable[[asyncio.AbstractEventLoop], Any]:
+_PoolLookup = Callable[
+    [asyncio.AbstractEventLoop], Optional[ThreadPoolExecutorBase],
+]
+
+
+def _pick_default_pool() -> _PoolLookup:
     """The default-pool lookup of the C thread pool when it is built, else
     of the Python twin (the same behaviour)."""
     c_module = _compat.import_c_module("_thread_pool")
-    c_lookup: Optional[Callable[[asyncio.AbstractEventLoop], Any]] = getattr(
-        c_module, "default_pool", None,
-    )
+    c_lookup: Optional[_PoolLookup] = getattr(c_module, "default_pool", None)
     if c_lookup is not None:
         return c_lookup
     from ._thread_pool_py import default_pool
