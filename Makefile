@@ -11,7 +11,8 @@ PRIMITIVE_TESTS := tests/test_thread_pool_executor.py tests/test_thread_pool_shu
 	tests/test_circuit_breaker_call.py tests/test_circuit_breaker_call_async.py \
 	tests/test_circuit_breaker_cutout.py tests/test_circuit_breaker_hooks.py tests/test_backoff.py \
 	tests/test_timeout.py tests/test_backoff_gc.py tests/test_c_types.py \
-	tests/test_c_common.py tests/test_c_fast_paths.py tests/test_c_signatures.py
+	tests/test_c_common.py tests/test_c_fast_paths.py tests/test_c_signatures.py \
+	tests/test_pool.py tests/test_pool_acquisition.py
 
 .PHONY: inplace debug asan leaks test bench docs-bench clean
 
@@ -35,7 +36,8 @@ asan:  ## ASan+UBSan build, then the primitives' tests under it
 
 leaks:  ## reference and memory leak checks of the C hot paths (subprocesses)
 	cd tests && AIOMISC_C_REQUIRE_EXTENSIONS=1 $(PYTHON) -m pytest -q -p no:cacheprovider \
-		test_helpers_leakcheck.py test_thread_pool_leaks.py test_circuit_breaker_leaks.py test_backoff_leaks.py
+		test_helpers_leakcheck.py test_thread_pool_leaks.py test_circuit_breaker_leaks.py test_backoff_leaks.py \
+		test_pool_leaks.py
 
 test:
 	pytest

@@ -35,25 +35,22 @@ def env_flag(name: str) -> bool:
     )
 
 
-# The primitives implemented in C.  A folder ``csrc/<name>/`` builds
+# The primitives implemented in C: each folder ``csrc/<name>/`` builds
 # ``aiomisc_c._<name>`` from its one translation unit ``module.c`` (the other
-# files of the folder are the units it includes); a flat ``csrc/<name>.c``
-# still builds ``aiomisc_c._<name>`` while it waits to be split.  Headers
-# shared by every module live in ``csrc/common/``.
+# files of the folder are the units it includes).  Headers shared by every
+# module live in ``csrc/common/``.
 def c_primitives() -> dict:
     primitives = {}
     for entry in sorted(os.listdir("csrc")):
         path = os.path.join("csrc", entry)
         if entry.endswith(".c") and os.path.isfile(path):
-            primitives[entry[:-2]] = (path, [])
-        elif entry != "common" and os.path.isfile(
+            raise RuntimeError(
+                f"{path}: a C primitive is a folder csrc/<name>/ whose "
+                f"module.c includes its units",
+            )
+        if entry != "common" and os.path.isfile(
             os.path.join(path, "module.c")
         ):
-            if os.path.isfile(path + ".c"):
-                raise RuntimeError(
-                    f"both {path}.c and {path}/module.c build "
-                    f"aiomisc_c._{entry}: remove one",
-                )
             primitives[entry] = (
                 os.path.join(path, "module.c"),
                 headers_of(path),

@@ -202,6 +202,14 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
         batch = self._batch
         return len(batch.args) if batch is not None else 0
 
+    def _open(self, loop: asyncio.AbstractEventLoop) -> _Batch:
+        """A new batch, closed by the loop timer ``leeway_ms`` from now."""
+        batch = self._batch = _Batch(loop.time())
+        batch.timer = loop.call_at(
+            batch.first_call_at + self._leeway, self._close_by_timer, batch,
+        )
+        return batch
+
     def _close(self, batch: _Batch) -> None:
         """No more arguments join ``batch``; its waiting callers wake up."""
         if batch.closed:
@@ -227,38 +235,38 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
     async def _execute(
         self, *, args: List[Any], futures: "List[asyncio.Future[Any]]",
     ) -> None:
-        arg_class = globals().get("Arg") or _make_arg_class()
-        arguments = [
-            arg_class(value=value, future=future)
-            for value, future in zip(args, futures)
-        ]
+        """Run the batch once (:meth:`_call`) and settle what it left: an
+        exception of the function goes to every unset future, a future still
+        unset then gets :class:`ResultNotSetError`.  A cancellation goes on
+        untouched: another caller of the batch runs it again."""
+        statistic = self._statistic
         try:
-            await self._func(*arguments)
-            self._statistic.success += 1
+            await self._call(args, futures)
+            statistic.success += 1
         except asyncio.CancelledError:
-            # Another caller of the batch runs it again.
             raise
         except Exception as exc:
-            self._set_exception(exc, futures)
-            self._statistic.error += 1
+            statistic.error += 1
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
             return
         finally:
-            self._statistic.done += 1
-        self._set_not_set(futures)
-
-    @staticmethod
-    def _set_exception(
-        exc: Exception, futures: "List[asyncio.Future[Any]]",
-    ) -> None:
-        for future in futures:
-            if not future.done():
-                future.set_exception(exc)
-
-    @staticmethod
-    def _set_not_set(futures: "List[asyncio.Future[Any]]") -> None:
+            statistic.done += 1
         for future in futures:
             if not future.done():
                 future.set_exception(ResultNotSetError())
+
+    async def _call(
+        self, args: List[Any], futures: "List[asyncio.Future[Any]]",
+    ) -> None:
+        """Call the function on the batch: here with :class:`Arg` objects,
+        whose futures the function sets itself."""
+        arg_class = globals().get("Arg") or _make_arg_class()
+        await self._func(*[
+            arg_class(value=value, future=future)
+            for value, future in zip(args, futures)
+        ])
 
     async def _wait(self, batch: _Batch, future: "asyncio.Future[Any]") -> None:
         waiter = self.loop.create_future()
@@ -282,12 +290,7 @@ class AggregatorAsync(EventLoopMixin, Generic[V, R]):
 
     async def aggregate(self, arg: V) -> R:
         loop = self._loop or self.loop
-        batch = self._batch
-        if batch is None:
-            batch = self._batch = _Batch(loop.time())
-            batch.timer = loop.call_at(
-                batch.first_call_at + self._leeway, self._close_by_timer, batch,
-            )
+        batch = self._batch or self._open(loop)
         future: asyncio.Future[R] = loop.create_future()
         batch.args.append(arg)
         batch.futures.append(future)
@@ -326,24 +329,15 @@ class Aggregator(AggregatorAsync[V, R], Generic[V, R]):
     ) -> None:
         self._setup(func, leeway_ms, max_count, statistic_name)
 
-    async def _execute(
-        self, *, args: List[Any], futures: "List[asyncio.Future[Any]]",
+    async def _call(
+        self, args: List[Any], futures: "List[asyncio.Future[Any]]",
     ) -> None:
-        try:
-            results = await self._func(*args)
-            for future, result in zip(futures, results):
-                if not future.done():
-                    future.set_result(result)
-            self._statistic.success += 1
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._set_exception(exc, futures)
-            self._statistic.error += 1
-            return
-        finally:
-            self._statistic.done += 1
-        self._set_not_set(futures)
+        """Call the function on the values; its results, in argument order,
+        set the futures."""
+        results = await self._func(*args)
+        for future, result in zip(futures, results):
+            if not future.done():
+                future.set_result(result)
 
     # The results are set by this class, never by the function: a caller
     # waits on its result future alone, and the caller that is to run the
@@ -362,12 +356,7 @@ class Aggregator(AggregatorAsync[V, R], Generic[V, R]):
 
     async def aggregate(self, arg: V) -> R:
         loop = self._loop or self.loop
-        batch = self._batch
-        if batch is None:
-            batch = self._batch = _Batch(loop.time())
-            batch.timer = loop.call_at(
-                batch.first_call_at + self._leeway, self._close_by_timer, batch,
-            )
+        batch = self._batch or self._open(loop)
         future: asyncio.Future[R] = loop.create_future()
         index = len(batch.args)
         batch.args.append(arg)

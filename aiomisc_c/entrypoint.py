@@ -31,6 +31,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 from weakref import WeakSet
 
+from . import _signal_wakeup
 from . import log as aiomisc_log
 from . import utils
 from ._compat import process_signals_blocked
@@ -61,6 +62,10 @@ asyncio_current_task = asyncio.current_task
 # Seconds a cancelled task gets to finish once its time is up; past that it
 # is logged as ignoring cancellation and left behind.
 CANCEL_GRACE = 1.0
+
+
+def _do_nothing() -> None:
+    pass
 
 
 def is_main_thread() -> bool:
@@ -734,6 +739,9 @@ class Entrypoint:
             return
         for handler in self._signal_handlers:
             handler.apply()
+            # A signal that missed the main thread's epoll_wait would wait
+            # for the next loop wake-up: wake the loop then.
+            _signal_wakeup.watch(handler.signal, self._wake_loop)
         self._signal_handlers_applied = True
 
     def _restore_signal_handlers(self) -> None:
@@ -742,6 +750,15 @@ class Entrypoint:
         self._signal_handlers_applied = False
         for handler in self._signal_handlers:
             handler.restore()
+            _signal_wakeup.unwatch(handler.signal, self._wake_loop)
+
+    def _wake_loop(self) -> None:
+        # From the wake-up watcher thread: once the main thread runs again
+        # it calls the pending Python signal handler.
+        loop = self._loop
+        if loop is not None:
+            with suppress(RuntimeError):    # closed meanwhile
+                loop.call_soon_threadsafe(_do_nothing)
 
     def _on_interrupt_callback(self, _: Any) -> None:
         # Runs in the main thread between two bytecodes: only hand over.

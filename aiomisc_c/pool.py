@@ -13,6 +13,11 @@ returns false (17.x hands it out although it is being destroyed); a creation
 slot freed by recycling wakes a waiting acquirer, which creates a new
 instance (17.x leaves it waiting for a release); a failed or cancelled
 creation gives its slot back.
+
+Twinned (C in ``aiomisc_c._pool``, Python in ``aiomisc_c._pool_py``):
+``Acquisition``, what :meth:`PoolBase.acquire` returns (the hot path: take
+the oldest idle instance and check it, give it back).  The rest of the pool
+is the Python code below, shared by both twins.
 """
 from __future__ import annotations
 
@@ -22,8 +27,12 @@ from abc import ABC, abstractmethod
 from collections import deque
 from contextlib import AbstractAsyncContextManager
 from random import random
-from typing import Any, Awaitable, Callable, Deque, Dict, Generic, Optional, Set, TypeVar
+from typing import (
+    TYPE_CHECKING, Any, Awaitable, Callable, Deque, Dict, Generic, Optional, Set,
+    TypeVar,
+)
 
+from . import _compat
 from .compat import EventLoopMixin
 from .utils import cancel_tasks
 
@@ -66,59 +75,6 @@ class ContextManager(AbstractAsyncContextManager[Any]):
         await self._aexit(self._instance)
 
 
-class _Acquisition(ContextManager):
-    """What :meth:`PoolBase.acquire` returns: a :class:`ContextManager`
-    that takes a ready idle instance without an extra coroutine."""
-
-    __slots__ = ("_pool",)
-
-    def __init__(self, pool: "PoolBase[Any]"):
-        self._pool = pool
-        self._instance = self.sentinel
-
-    async def __aenter__(self) -> Any:
-        if self._instance is not self.sentinel:
-            raise RuntimeError("Reuse of context manager is not acceptable")
-        pool = self._pool
-        if pool._free_slots or not pool._idle:
-            self._instance = await pool._acquire()
-            return self._instance
-        # The common case, inlined: the oldest idle instance, checked.
-        instance = pool._idle.popleft()
-        try:
-            good = await pool._check_instance(instance)
-        except asyncio.CancelledError:
-            pool._put_idle(instance)
-            raise
-        except Exception:
-            log.exception("Check instance %r failed", instance)
-            good = False
-        if not good:
-            pool._recycle_instance(instance)
-            instance = await pool._acquire()
-        else:
-            pool._used.add(instance)
-        self._instance = instance
-        return instance
-
-    def __aexit__(  # type: ignore[override]
-        self, exc_type: Any, exc_value: Any, traceback: Any,
-    ) -> Awaitable[None]:
-        # Releasing never waits: the work is done here, and what is returned
-        # is the pool's finished future (awaiting it costs no coroutine).
-        pool = self._pool
-        instance = self._instance
-        if pool._recycle:
-            pool._release_now(instance)
-        else:
-            pool._used.discard(instance)
-            if pool._waiters:
-                pool._put_idle(instance)
-            else:
-                pool._idle.append(instance)
-        return pool._released
-
-
 class PoolBase(ABC, EventLoopMixin, Generic[T]):
     """Pool of at most ``maxsize`` instances; with ``recycle``, an instance
     is replaced once it has lived ``recycle`` to ``2 * recycle`` seconds
@@ -126,7 +82,7 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
 
     __slots__ = (
         "_idle", "_waiters", "_free_slots", "_len", "_recycle", "_released",
-        "_recycle_times", "_recycle_bin", "_tasks", "_used",
+        "_recycle_times", "_recycle_bin", "_tasks", "_used", "_hot",
     ) + EventLoopMixin.__slots__
 
     def __init__(self, maxsize: int = 10, recycle: Optional[int] = None):
@@ -149,6 +105,12 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
         self._released.set_result(None)
         self._tasks: Set[asyncio.Task[Any]] = set()
         self._used: Set[Any] = set()
+        # What the C acquisition reads in one attribute lookup: the objects
+        # above never change (close() empties the containers in place).
+        self._hot = (
+            self._idle, self._idle.popleft, self._idle.append, self._used, self._waiters,
+            self._recycle, self._released,
+        )
         self._create_task(self._recycler())
 
     def _create_task(self, coro: Any) -> asyncio.Task[Any]:
@@ -231,14 +193,17 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
         self._waiters.append(waiter)
         try:
             return await waiter
-        except asyncio.CancelledError:
-            # Whatever was handed over just as we were cancelled goes on.
+        except BaseException:
+            # Cancelled (or closed): whatever was handed over just then goes
+            # on, and a waiter left behind must never be handed anything.
             if waiter.done() and not waiter.cancelled():
                 item = waiter.result()
                 if item is _SLOT:
                     self._free_slot()
                 else:
                     self._put_idle(item)
+            else:
+                waiter.cancel()
             raise
 
     async def _take(self) -> Any:
@@ -263,16 +228,20 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
             instance: T = await self._take()
             try:
                 good = await self._check_instance(instance)
-            except asyncio.CancelledError:
+            except Exception as exc:
+                self._check_failed(instance, exc)
+                good = False
+            except BaseException:
                 self._put_idle(instance)
                 raise
-            except Exception:
-                log.exception("Check instance %r failed", instance)
-                good = False
             if good:
                 self._used.add(instance)
                 return instance
             self._recycle_instance(instance)
+
+    @staticmethod
+    def _check_failed(instance: Any, exc: BaseException) -> None:
+        log.error("Check instance %r failed", instance, exc_info=exc)
 
     async def _release(self, instance: Any) -> None:
         self._release_now(instance)
@@ -285,7 +254,8 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
         self._put_idle(instance)
 
     def acquire(self) -> AbstractAsyncContextManager[T]:
-        return _Acquisition(self)
+        # The twinned global, looked up per call (the tests switch twins).
+        return Acquisition(self)  # type: ignore[return-value]
 
     async def close(self, timeout: Optional[Number] = None) -> None:
         """Destroy every instance, in use or idle, concurrently (errors are
@@ -313,3 +283,21 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
             )
         finally:
             await cancel_tasks(self._tasks)
+
+
+# What acquire() returns: the Python twin is what a type checker sees; the C
+# twin runs when built.  Both count as ContextManager instances.
+_c_twin = _compat.import_c_module("_pool")
+if TYPE_CHECKING or _c_twin is None:
+    from ._pool_py import Acquisition
+else:
+    Acquisition = _c_twin.Acquisition
+
+_compat.bind_twins(
+    "pool", globals(),
+    _compat.lazy_module("aiomisc_c._pool_py"),   # imported on first need
+    _c_twin, ["Acquisition"],
+)
+if _c_twin is not None:
+    ContextManager.register(_c_twin.Acquisition)
+del _c_twin

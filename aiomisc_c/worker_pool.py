@@ -9,9 +9,11 @@ The pool listens on a private Unix socket; its supervisor
   unpickled before it passed; a peer that fails is refused and counted as
   ``bad_auth``; one that stays silent is dropped after
   ``HANDSHAKE_TIMEOUT`` seconds.
-* Jobs are pickled once, in the caller, and written straight to an idle
-  worker's transport: no queue hop and no task per call.  Replies are
-  parsed in ``data_received`` and resolve the caller's future directly.
+* Jobs are pickled once, in the caller (a function's pickle is cached),
+  and written straight to an idle worker's transport: no queue hop and no
+  task per call.  Replies are received into a buffer of the connection
+  (``asyncio.BufferedProtocol``: no allocation per read), parsed in
+  ``buffer_updated`` and resolve the caller's future directly.
 """
 import asyncio
 import hmac
@@ -33,10 +35,10 @@ from typing import (
 )
 
 from .counters import Statistic
-from .worker import COOKIE_SIZE, INT_SIGNAL, SIGNAL, AddressType, PacketTypes
+from .worker import COOKIE_SIZE, INT_SIGNAL, AddressType, PacketTypes
 from .worker.protocol import (
     HANDSHAKE, MAX_PACKET_SIZE, PACKET_HEADER, PICKLE_PROTOCOL,
-    WORKER_ID_SIZE, handshake_digest, unpack_handshake,
+    WORKER_ID_SIZE, handshake_digest, pack_request, unpack_handshake,
 )
 
 __all__ = ("RemoteTraceback", "WorkerPool", "WorkerPoolStatistic")
@@ -45,7 +47,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
-_REQUEST = int(PacketTypes.REQUEST)
 _RESULT = int(PacketTypes.RESULT)
 _EXCEPTION = int(PacketTypes.EXCEPTION)
 _CANCELLED = int(PacketTypes.CANCELLED)
@@ -83,17 +84,28 @@ class RemoteTraceback(Exception):
 
 
 class _Job:
-    __slots__ = ("frame", "future", "started", "connection")
+    __slots__ = ("frame", "future", "started", "connection", "counted")
 
     def __init__(self, frame: bytes, future: asyncio.Future[Any], started: float):
         self.frame = frame
         self.future = future
         self.started = started
         self.connection: Optional["_WorkerConnection"] = None
+        # True once the statistics counted it as done.
+        self.counted = False
 
 
-class _WorkerConnection(asyncio.Protocol):
-    """One peer of the pool's socket: a handshake, then jobs one by one."""
+# Bytes a worker connection receives into at once; a larger reply grows the
+# buffer for its time.
+_RECEIVE_BUFFER_SIZE = 65536
+
+
+class _WorkerConnection(asyncio.BufferedProtocol):
+    """One peer of the pool's socket: a handshake, then jobs one by one.
+
+    Bytes are received into a buffer of this connection (no allocation per
+    read); until the handshake passed, that buffer holds one handshake and
+    one byte more, which is refused."""
 
     HANDSHAKE = 0
     READY = 1
@@ -104,12 +116,16 @@ class _WorkerConnection(asyncio.Protocol):
         self.pool = pool
         self.state = self.HANDSHAKE
         self.transport: Optional[asyncio.Transport] = None
-        self.buffer = bytearray()
+        self.buffer = bytearray(HANDSHAKE.size + 1)
+        self.view = memoryview(self.buffer)
+        self.filled = 0
+        # Size of the frame being received, when it does not fit the buffer.
+        self.pending = 0
         self.pid: Optional[int] = None
         self.job: Optional[_Job] = None
         self.timer: Optional[asyncio.TimerHandle] = None
 
-    # -- asyncio.Protocol --------------------------------------------------
+    # -- asyncio.BufferedProtocol ------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -120,26 +136,26 @@ class _WorkerConnection(asyncio.Protocol):
             self.pool.HANDSHAKE_TIMEOUT, self.refuse, "handshake timeout",
         )
 
-    def data_received(self, data: bytes) -> None:
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.filled == len(self.buffer):
+            if self.state == self.READY or self.state == self.INITIALIZER_FAILED:
+                # A frame larger than the buffer: grow in steps, so that
+                # memory follows the bytes that really arrived.
+                size = len(self.buffer)
+                self._resize(min(2 * size, max(self.pending, size + 1)))
+            else:   # refused already: the transport is closing
+                self.filled = 0
+        return self.view[self.filled:]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.filled += nbytes
         state = self.state
-        if state == self.READY and not self.buffer and len(data) >= _HEADER_SIZE:
-            # The common case: exactly one whole reply in one read.
-            (size,) = _unpack_header(data)
-            if size + _HEADER_SIZE == len(data) and size <= self.pool.MAX_PACKET_SIZE:
-                self.on_frame(memoryview(data)[_HEADER_SIZE:])
-                return
-        if state == self.CLOSED:
-            return
-        if state == self.HANDSHAKE:
-            # Never buffer more than one handshake's worth.
-            if len(self.buffer) + len(data) > HANDSHAKE.size:
-                self.refuse("data after the handshake")
-                return
-            self.buffer += data
+        if state == self.READY or state == self.INITIALIZER_FAILED:
+            self._frames()
+        elif state == self.HANDSHAKE:
             self._handshake()
         else:
-            self.buffer += data
-            self._frames()
+            self.filled = 0
 
     def connection_lost(self, exc: Optional[Exception]) -> None:
         was_ready = self.state == self.READY
@@ -153,21 +169,30 @@ class _WorkerConnection(asyncio.Protocol):
         if was_ready:
             self.pool._worker_lost(self)
 
+    def _resize(self, size: int) -> None:
+        buffer = bytearray(size)
+        buffer[:self.filled] = self.view[:self.filled]
+        self.buffer, self.view = buffer, memoryview(buffer)
+
     # -- handshake ---------------------------------------------------------
 
     def _handshake(self) -> None:
-        # A worker waits for the answer before it sends anything else, so
-        # data_received refused any byte past the handshake.
-        if len(self.buffer) < HANDSHAKE.size:
+        # A worker waits for the answer before it sends anything else.
+        if self.filled > HANDSHAKE.size:
+            self.refuse("data after the handshake")
             return
-        handshake = unpack_handshake(bytes(self.buffer))
-        self.buffer.clear()
+        if self.filled < HANDSHAKE.size:
+            return
+        handshake = unpack_handshake(bytes(self.view[:HANDSHAKE.size]))
+        self.filled = 0
         reason = self.pool._check_handshake(handshake)
         if reason is not None:
             self.refuse(reason)
             return
         assert handshake is not None
         self._cancel_timer()
+        self.buffer = bytearray(_RECEIVE_BUFFER_SIZE)
+        self.view = memoryview(self.buffer)
         self.pid = handshake.pid
         self.transport.write(_AUTH_OK)  # type: ignore[union-attr]
         if handshake.kind == _BAD_INITIALIZER:
@@ -182,7 +207,7 @@ class _WorkerConnection(asyncio.Protocol):
             return
         self.state = self.CLOSED
         self._cancel_timer()
-        self.buffer = bytearray()
+        self.filled = 0
         self.pool._statistic.bad_auth += 1
         log.warning("Refused a connection to the worker pool: %s", reason)
         transport = self.transport
@@ -194,18 +219,32 @@ class _WorkerConnection(asyncio.Protocol):
 
     def _frames(self) -> None:
         buffer = self.buffer
+        view = self.view
+        filled = self.filled
         limit = self.pool.MAX_PACKET_SIZE
-        while len(buffer) >= _HEADER_SIZE and self.state != self.CLOSED:
-            (size,) = _unpack_header(buffer)
+        start = 0
+        while filled - start >= _HEADER_SIZE:
+            (size,) = _unpack_header(buffer, start)
             if size > limit:
                 self.kill(f"sent a packet of {size} bytes (limit {limit})")
                 return
-            end = _HEADER_SIZE + size
-            if len(buffer) < end:
+            end = start + _HEADER_SIZE + size
+            if end > filled:
+                break
+            self.on_frame(view[start + _HEADER_SIZE:end])
+            start = end
+            if self.state == self.CLOSED:
+                self.filled = 0
                 return
-            payload = bytes(buffer[_HEADER_SIZE:end])
-            del buffer[:end]
-            self.on_frame(payload)
+        rest = filled - start
+        if start and rest:
+            buffer[:rest] = buffer[start:filled]
+        self.filled = rest
+        if rest >= _HEADER_SIZE:
+            self.pending = _HEADER_SIZE + _unpack_header(buffer)[0]
+        elif not rest and len(buffer) > _RECEIVE_BUFFER_SIZE:
+            self.buffer = bytearray(_RECEIVE_BUFFER_SIZE)
+            self.view = memoryview(self.buffer)
 
     def on_frame(self, payload: Any) -> None:
         if self.state == self.INITIALIZER_FAILED:
@@ -225,18 +264,19 @@ class _WorkerConnection(asyncio.Protocol):
     def _load_reply(self, payload: Any, job: Optional[_Job]) -> Optional[Tuple[Any, ...]]:
         """``(result, exception)`` from a reply frame."""
         try:
-            kind, *rest = pickle.loads(payload)
+            reply = pickle.loads(payload)
+            kind = reply[0]
+            if kind == _RESULT:
+                return reply[1], None
+            if kind == _EXCEPTION:
+                exc, text = reply[1:]
+                exc.__cause__ = RemoteTraceback(text)
+                return None, exc
         except Exception as e:
             error = pickle.UnpicklingError(
                 f"Can not unpickle the reply of worker PID {self.pid}: {e!r}",
             )
             return None, error
-        if kind == _RESULT:
-            return rest[0], None
-        if kind == _EXCEPTION:
-            exc, text = rest
-            exc.__cause__ = RemoteTraceback(text)
-            return None, exc
         if kind == _CANCELLED:
             return None, asyncio.CancelledError()
         return None, RuntimeError(f"Unexpected packet {kind!r} from a worker")
@@ -248,30 +288,9 @@ class _WorkerConnection(asyncio.Protocol):
         self.job = job
         self.transport.write(job.frame)  # type: ignore[union-attr]
 
-    def interrupt(self, job: _Job) -> None:
-        """Interrupt the cancelled ``job``; kill the worker if it does not
-        answer within ``CANCEL_TIMEOUT`` seconds."""
-        if self.job is not job or self.timer is not None or self.pid is None:
-            return
-        log.debug("Sending %r to worker PID: %d", SIGNAL, self.pid)
-        try:
-            os.kill(self.pid, SIGNAL)
-        except OSError:
-            return
-        self.timer = self.pool.loop.call_later(
-            self.pool.CANCEL_TIMEOUT, self._kill_stuck, job,
-        )
-
-    def _kill_stuck(self, job: _Job) -> None:
-        self.timer = None
-        if self.job is job:
-            self.kill(
-                f"did not stop a cancelled job within {self.pool.CANCEL_TIMEOUT} s",
-            )
-
-    def kill(self, reason: str) -> None:
-        """Kill the worker (its supervisor starts a new one)."""
-        log.warning("Killing worker PID %s: %s", self.pid, reason)
+    def kill(self, reason: str, level: int = logging.WARNING) -> None:
+        """Kill the worker (its supervisor reaps it and forks a new one)."""
+        log.log(level, "Killing worker PID %s: %s", self.pid, reason)
         if self.pid is not None:
             try:
                 os.kill(self.pid, signal.SIGKILL)
@@ -313,8 +332,6 @@ class WorkerPool:
     SERVER_CLOSE_TIMEOUT = 1
     # Seconds a peer has to send its handshake.
     HANDSHAKE_TIMEOUT = 10
-    # Seconds a worker has to stop a cancelled job before it is killed.
-    CANCEL_TIMEOUT = 2
     # Seconds the supervisor has to exit after close() before it is killed.
     SUPERVISOR_EXIT_TIMEOUT = 5
     MAX_PACKET_SIZE = MAX_PACKET_SIZE
@@ -355,6 +372,11 @@ class WorkerPool:
         self._supervisor: Optional[Popen[bytes]] = None
         self._initializer_error: Optional[BaseException] = None
         self._statistic = WorkerPoolStatistic(name=statistic_name)
+        self._counts, self._submitted_slot = self._statistic._counter_slot("submitted")
+        self._done_slot = self._statistic._counter_slot("done")[1]
+        self._success_slot = self._statistic._counter_slot("success")[1]
+        self._error_slot = self._statistic._counter_slot("error")[1]
+        self._times, self._sum_time_slot = self._statistic._counter_slot("sum_time")
         self._max_overflow = max_overflow
         self._idle: List[_WorkerConnection] = []
         self._connections: Set[_WorkerConnection] = set()
@@ -531,30 +553,59 @@ class WorkerPool:
         if not hasattr(self, "server"):
             raise RuntimeError("Pool is not started")
         try:
-            payload = pickle.dumps((_REQUEST, func, args, kwargs), PICKLE_PROTOCOL)
+            frame = pack_request(func, args, kwargs)
         except Exception as e:
             raise pickle.PicklingError(
                 f"Can not pickle the task {func!r} for a worker process: {e}",
             ) from e
-        if len(payload) > self.MAX_PACKET_SIZE:
+        if len(frame) - _HEADER_SIZE > self.MAX_PACKET_SIZE:
             raise ValueError(
-                f"The task is {len(payload)} bytes pickled, more than "
-                f"{self.MAX_PACKET_SIZE}",
+                f"The task is {len(frame) - _HEADER_SIZE} bytes pickled, more "
+                f"than {self.MAX_PACKET_SIZE}",
             )
         loop = self._loop or self.loop
-        job = _Job(PACKET_HEADER.pack(len(payload)) + payload, loop.create_future(), loop.time())
-        self._statistic.submitted += 1
-        if not self._idle and self._max_overflow:
-            await self._wait_for_space()
-        self._dispatch(job)
+        job = _Job(frame, loop.create_future(), loop.time())
+        self._counts[self._submitted_slot] += 1
         try:
+            idle = self._idle
+            if idle:
+                idle.pop().run(job)
+            else:
+                if self._max_overflow:
+                    await self._wait_for_space()
+                self._dispatch(job)
             result: T = await job.future
             return result
         except asyncio.CancelledError:
-            connection = job.connection
-            if connection is not None and not self._closing:
-                connection.interrupt(job)
+            self._job_cancelled(job)
             raise
+
+    def _job_cancelled(self, job: _Job) -> None:
+        """The caller of ``job`` was cancelled: a queued job leaves the
+        queue, a running one takes its worker down with it (the supervisor
+        reaps it and forks a fresh one, which inherits the initializer's
+        state).  Killing is the only way to stop any code at once: a
+        signal handler runs between bytecodes only, and a job may catch
+        what it raises."""
+        if self._closing:
+            return
+        connection = job.connection
+        if connection is None:
+            try:
+                self.tasks.remove(job)
+            except ValueError:
+                pass
+            else:
+                self._statistic.queue_size = len(self.tasks)
+                self._wake_space_waiter()
+        elif connection.job is job:
+            connection.kill("its job was cancelled", level=logging.DEBUG)
+        if not job.counted:
+            job.counted = True
+            statistic = self._statistic
+            statistic.done += 1
+            statistic.error += 1
+            statistic.sum_time += self.loop.time() - job.started
 
     async def _wait_for_space(self) -> None:
         while len(self.tasks) >= self._max_overflow and not self._idle:
@@ -576,16 +627,18 @@ class WorkerPool:
     def _finish(
         self, job: _Job, result: Any = None, exception: Optional[BaseException] = None,
     ) -> None:
-        statistic = self._statistic
-        statistic.done += 1
-        statistic.sum_time += self.loop.time() - job.started
+        # The statistic's buffers, not its attributes: two lookups less each.
+        counts = self._counts
+        job.counted = True
+        counts[self._done_slot] += 1
+        self._times[self._sum_time_slot] += self.loop.time() - job.started
         future = job.future
         if exception is None:
-            statistic.success += 1
+            counts[self._success_slot] += 1
             if not future.done():
                 future.set_result(result)
             return
-        statistic.error += 1
+        counts[self._error_slot] += 1
         if future.done():
             return
         if isinstance(exception, asyncio.CancelledError):

@@ -16,13 +16,26 @@ instead by the two cross-thread wake-ups of every round trip (loop to worker,
 worker to loop), which both libraries pay and no pool avoids without
 spinning on a CPU.
 
+The floor of the worker-pool round trip, ``echo_round_trip``, is the same
+exchange without a pool: a frame of the size a ``create_task(abs, -1)``
+request has goes over a Unix socket to a child process that blocks in
+``recv`` and answers with a frame of the size of the reply; the parent side
+is an ``asyncio.BufferedProtocol`` resolving one future per answer. What a
+pool adds on top is its own work per call (pickling, bookkeeping), not
+wake-ups or system calls: both do one ``send`` and one ``recv`` on each
+side and wake each process once.
+
 Run alone: ``python -m benchmarks --only io_process``.
 """
 import asyncio
 import os
+import pickle
 import shutil
+import socket
+import subprocess
+import sys
 import tempfile
-from typing import Any, Awaitable, Callable, Dict, List
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Tuple
 
 from ._harness import (
     AIOMISC, AIOMISC_C, AIOMISC_C_PY, Case, Fixture, aiomisc_c_facts,
@@ -55,8 +68,68 @@ CASES = (
          "coroutines",
          ops=CONCURRENT_FILES, iterations=40, kind="floor"),
     Case("worker_pool_call", "WorkerPool(2).create_task(abs, -1), one at a time",
-         iterations=2_000, short="WorkerPool round trip"),
+         iterations=2_000, short="WorkerPool round trip", floor="echo_round_trip"),
+    Case("echo_round_trip",
+         "floor: the same bytes to an echo child over a Unix socket",
+         iterations=2_000, kind="floor"),
 )
+
+# A request frame and a reply frame of the sizes a create_task(abs, -1) call
+# sends and receives.
+_REQUEST = pickle.dumps((0, abs, (-1,), {}), 5)
+_REQUEST = len(_REQUEST).to_bytes(4, "big") + _REQUEST
+_REPLY = pickle.dumps((2, 1), 5)
+_REPLY = len(_REPLY).to_bytes(4, "big") + _REPLY
+
+ECHO_CHILD = f"""
+import socket, sys
+sock = socket.socket(fileno=int(sys.argv[1]))
+reply = {_REPLY!r}
+while sock.recv(65536):
+    sock.sendall(reply)
+"""
+
+
+class _EchoClient(asyncio.BufferedProtocol):
+    def __init__(self) -> None:
+        self.buffer = memoryview(bytearray(65536))
+        self.waiter: Optional[asyncio.Future[None]] = None
+        self.transport: Any = None
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self.buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        waiter, self.waiter = self.waiter, None
+        if waiter is not None:
+            waiter.set_result(None)
+
+
+async def start_echo() -> Tuple[_EchoClient, "subprocess.Popen[bytes]"]:
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with theirs:
+        child = subprocess.Popen(
+            [sys.executable, "-c", ECHO_CHILD, str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+        )
+    loop = asyncio.get_running_loop()
+    _, client = await loop.connect_accepted_socket(_EchoClient, ours)
+    return client, child
+
+
+def echo_calls(client: _EchoClient) -> Callable[[int], Awaitable[None]]:
+    async def body(iterations: int) -> None:
+        loop = asyncio.get_running_loop()
+        write = client.transport.write
+        for _ in range(iterations):
+            client.waiter = waiter = loop.create_future()
+            write(_REQUEST)
+            await waiter
+
+    return body
 
 
 async def read_chunk(afp: Any) -> None:
@@ -141,19 +214,22 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         pool = library.WorkerPool(2)
         await pool.start()
         await asyncio.gather(*(pool.create_task(abs, -1) for _ in range(20)))
-        return afp, files, pool
+        echo = await start_echo()
+        return afp, files, pool, echo
 
-    afp, files, pool = loop.run_until_complete(open_all())
+    afp, files, pool, (echo, echo_child) = loop.run_until_complete(open_all())
     floor_afp = InlineFile(big)
     floor_files = [InlineFile(path) for path in small_paths]
 
     def close() -> None:
         async def close_all() -> None:
             await pool.close()
+            echo.transport.close()
             for each in [afp, *files, floor_afp, *floor_files]:
                 await each.close()
 
         loop.run_until_complete(close_all())
+        echo_child.wait()
         shutil.rmtree(directory, ignore_errors=True)
 
     bodies = {
@@ -162,5 +238,6 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         "floor_read_sequential": sequential(floor_afp),
         "floor_read_concurrent": concurrent(floor_files),
         "worker_pool_call": worker_calls(pool),
+        "echo_round_trip": echo_calls(echo),
     }
     return Fixture(loop=loop, bodies=bodies, close=close, facts=facts)

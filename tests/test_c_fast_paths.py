@@ -1,14 +1,17 @@
 """The C fast paths that read CPython internals (the breaker's caches keyed
-on a type's ``tp_version_tag`` and on ``time.__dict__``'s version, and the
-read of asyncio's running-loop holder before 3.12) give the same results as
-their fallbacks: each test runs one scenario with the fast paths on, with
+on a type's ``tp_version_tag`` and on ``time.__dict__``'s version, the
+read of asyncio's running-loop holder before 3.12, and the thread pool's
+search of uvloop's fields for its default executor and its idle spin) give
+the same results as their fallbacks: each test runs one scenario with the fast paths on, with
 them off (the modules' private ``_set_fast_paths(False)``), and on the
 Python twin, and compares what was observed."""
 import asyncio
+import concurrent.futures
 import contextlib
 import random
 import threading
 import time
+import uuid
 
 import pytest
 
@@ -25,7 +28,7 @@ if not _compat.c_available():  # pragma: no cover - CI requires the build
 from aiomisc_c import _backoff, _backoff_py  # noqa: E402
 from aiomisc_c import _circuit_breaker_base  # noqa: E402
 from aiomisc_c import _circuit_breaker, _circuit_breaker_py  # noqa: E402
-from aiomisc_c import _thread_pool  # noqa: E402
+from aiomisc_c import _thread_pool, thread_pool  # noqa: E402
 
 
 try:
@@ -257,3 +260,94 @@ def test_thread_pool_running_loop_shortcut_and_fallback_agree(loop_kind):
     assert ("second loop", True) in fast
     assert ("second loop", ("second loop", True)) in fast
     assert ("outside", ("outside", True)) in fast
+
+
+def thread_pool_trace(loop_kind):
+    """`threaded` calls (plain, with keywords, bound to an instance) while
+    the loop's default executor switches between two pools of ours and a
+    foreign one: results, which executor ran each call, and how many calls
+    went through each pool's submit()."""
+    trace = []
+    names = {f"pool-{uuid.uuid4().hex[:8]}": "a", f"pool-{uuid.uuid4().hex[:8]}": "b"}
+
+    def where():
+        thread = threading.current_thread().name
+        for name, label in names.items():
+            if thread.endswith(f" from pool {name}"):
+                return label
+        return "foreign" if thread.startswith("foreign") else thread
+
+    class CountingPool(thread_pool.ThreadPoolExecutor):
+        def __init__(self, *args, **kwargs):
+            self.submits = 0
+            super().__init__(*args, **kwargs)
+
+        def submit(self, *args, **kwargs):
+            self.submits += 1
+            return super().submit(*args, **kwargs)
+
+    @thread_pool.threaded
+    def multiply(a, b=1):
+        return a * b, where()
+
+    class Owner:
+        factor = 3
+
+        @thread_pool.threaded
+        def scale(self, value):
+            return value * self.factor, where()
+
+    pool_a, pool_b = (CountingPool(2, statistic_name=name) for name in names)
+    foreign = concurrent.futures.ThreadPoolExecutor(
+        2, thread_name_prefix="foreign",
+    )
+    for pool in (pool_a, pool_b):
+        if hasattr(pool._core, "_spin_us"):     # the C core's idle spin
+            pool._core._spin_us = 200
+
+    async def scenario():
+        loop = asyncio.get_running_loop()
+        for label, executor in (("a", pool_a), ("b", pool_b),
+                                ("foreign", foreign), ("a again", pool_a)):
+            loop.set_default_executor(executor)
+            for i in range(5):
+                trace.append((label, await multiply(i)))
+                trace.append((label, await multiply(i, b=7)))
+                trace.append((label, await Owner().scale(i)))
+            trace.append((label, sorted(await asyncio.gather(
+                *(multiply(i, 2) for i in range(20))
+            ))))
+
+    try:
+        run(scenario(), loop_kind)
+    finally:
+        for executor in (pool_a, pool_b, foreign):
+            executor.shutdown(wait=True)
+    return trace, (pool_a.submits, pool_b.submits)
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_thread_pool_default_executor_search_and_fallback_agree(loop_kind):
+    with fast_paths(_thread_pool, True):
+        fast, fast_submits = thread_pool_trace(loop_kind)
+    with fast_paths(_thread_pool, False):
+        slow, slow_submits = thread_pool_trace(loop_kind)
+    with _compat.use_implementation("python"):
+        twin, _ = thread_pool_trace(loop_kind)
+    assert fast == slow == twin
+    # every switch of the default executor took effect at once, and every
+    # result is right
+    assert {(label, result[1]) for label, result in fast if
+            isinstance(result, tuple)} == {
+        ("a", "a"), ("b", "b"), ("foreign", "foreign"), ("a again", "a"),
+    }
+    assert ("b", sorted((i * 2, "b") for i in range(20))) in fast
+    assert ("a", (12, "a")) in fast and ("foreign", (28, "foreign")) in fast
+    # the C core is reached directly on asyncio's loop (its default
+    # executor is an attribute) and, with the fast path, on uvloop's; the
+    # fallback hands uvloop's calls to the pool's submit(), as the twin does
+    assert fast_submits == (0, 0)
+    if loop_kind == "uvloop":
+        assert slow_submits == (70, 35)     # 15 + 20 calls per phase
+    else:
+        assert slow_submits == (0, 0)

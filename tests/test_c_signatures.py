@@ -1,6 +1,6 @@
 """``inspect.signature`` works on every callable of the C extension modules
-of the circuit breaker, backoff and loop setup (module functions, types and
-their methods), and where the Python twin has the same callable, both take
+of the circuit breaker, backoff, loop setup, thread pool and pool (module
+functions, types and their methods), and where the Python twin has the same callable, both take
 the same parameters (names, kinds, whether optional, and the default where a
 text signature can spell it)."""
 import importlib
@@ -23,6 +23,8 @@ TWINS = {
     "aiomisc_c._circuit_breaker": "aiomisc_c._circuit_breaker_py",
     "aiomisc_c._backoff": "aiomisc_c._backoff_py",
     "aiomisc_c._loop": "aiomisc_c._loop_py",
+    "aiomisc_c._thread_pool": "aiomisc_c._thread_pool_py",
+    "aiomisc_c._pool": "aiomisc_c._pool_py",
 }
 
 # Slot wrappers CPython gives every type; their signatures are CPython's.
@@ -89,6 +91,13 @@ def test_every_c_module_is_covered():
         ("aiomisc_c._backoff", "Call.throw"),
         ("aiomisc_c._loop", "new_event_loop"),
         ("aiomisc_c._loop", "create_default_event_loop"),
+        ("aiomisc_c._thread_pool", "Executor.submit"),
+        ("aiomisc_c._thread_pool", "Channel._drain"),
+        ("aiomisc_c._thread_pool", "BoundThreaded.sync_call"),
+        ("aiomisc_c._thread_pool", "_set_fast_paths"),
+        ("aiomisc_c._pool", "Acquisition"),
+        ("aiomisc_c._pool", "Acquisition.__aexit__"),
+        ("aiomisc_c._pool", "_Enter.throw"),
     ]:
         assert expected in names
 
@@ -144,6 +153,11 @@ def test_twin_pairs_found():
         "CircuitBreaker._get_time", "Backoff", "Backoff.execute",
         "Backoff.prepare", "BackoffExecution", "BackoffExecution.execute",
         "create_default_event_loop", "new_event_loop",
+        "Executor", "Executor.submit", "Executor.shutdown", "Executor.start",
+        "Executor.run_worker", "Executor.after_fork_in_child", "Threaded",
+        "Threaded.async_call", "Threaded.sync_call", "BoundThreaded",
+        "BoundThreaded.async_call", "BoundThreaded.sync_call",
+        "Acquisition", "Acquisition.__aenter__", "Acquisition.__aexit__",
     } <= compared
 
 

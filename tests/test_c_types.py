@@ -18,6 +18,7 @@ EXTENSIONS = (
     "aiomisc_c._circuit_breaker",
     "aiomisc_c._backoff",
     "aiomisc_c._loop",
+    "aiomisc_c._pool",
 )
 
 # made only by the C code itself
@@ -31,6 +32,7 @@ INTERNAL = {
     "Call",
     "_TimerQueue",
     "BackoffFunction",
+    "_Enter",
 }
 
 # constructed by the user or by our Python shells: checked arguments
@@ -42,6 +44,7 @@ CONSTRUCTED = {
     "Threaded": None,
     "BoundThreaded": None,
     "TimeoutFunction": None,
+    "Acquisition": None,
 }
 
 
@@ -54,7 +57,7 @@ def modules():
 
 def _seeds(modules):
     """Objects of every kind the extensions hand out, made on a real loop."""
-    _thread_pool, _circuit_breaker, _backoff, _loop = modules
+    _thread_pool, _circuit_breaker, _backoff, _loop, _pool = modules
     made = []
     loop = _loop.new_event_loop()
     try:
@@ -92,6 +95,26 @@ def _seeds(modules):
         loop.run_until_complete(step_calls())
         awaitable.close()
 
+        async def pool_seeds():
+            from aiomisc_c.pool import PoolBase
+
+            class Pool(PoolBase):
+                async def _create_instance(self):
+                    return object()
+
+                async def _destroy_instance(self, instance):
+                    pass
+
+                async def _check_instance(self, instance):
+                    return True
+
+            pool = Pool(maxsize=1)
+            acquisition = _pool.Acquisition(pool)
+            made.extend([acquisition, acquisition.__aenter__()])
+            await pool.close()
+
+        loop.run_until_complete(pool_seeds())
+
         pool = importlib.import_module(
             "aiomisc_c.thread_pool",
         ).ThreadPoolExecutor(1)
@@ -114,8 +137,11 @@ def _seeds(modules):
 def _extension_types(modules):
     """Types defined by the extensions: module attributes, then every type
     reachable through the references of the seed objects."""
-    # CircuitBreaker names its public module, the others their extension
-    names = {module.__name__ for module in modules} | {"aiomisc_c.circuit_breaker"}
+    # CircuitBreaker and Acquisition name their public modules, the others
+    # their extension
+    names = {module.__name__ for module in modules} | {
+        "aiomisc_c.circuit_breaker", "aiomisc_c.pool",
+    }
     found = {}
 
     def consider(candidate):
@@ -168,7 +194,7 @@ def test_constructed_types_still_construct(modules):
 def test_seed_objects_still_work(modules):
     """The objects the walk made are usable: the guard is on construction
     from Python only."""
-    _thread_pool, _circuit_breaker, _backoff, _loop = modules
+    _thread_pool, _circuit_breaker, _backoff, _loop, _pool = modules
     loop = _loop.new_event_loop()
     try:
         breaker = _circuit_breaker.CircuitBreaker(0.5, 10)

@@ -11,6 +11,7 @@ import sys
 import textwrap
 
 import pytest
+from helpers import signal_race
 from helpers.childproc import NEUTRAL_CWD
 from helpers.childproc import child_env as package_env
 
@@ -330,3 +331,50 @@ def test_signal_during_run_until_complete_timeout(loop_kind):
     assert rc == 70, err
     assert "stopped ok: RuntimeError('Interrupt signal received')" in err
     assert "Shutdown did not happen in 1.0 seconds, aborting." in err
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc/<pid>/task",
+)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_taken_while_the_idle_loop_sleeps_still_shuts_down(
+    loop_kind, sig,
+):
+    # The signal lands where it does not interrupt the main thread's
+    # epoll_wait (see helpers.signal_race) and nothing else would ever wake
+    # the idle loop: the shutdown must start all the same.
+    body = signal_race.SOURCE + f"""
+class Idle(Service):
+    async def start(self):
+        pass
+
+    async def stop(self, exception=None):
+        log.info("stopped idle: %r", exception)
+
+def take_the_signal():
+    take_signal_in_a_thread({int(sig)}, "loop")
+    ready()
+
+with entrypoint(Idle(), policy=POLICY, log_format="plain") as loop:
+    loop.call_soon(take_the_signal)
+    loop.run_forever()
+print("exited", flush=True)
+"""
+    script = CHILD_PRELUDE + body
+    process = start_child(["-c", script, loop_kind])
+    try:
+        wait_ready(process)
+        try:
+            rc, out, err = process.wait(30), *process.communicate()
+        except subprocess.TimeoutExpired:
+            pytest.fail("the signal handler never ran")
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stdout.close()
+        process.stderr.close()
+    assert rc == 0, err
+    assert out == "exited\n"
+    assert "Interrupt signal received, shutting down..." in err
+    assert "stopped idle: RuntimeError('Interrupt signal received')" in err

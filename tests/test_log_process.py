@@ -13,6 +13,7 @@ import textwrap
 
 import pytest
 
+from helpers import signal_race
 from helpers.childproc import NEUTRAL_CWD, child_env as package_env
 
 pytestmark = pytest.mark.skipif(
@@ -221,3 +222,78 @@ def test_sigterm_while_main_thread_sleeps(tmp_path):
     )
     assert returncode == -signal.SIGTERM
     assert_plain_records(stderr, 500)
+
+
+# The C-level signal handler may run while the main thread is on its way into
+# a blocking call (or in another thread): the Python handler then waits for
+# the next wake-up, forever for an idle loop.  The child reproduces that
+# window every time (see helpers.signal_race).
+LOST_WAKEUP_BODY = signal_race.SOURCE + """
+async def log_then_start_the_thread():
+    await log_records()
+    take_signal_in_a_thread(signal.SIGTERM, os.environ["TEST_WAIT_KIND"])
+    print("ready", flush=True)
+
+loop.run_until_complete(log_then_start_the_thread())
+if os.environ["TEST_WAIT_KIND"] == "loop":
+    loop.run_until_complete(asyncio.sleep(3600))
+else:
+    time.sleep(3600)
+"""
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc/<pid>/task",
+)
+@pytest.mark.parametrize("wait_kind", ["loop", "sleep"])
+def test_sigterm_taken_while_main_thread_sleeps_still_flushes(
+    loop_kind, wait_kind, tmp_path,
+):
+    stderr_path = tmp_path / "stderr.txt"
+    script = CHILD_PRELUDE + LOST_WAKEUP_BODY
+    env = child_env()
+    env["TEST_WAIT_KIND"] = wait_kind
+    with open(stderr_path, "w") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", script, loop_kind, "plain", "0", "500"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True, env=env,
+            cwd=NEUTRAL_CWD,
+        )
+        try:
+            assert proc.stdout.readline() == "ready\n", stderr_path.read_text()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                pytest.fail("the SIGTERM handler never ran")
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            proc.stdout.close()
+    assert proc.returncode == -signal.SIGTERM
+    assert_plain_records(stderr_path.read_text(), 500)
+
+
+def test_sigterm_of_a_forked_child_leaves_the_parent_alone(tmp_path):
+    # Parent and forked child share the pipe that wakes the main thread on
+    # a signal: the child's SIGTERM must not make the parent flush and die.
+    result = run_child(
+        """
+        loop.run_until_complete(log_records())
+        pid = os.fork()
+        if pid == 0:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+            os._exit(1)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status), flush=True)
+        time.sleep(0.5)     # time for a wrong wake-up to reach us
+        log.info("parent alive")
+        loop.close()
+        """,
+        "asyncio", "plain", count=10,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"child {-signal.SIGTERM}\n"
+    assert_plain_records(result.stderr, 10)
+    assert result.stderr.endswith("parent alive\n")

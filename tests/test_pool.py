@@ -1,6 +1,7 @@
 """``aiomisc_c.pool.PoolBase``: a pool of at most ``maxsize`` instances.
 
-Not twinned: the local ``loop`` fixture makes a fresh loop of each kind.
+Every test runs on both twins of the acquisition (``aiomisc_c._pool`` and
+``aiomisc_c._pool_py``, through the ``loop`` fixture) and both loops.
 """
 import asyncio
 import logging
@@ -11,11 +12,6 @@ import pytest
 import aiomisc_c
 from aiomisc_c import pool as pool_module
 from aiomisc_c.pool import ContextManager, PoolBase
-
-
-@pytest.fixture
-def loop(plain_loop):
-    return plain_loop
 
 
 class Instance:

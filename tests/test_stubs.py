@@ -29,11 +29,12 @@ TWINS = {
         "asyncbackoff", "asyncretry", "timeout",
     )),
     "_loop": ("_loop_py", ("create_default_event_loop", "new_event_loop")),
+    "_pool": ("_pool_py", ("Acquisition",)),
 }
 # C module -> primitive name in aiomisc_c._compat
 PRIMITIVE = {
     "_thread_pool": "thread_pool", "_circuit_breaker": "circuit_breaker",
-    "_backoff": "backoff", "_loop": "loop",
+    "_backoff": "backoff", "_loop": "loop", "_pool": "pool",
 }
 
 KINDS = {

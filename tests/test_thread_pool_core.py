@@ -6,6 +6,7 @@ Every wait is on an event or a generous timeout; nothing asserts a tight
 duration (2 noisy vCPUs).
 """
 
+import array
 import asyncio
 import logging
 import operator
@@ -374,6 +375,54 @@ def test_core_refuses_a_counter_slot_out_of_its_buffer(core_type, pool_name, ind
     stat = OddStatistic(pool_name)
     with pytest.raises(TypeError, match="statistic counter done"):
         core_type(1, stat, lambda: None, ClosedForTest)
+
+
+@pytest.mark.parametrize(
+    "make_buffer",
+    [
+        lambda typecode: array.array("d" if typecode == "q" else "q", [0]),
+        lambda typecode: bytes(8),
+        lambda typecode: [0],
+    ],
+    ids=["other typecode", "read-only bytes", "not a buffer"],
+)
+def test_core_refuses_a_counter_slot_of_another_kind(core_type, pool_name, make_buffer):
+    """Both twins name the counter whatever is wrong with its buffer."""
+
+    class OddStatistic(thread_pool.ThreadPoolStatistic):
+        def _counter_slot(self, metric):
+            buffer, index = super()._counter_slot(metric)
+            if metric == "done":
+                return make_buffer(buffer.typecode), 0
+            return buffer, index
+
+    stat = OddStatistic(pool_name)
+    with pytest.raises(
+        TypeError, match=r"^statistic counter done is not an array\('q'\) slot$",
+    ):
+        core_type(1, stat, lambda: None, ClosedForTest)
+
+
+def test_core_sum_time_covers_each_call(core_type, loop, pool_name, run):
+    """sum_time is read on time.monotonic()'s clock, before and after the
+    call: it can never be less than what the function itself measured."""
+    harness = Harness(core_type, 1, pool_name)
+    harness.core.start()
+
+    def timed():
+        started = time.monotonic()
+        time.sleep(0.001)
+        return time.monotonic() - started
+
+    async def main():
+        return [await harness.core.submit(timed) for _ in range(20)]
+
+    try:
+        durations = run(main())
+        assert harness.statistic.done == 20
+        assert harness.statistic.sum_time >= sum(durations) > 0
+    finally:
+        harness.close()
 
 
 # --------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from aiomisc_c import _compat
 
 # The twins registered by the modules under test here (other test modules
 # import their own primitives before this one is collected).
-for _module in ("thread_pool", "utils"):
+for _module in ("thread_pool", "utils", "pool"):
     importlib.import_module(f"aiomisc_c.{_module}")
 
 
@@ -230,6 +230,7 @@ TWIN_MODULES = [
     ("_circuit_breaker", "_circuit_breaker_py"),
     ("_backoff", "_backoff_py"),
     ("_loop", "_loop_py"),
+    ("_pool", "_pool_py"),
 ]
 
 # Public names present in one twin only, on purpose.

@@ -146,10 +146,68 @@ def test_worker_exit_is_a_process_error_and_respawns(pool, run):
     run(main())
 
 
-def test_cancel_interrupts_job_and_keeps_worker(pool, run):
+async def worker_pids(pool):
+    """The PIDs of the pool's workers, once they all connected."""
+    await wait_until(lambda: len(pool.pids) == WORKERS, message="workers")
+    return set(pool.pids)
+
+
+def gone(pid):
+    """``pid`` exited and was reaped (a zombie is still a descendant)."""
+    return pid not in descendants()
+
+
+def test_cancel_kills_and_replaces_the_worker(run, tmp_path, request):
+    marker = tmp_path / "pid"
+    name = f"cancel-{request.node.name}"
+
     async def main():
-        await wait_until(lambda: len(pool.pids) == WORKERS, message="workers")
-        pids = set(pool.pids)
+        # uvloop opens /dev/null once, on its first server: warm up.
+        async with WorkerPool(1) as warm_up:
+            await warm_up.create_task(int)
+        children_before = descendants()
+        fds_before = open_fds()
+        async with WorkerPool(
+            1, initializer=set_initialized, initializer_args=("ready",),
+            statistic_name=name,
+        ) as pool:
+            task = asyncio.ensure_future(
+                pool.create_task(sleep_and_report, str(marker), 60),
+            )
+            await wait_until(lambda: marker.exists() and marker.read_text(), message="job")
+            pid = int(marker.read_text())
+            assert pool.pids == {pid}
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await wait_until(lambda: gone(pid), message="the worker reaped")
+            # A fresh worker serves the next call, with the initializer's state.
+            assert await pool.create_task(get_initialized) == "ready"
+            new_pid = await pool.create_task(os.getpid)
+            assert new_pid != pid and pool.pids == {new_pid}
+            stats = {
+                metric: value
+                for _, stat_name, metric, value in aiomisc_c.get_statistics(
+                    WorkerPoolStatistic,
+                )
+                if stat_name == name
+            }
+            assert stats["spawning"] == 2
+            assert stats["processes"] == 1
+            assert stats["submitted"] == 3
+            assert stats["done"] == 3
+            assert stats["error"] == 1
+        await wait_until(
+            lambda: not (descendants() - children_before), message="children reaped",
+        )
+        await wait_until(lambda: open_fds() <= fds_before, message="fds closed")
+
+    run(main())
+
+
+def test_cancel_by_wait_for_timeout(pool, run):
+    async def main():
+        pids = await worker_pids(pool)
         with pytest.raises(asyncio.TimeoutError):
             await asyncio.wait_for(
                 asyncio.gather(
@@ -161,13 +219,14 @@ def test_cancel_interrupts_job_and_keeps_worker(pool, run):
             *(pool.create_task(operator.mul, i, 2) for i in range(WORKERS * 2)),
         )
         assert results == [i * 2 for i in range(WORKERS * 2)]
-        assert pool.pids == pids
+        await wait_until(lambda: all(gone(pid) for pid in pids), message="reaped")
+        await wait_until(lambda: len(pool.pids) == WORKERS, message="respawn")
+        assert not pool.pids & pids
 
     run(main())
 
 
-def test_cancel_kills_a_worker_that_ignores_it(pool, run, tmp_path):
-    pool.CANCEL_TIMEOUT = 0.2
+def test_cancel_a_job_that_catches_cancellation(pool, run, tmp_path):
     marker = tmp_path / "pid"
 
     async def main():
@@ -177,13 +236,79 @@ def test_cancel_kills_a_worker_that_ignores_it(pool, run, tmp_path):
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
-        await wait_until(lambda: pid not in pool.pids, message="kill")
+        await wait_until(lambda: gone(pid), message="the worker reaped")
         await wait_until(lambda: len(pool.pids) == WORKERS, message="respawn")
         assert await pool.create_task(operator.neg, 5) == -5
-        return pid
 
-    pid = run(main())
-    assert pid not in descendants()
+    run(main())
+
+
+def test_cancel_many_at_once(pool, run, tmp_path):
+    running = [tmp_path / f"running-{i}" for i in range(WORKERS)]
+    queued = tmp_path / "queued"
+
+    async def main():
+        tasks = [
+            asyncio.ensure_future(pool.create_task(sleep_and_report, str(path), 60))
+            for path in running
+        ]
+        await wait_until(
+            lambda: all(path.exists() and path.read_text() for path in running),
+            message="jobs",
+        )
+        killed = {int(path.read_text()) for path in running}
+        tasks += [
+            asyncio.ensure_future(pool.create_task(append_line, str(queued)))
+            for _ in range(WORKERS * 3)
+        ]
+        await asyncio.sleep(0)
+        assert pool._statistic.queue_size == WORKERS * 3
+        for task in tasks:
+            task.cancel()
+        results = await asyncio.gather(*tasks, return_exceptions=True)
+        assert all(isinstance(r, asyncio.CancelledError) for r in results)
+        # Queued jobs left the queue: none of them ever runs.
+        assert pool._statistic.queue_size == 0 and not pool.tasks
+        await wait_until(lambda: all(gone(pid) for pid in killed), message="reaped")
+        results = await asyncio.gather(
+            *(pool.create_task(operator.add, i, 1) for i in range(WORKERS * 4)),
+        )
+        assert results == [i + 1 for i in range(WORKERS * 4)]
+        await wait_until(lambda: len(pool.pids) == WORKERS, message="respawn")
+        assert not pool.pids & killed
+        assert not queued.exists()
+        assert pool._statistic.done == pool._statistic.submitted
+
+    run(main())
+
+
+def test_cancel_a_queued_job_waiting_for_space(run, tmp_path):
+    marker = tmp_path / "pid"
+    queued = tmp_path / "queued"
+
+    async def main():
+        async with WorkerPool(1, max_overflow=1) as pool:
+            busy = asyncio.ensure_future(
+                pool.create_task(sleep_and_report, str(marker), 0.5),
+            )
+            await wait_until(lambda: marker.exists() and marker.read_text(), message="job")
+            pid = int(marker.read_text())
+            waiting = [
+                asyncio.ensure_future(pool.create_task(append_line, str(queued)))
+                for _ in range(3)
+            ]
+            await asyncio.sleep(0.05)
+            for task in waiting:
+                task.cancel()
+            results = await asyncio.gather(*waiting, return_exceptions=True)
+            assert all(isinstance(r, asyncio.CancelledError) for r in results)
+            await busy
+            # The worker that was not cancelled keeps serving.
+            assert await pool.create_task(os.getpid) == pid
+            assert not queued.exists()
+            assert pool._statistic.done == pool._statistic.submitted
+
+    run(main())
 
 
 def test_sigkill_from_outside(pool, run, tmp_path):

@@ -14,7 +14,9 @@ Guarantees (see docs/logging.rst):
   late; a closed handler delivers synchronously.
 * No record is lost on SIGTERM when nobody handles it: while buffered
   handlers are running and SIGTERM has its default action, a handler is
-  installed that flushes them and then dies by SIGTERM as before.
+  installed that flushes them and then dies by SIGTERM as before.  The
+  main thread, which runs it, may be asleep in a blocking call the signal
+  did not interrupt: ``_signal_wakeup`` wakes it.
 * In a forked child the delivery thread does not exist: the child forgets
   the parent's pending records (the parent delivers them) and delivers its
   own synchronously (children often leave through ``os._exit``).
@@ -32,6 +34,7 @@ import weakref
 from collections import deque
 from typing import Any, Deque, Optional, Union
 
+from .. import _signal_wakeup
 from .._compat import process_signals_blocked
 from ..counters import Statistic
 
@@ -336,8 +339,16 @@ if hasattr(os, "register_at_fork"):
 
 
 def _flush_on_sigterm(signum: int, frame: Any) -> None:
-    """Flush buffered handlers, then die by the signal as SIG_DFL would."""
-    signal.signal(signum, signal.SIG_DFL)   # a second SIGTERM kills at once
+    """Flush buffered handlers, then die by the signal as SIG_DFL would.
+
+    SIGTERM is ignored while flushing (at most ``SIGNAL_FLUSH_TIMEOUT`` per
+    handler): a late wake-up nudge must not kill the process halfway.
+    """
+    global _SIGTERM_FLUSHING
+    if _SIGTERM_FLUSHING:
+        return      # a nudge that arrived once this call had started
+    _SIGTERM_FLUSHING = True
+    signal.signal(signum, signal.SIG_IGN)
     for handler in list(_LIVE_HANDLERS):
         handler._flush(timeout=SIGNAL_FLUSH_TIMEOUT)
     for stream in (sys.stdout, sys.stderr):
@@ -346,7 +357,18 @@ def _flush_on_sigterm(signum: int, frame: Any) -> None:
                 stream.flush()
         except Exception:
             pass
+    signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+_SIGTERM_FLUSHING = False
+
+
+def _nudge_sigterm_flush() -> None:
+    # Called by the wake-up watcher when SIGTERM arrived: wake the main
+    # thread while the flush handler is still installed and has not run.
+    if signal.getsignal(signal.SIGTERM) is _flush_on_sigterm:
+        _signal_wakeup.nudge_main_thread(signal.SIGTERM)
 
 
 def _can_touch_signals() -> bool:
@@ -367,6 +389,8 @@ def _install_sigterm_flush() -> None:
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
             signal.signal(signal.SIGTERM, _flush_on_sigterm)
+            # Without it a SIGTERM can wait for the next loop wake-up.
+            _signal_wakeup.watch(signal.SIGTERM, _nudge_sigterm_flush)
     except (ValueError, OSError):   # not the main interpreter
         pass
 
@@ -380,3 +404,5 @@ def _uninstall_sigterm_flush_if_idle() -> None:
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
     except (ValueError, OSError):
         pass
+    # Also when the application replaced the handler meanwhile.
+    _signal_wakeup.unwatch(signal.SIGTERM, _nudge_sigterm_flush)

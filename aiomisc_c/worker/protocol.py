@@ -8,8 +8,12 @@ Two kinds of messages travel on a worker connection:
   a peer that fails it: no pickle is ever loaded from an unauthenticated
   peer, and no length it announces is ever trusted;
 * frames, after the pool answered ``AUTH_OK``: a 4-byte big-endian length
-  (:attr:`Protocol.PACKET_HEADER`) and a pickle of that many bytes.  Lengths
-  above :data:`MAX_PACKET_SIZE` end the connection.
+  (:attr:`Protocol.PACKET_HEADER`) and a payload of that many bytes.  Lengths
+  above :data:`MAX_PACKET_SIZE` end the connection.  A reply's payload is a
+  pickle; a request's is the 4-byte length of a pickle of the function, that
+  pickle, then a pickle of ``(args, kwargs)`` (:func:`pack_request`): the
+  function's pickle is computed once per function on the pool's side and
+  unpickled once per function on the worker's side.
 
 The supervisor's settings (sent by the pool over the supervisor's stdin, a
 pipe only the two processes share) use the same frames.
@@ -24,13 +28,14 @@ import platform
 import socket
 from abc import ABC, abstractmethod
 from struct import Struct
-from typing import IO, Any, BinaryIO, NamedTuple, Optional, Union
+from types import BuiltinFunctionType, FunctionType, ModuleType
+from typing import IO, Any, BinaryIO, Dict, NamedTuple, Optional, Tuple, Union
 
 __all__ = (
     "ADDRESS_FAMILY", "AsyncProtocol", "FileIOProtocol", "HANDSHAKE",
     "HANDSHAKE_MAGIC", "Handshake", "MAX_PACKET_SIZE", "PacketTooLarge",
     "Protocol", "SocketIOProtocol", "WORKER_ID_SIZE", "handshake_digest",
-    "pack_handshake", "unpack_handshake",
+    "pack_handshake", "pack_request", "unpack_handshake", "unpack_request",
 )
 
 ADDRESS_FAMILY = (
@@ -47,6 +52,68 @@ HANDSHAKE_MAGIC = b"AMCW"
 # magic, kind (PacketTypes.AUTH or BAD_INITIALIZER), worker id, digest, pid
 HANDSHAKE = Struct(f"!4sB{WORKER_ID_SIZE}s32sQ")
 _SIGNED = Struct(f"!B{WORKER_ID_SIZE}sQ")
+
+
+# A request frame: the frame's length, then the length of the function's
+# pickle (both big-endian).
+REQUEST_HEADER = Struct("!LL")
+_FUNCTION_LENGTH = Struct("!L")
+# Functions whose pickles (one side) or unpickled objects (other side) are
+# remembered; the caches are emptied when they reach this size.
+FUNCTION_CACHE_SIZE = 256
+_function_pickles: Dict[Any, bytes] = {}
+_unpickled_functions: Dict[bytes, Any] = {}
+
+
+def _pickled_by_name(func: Any) -> bool:
+    """``func`` pickles as a reference to a module attribute: its pickle
+    never changes, and unpickling it twice gives the same object."""
+    kind = type(func)
+    if kind is FunctionType:
+        return True
+    return kind is BuiltinFunctionType and isinstance(func.__self__, ModuleType)
+
+
+def _pickle_function(func: Any) -> bytes:
+    # Only functions are looked up: equality is their identity.
+    by_name = _pickled_by_name(func)
+    if by_name:
+        data = _function_pickles.get(func)
+        if data is not None:
+            return data
+    data = pickle.dumps(func, protocol=PICKLE_PROTOCOL)
+    if by_name:
+        if len(_function_pickles) >= FUNCTION_CACHE_SIZE:
+            _function_pickles.clear()
+        _function_pickles[func] = data
+    return data
+
+
+def pack_request(func: Any, args: Tuple[Any, ...], kwargs: Dict[str, Any]) -> bytes:
+    """One request frame (header included) for ``func(*args, **kwargs)``."""
+    function = _pickle_function(func)
+    arguments = pickle.dumps((args, kwargs), protocol=PICKLE_PROTOCOL)
+    size = _FUNCTION_LENGTH.size + len(function) + len(arguments)
+    return REQUEST_HEADER.pack(size, len(function)) + function + arguments
+
+
+def unpack_request(payload: Any) -> Tuple[Any, Tuple[Any, ...], Dict[str, Any]]:
+    """``(func, args, kwargs)`` from a request's payload (bytes-like)."""
+    view = memoryview(payload)
+    (length,) = _FUNCTION_LENGTH.unpack_from(view)
+    start = _FUNCTION_LENGTH.size
+    if length > len(view) - start:
+        raise ValueError("Malformed request: the function overruns the frame")
+    key = bytes(view[start:start + length])
+    func = _unpickled_functions.get(key)
+    if func is None:
+        func = pickle.loads(key)
+        if _pickled_by_name(func):
+            if len(_unpickled_functions) >= FUNCTION_CACHE_SIZE:
+                _unpickled_functions.clear()
+            _unpickled_functions[key] = func
+    args, kwargs = pickle.loads(view[start + length:])
+    return func, args, kwargs
 
 
 class PacketTooLarge(ConnectionError):

@@ -1,9 +1,12 @@
 """One worker process: connect to the pool, authenticate, run jobs.
 
-Jobs run in the main thread, one at a time.  The pool interrupts a job
-its caller cancelled with :data:`~aiomisc_c.worker.SIGNAL`; the handler
-raises :class:`asyncio.CancelledError` inside the job (only while a job
-runs: a late signal never breaks the worker between jobs).
+Jobs run in the main thread, one at a time.  The pool kills (SIGKILL) a
+worker whose job's caller was cancelled, and the supervisor forks a new
+one.  :data:`~aiomisc_c.worker.SIGNAL` sent by anyone else still
+interrupts the running job: the handler raises
+:class:`asyncio.CancelledError` inside it (only while a job runs: a late
+signal never breaks the worker between jobs), and the caller gets
+:class:`asyncio.CancelledError`.
 """
 from __future__ import annotations
 
@@ -20,12 +23,12 @@ from typing import Any, Optional, Type
 
 from . import SIGNAL, AddressType, PacketTypes
 from .protocol import (
-    ADDRESS_FAMILY, PICKLE_PROTOCOL, SocketIOProtocol, pack_handshake,
+    ADDRESS_FAMILY, MAX_PACKET_SIZE, PACKET_HEADER, PICKLE_PROTOCOL,
+    PacketTooLarge, SocketIOProtocol, pack_handshake, unpack_request,
 )
 
 log = logging.getLogger(__name__)
 
-REQUEST = int(PacketTypes.REQUEST)
 RESULT = int(PacketTypes.RESULT)
 EXCEPTION = int(PacketTypes.EXCEPTION)
 CANCELLED = int(PacketTypes.CANCELLED)
@@ -67,14 +70,13 @@ def _exception_payload(exc: BaseException, func: Any) -> bytes:
         return pickle.dumps((EXCEPTION, substitute, text), protocol=PICKLE_PROTOCOL)
 
 
-def _run_job(payload: bytes) -> bytes:
-    """Run one request; the pickled reply."""
+def _run_job(payload: Any) -> bytes:
+    """Run one request (see :func:`~.protocol.pack_request`); the pickled
+    reply."""
     global _BUSY
     func: Any = None
     try:
-        packet_type, func, args, kwargs = pickle.loads(payload)
-        if packet_type != REQUEST:
-            raise RuntimeError(f"Unexpected packet type {packet_type!r}")
+        func, args, kwargs = unpack_request(payload)
         _BUSY = True
         try:
             result = func(*args, **kwargs)
@@ -102,6 +104,51 @@ def execute(protocol: SocketIOProtocol) -> None:
     protocol._write(protocol.PACKET_HEADER.pack(len(reply)) + reply)
 
 
+_HEADER_SIZE = PACKET_HEADER.size
+_unpack_header = PACKET_HEADER.unpack_from
+_pack_header = PACKET_HEADER.pack
+_BUFFER_SIZE = 65536
+
+
+def serve(sock: socket.socket) -> None:
+    """Run requests from ``sock`` until the pool closes it: what
+    :func:`execute` does, with one ``recv_into`` a preallocated buffer and
+    one ``sendall`` per small job (no copy of the request)."""
+    buffer = bytearray(_BUFFER_SIZE)
+    view = memoryview(buffer)
+    recv_into = sock.recv_into
+    sendall = sock.sendall
+    filled = 0
+    while True:
+        while filled < _HEADER_SIZE:
+            received = recv_into(view[filled:])
+            if not received:
+                return
+            filled += received
+        (size,) = _unpack_header(buffer)
+        if size > MAX_PACKET_SIZE:
+            raise PacketTooLarge(f"Request of {size} bytes, limit {MAX_PACKET_SIZE}")
+        end = _HEADER_SIZE + size
+        if end > len(buffer):
+            # A big request: a buffer of its size, for this one only.
+            large = bytearray(end)
+            large[:filled] = view[:filled]
+            buffer, view = large, memoryview(large)
+        while filled < end:
+            received = recv_into(view[filled:end])
+            if not received:
+                return
+            filled += received
+        reply = _run_job(view[_HEADER_SIZE:end])
+        filled -= end
+        if filled:   # the pool sends one request at a time: never so far
+            buffer[:filled] = buffer[end:end + filled]
+        elif len(buffer) > _BUFFER_SIZE:
+            buffer = bytearray(_BUFFER_SIZE)
+            view = memoryview(buffer)
+        sendall(_pack_header(len(reply)) + reply)
+
+
 def _connect(address: AddressType, cookie: bytes, worker_id: bytes, kind: int) -> socket.socket:
     sock = socket.socket(ADDRESS_FAMILY, socket.SOCK_STREAM)
     try:
@@ -125,10 +172,8 @@ def worker(address: AddressType, cookie: bytes, worker_id: bytes) -> None:
     except ConnectionError:
         return
     with sock:
-        protocol = SocketIOProtocol(sock)
         try:
-            while True:
-                execute(protocol)
+            serve(sock)
         except ConnectionError:
             return
 

@@ -52,22 +52,17 @@ aio_err_restore(PyObject *exc)
 }
 
 /* getattr(obj, name) that returns 0 with *result = NULL when the attribute
- * is missing (AttributeError cleared), 1 when found, -1 on other errors. */
+ * is missing (AttributeError cleared, or never built for the usual
+ * getattr), 1 when found, -1 on other errors.  A missing attribute is the
+ * common case on some hot paths (uvloop's loops have no
+ * `_default_executor`), hence the lookup that skips the exception. */
 static inline int
 aio_getattr_optional(PyObject *obj, PyObject *name, PyObject **result)
 {
 #if PY_VERSION_HEX >= 0x030D0000
     return PyObject_GetOptionalAttr(obj, name, result);
 #else
-    *result = PyObject_GetAttr(obj, name);
-    if (*result != NULL) {
-        return 1;
-    }
-    if (PyErr_ExceptionMatches(PyExc_AttributeError)) {
-        PyErr_Clear();
-        return 0;
-    }
-    return -1;
+    return _PyObject_LookupAttr(obj, name, result);
 #endif
 }
 

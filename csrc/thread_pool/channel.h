@@ -109,16 +109,6 @@ channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
     Py_RETURN_NONE;
 }
 
-static inline int
-is_finalizing(void)
-{
-#if PY_VERSION_HEX >= 0x030D0000
-    return Py_IsFinalizing();
-#else
-    return _Py_IsFinalizing();
-#endif
-}
-
 /* GIL held: 1 if the channel's loop is closed or gone (remembered), else
  * 0.  Read through `loop._closed` (asyncio's loops and uvloop have it),
  * else loop.is_closed(); a loop that cannot tell counts as open. */
@@ -134,7 +124,7 @@ channel_is_closed(tp_state *st, Channel *ch)
         return 1;
     }
     PyObject *flag = NULL;
-    int found = lookup_attr_quiet(loop, st->str_closed, &flag);
+    int found = aio_getattr_optional(loop, st->str_closed, &flag);
     if (found == 0) {
         flag = PyObject_VectorcallMethod(
             st->str_is_closed, &loop, 1 | PY_VECTORCALL_ARGUMENTS_OFFSET,
@@ -173,10 +163,10 @@ drop_tally_flush(tp_state *st, drop_tally *tally)
     }
     if (count > 0 && !is_finalizing()) {
         PyObject *loop = channel_loop(ch);
-        log_warning(st,
-                    "Event loop %r is closed. Dropping %d thread pool "
-                    "call(s)",
-                    loop != NULL ? loop : Py_None, count);
+        aio_log_warning(&st->logger, TP_LOGGER_NAME,
+                        "Event loop %r is closed. Dropping %d thread pool "
+                        "call(s)",
+                        loop != NULL ? loop : Py_None, count);
         Py_XDECREF(loop);
     }
     Py_DECREF(ch);
@@ -201,32 +191,18 @@ static void
 report_delivery_error(tp_state *st, Channel *ch, Py_ssize_t n)
 {
     PyObject *exc = aio_err_take();
-    if (is_finalizing() || tp_logger(st) < 0) {
-        Py_XDECREF(exc);
-        return;
+    if (!is_finalizing()) {
+        PyObject *loop = channel_loop(ch);
+        PyObject *args = Py_BuildValue(
+            "(snO)", "Can not deliver %d thread pool result(s) to %r", n,
+            loop != NULL ? loop : Py_None);
+        aio_log_exc(&st->logger, TP_LOGGER_NAME, "error", args, exc);
+        Py_XDECREF(args);
+        Py_XDECREF(loop);
     }
-    PyObject *loop = channel_loop(ch);
-    PyObject *error = PyObject_GetAttrString(st->logger, "error");
-    PyObject *args = Py_BuildValue("(snO)",
-                                   "Can not deliver %d thread pool result(s) "
-                                   "to %r",
-                                   n, loop != NULL ? loop : Py_None);
-    PyObject *kwargs =
-        Py_BuildValue("{sO}", "exc_info", exc != NULL ? exc : Py_True);
-    PyObject *r = NULL;
-    if (error != NULL && args != NULL && kwargs != NULL) {
-        r = PyObject_Call(error, args, kwargs);
-    }
-    if (r == NULL) {
-        PyErr_WriteUnraisable(st->logger);
-    }
-    Py_XDECREF(r);
-    Py_XDECREF(kwargs);
-    Py_XDECREF(args);
-    Py_XDECREF(error);
-    Py_XDECREF(loop);
     Py_XDECREF(exc);
 }
+
 
 /* Any thread, GIL held, no exception set: add a finished item to its
  * channel's batch; the first item of a batch schedules the drain.  Takes
@@ -358,6 +334,7 @@ channel_repr(PyObject *op)
 
 static PyMethodDef channel_methods[] = {
     {"_drain", channel_drain, METH_NOARGS,
+     "_drain($self, /)\n--\n\n"
      "Resolve the futures of the pending batch (runs on the loop)."},
     {NULL, NULL, 0, NULL},
 };

@@ -25,8 +25,10 @@ executor_run_worker(PyObject *op, PyObject *Py_UNUSED(unused))
     UNLOCK(self);
     while (!stop) {
         worker_drain_queue(self, st);
+        /* The idle spin is a fast path: the switch is read with the GIL. */
+        int spin_allowed = aio_fast_paths_on();
         Py_BEGIN_ALLOW_THREADS
-            stop = worker_wait(self);
+            stop = worker_wait(self, spin_allowed);
         Py_END_ALLOW_THREADS
     }
     counter_add(self, C_THREADS, -1);

@@ -118,16 +118,16 @@ executor_take_counters(Executor *self, tp_state *st)
             return -1;
         }
         Py_buffer *view = &self->counter_views[i];
-        int r = PyObject_GetBuffer(PyTuple_GET_ITEM(slot, 0), view,
-                                   PyBUF_WRITABLE | PyBUF_FORMAT);
+        const char *want = i == C_SUM_TIME ? "d" : "q";
+        int exported =
+            aio_counters_export(PyTuple_GET_ITEM(slot, 0), view, want);
         Py_DECREF(slot);
-        if (r < 0) {
+        if (exported < 0 && !PyErr_ExceptionMatches(PyExc_TypeError) &&
+            !PyErr_ExceptionMatches(PyExc_BufferError)) {
             return -1;
         }
-        self->n_counter_views = i + 1;
-        const char *want = i == C_SUM_TIME ? "d" : "q";
-        if (view->itemsize != 8 || view->format == NULL ||
-            strcmp(view->format, want) != 0 || index >= view->len / 8) {
+        if (exported < 0 || !aio_counters_has_slot(view, index)) {
+            PyErr_Clear();
             PyErr_Format(PyExc_TypeError,
                          "statistic counter %s is not an array('%s') slot",
                          counter_names[i], want);
@@ -235,7 +235,7 @@ executor_traverse(PyObject *op, visitproc visit, void *arg)
     Py_VISIT(self->closed_exception);
     Py_VISIT(self->channels);
     Py_VISIT((PyObject *)self->last_channel);
-    for (int i = 0; i < self->n_counter_views; i++) {
+    for (int i = 0; i < N_COUNTERS; i++) {
         Py_VISIT(self->counter_views[i].obj);
     }
     if (self->sync_ready) {
@@ -269,10 +269,9 @@ executor_clear(PyObject *op)
         self->counters[i] = NULL;
     }
     self->sum_time = NULL;
-    for (int i = 0; i < self->n_counter_views; i++) {
-        PyBuffer_Release(&self->counter_views[i]);
+    for (int i = 0; i < N_COUNTERS; i++) {
+        aio_counters_release(&self->counter_views[i]);
     }
-    self->n_counter_views = 0;
     Py_CLEAR(self->statistic);
     Py_CLEAR(self->spawn_thread);
     Py_CLEAR(self->closed_exception);
@@ -321,20 +320,23 @@ executor_repr(PyObject *op)
 
 static PyMethodDef executor_methods[] = {
     {"start", executor_start, METH_NOARGS,
-     "start()\n--\n\nSpawn the initial workers (2, or 1 if max_workers is "
-     "1)."},
+     "start($self, /)\n--\n\n"
+     "Spawn the initial workers (2, or 1 if max_workers is 1)."},
     {"submit", (PyCFunction)(void (*)(void))executor_submit,
      METH_FASTCALL | METH_KEYWORDS,
-     "submit(fn, /, *args, **kwargs)\n--\n\n"
+     "submit($self, fn, /, *args, **kwargs)\n--\n\n"
      "Queue fn(*args, **kwargs); return an asyncio.Future of the current "
      "loop."},
     {"shutdown", executor_shutdown, METH_NOARGS,
-     "shutdown()\n--\n\nStop accepting work, fail queued items, stop the "
-     "workers (non-blocking, idempotent)."},
+     "shutdown($self, /)\n--\n\n"
+     "Stop accepting work, fail queued items, stop the workers "
+     "(non-blocking, idempotent)."},
     {"run_worker", executor_run_worker, METH_NOARGS,
-     "run_worker()\n--\n\nBody of a worker thread; returns at shutdown."},
+     "run_worker($self, /)\n--\n\n"
+     "Body of a worker thread; returns at shutdown."},
     {"after_fork_in_child", executor_after_fork_in_child, METH_NOARGS,
-     "after_fork_in_child()\n--\n\nReset the core in a forked child."},
+     "after_fork_in_child($self, /)\n--\n\n"
+     "Reset the core in a forked child."},
     {NULL, NULL, 0, NULL},
 };
 

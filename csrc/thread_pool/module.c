@@ -3,8 +3,9 @@
  * ThreadPoolExecutor and the `Threaded` / `BoundThreaded` wrappers behind
  * `@threaded`.
  *
- * Design (a cross-thread wake-up costs ~50 us on this kind of machine, and every
- * GIL hand-off is one, so the whole design is about not waking threads):
+ * Design (a cross-thread wake-up costs ~50 us on this kind of machine, and
+ * every GIL hand-off is one, so the whole design is about not waking
+ * threads):
  *
  * Queue.  One FIFO of `work_item` C structs per Executor, guarded by a
  *   pthread mutex.  The mutex is taken either with the GIL (submit, a worker
@@ -39,6 +40,7 @@
  *     sleeping.  Off by default (DEFAULT_SPIN_US): on these 2-vCPU machines
  *     a spinner steals the CPU the loop thread needs and made one-by-one
  *     round trips slower (mean 31 us without, ~100 us with 20-100 us).
+ *     A fast path: never taken with fast paths off (common/fast_paths.h).
  *   - every wait checks `shutdown`; shutdown broadcasts the condvar.
  *
  * Delivery (batching).  Each event loop gets one `Channel` per pool (a dict
@@ -57,8 +59,10 @@
  *   field with no attribute, so the loop's tp_traverse (what
  *   gc.get_referents uses) finds the one pool of ours the loop refers to:
  *   read on every call, nothing cached, so loop.set_default_executor()
- *   takes effect at once.  Otherwise the call goes through
- *   loop.run_in_executor / _thread_pool_base.
+ *   takes effect at once.  That read is a fast path: with fast paths off
+ *   uvloop's calls go through loop.run_in_executor, as the Python twin's
+ *   do.  Otherwise the call goes through loop.run_in_executor /
+ *   _thread_pool_base.
  *
  * Statistics are incremented natively through buffers exported by
  *   statistic._counter_slot(name); the buffers stay exported (pinned) for the
@@ -76,6 +80,7 @@
 #include <time.h>
 
 #include "common/common.h"
+#include "common/fast_paths.h"
 #include "common/running_loop.h"
 
 /*
@@ -116,66 +121,30 @@
 /* ------------------------------------------------------------------------ */
 /* Module                                                                    */
 
-#define STATE_OBJECTS(X)                                                      \
-    X(executor_type)                                                          \
-    X(channel_type)                                                           \
-    X(threaded_type)                                                          \
-    X(bound_threaded_type)                                                    \
-    X(future_type)                                                            \
-    X(get_running_loop)                                                       \
-    X(get_event_loop)                                                         \
-    X(stock_create_future)                                                    \
-    X(event_loop_var)                                                         \
-    X(partial)                                                                \
-    X(iscoroutinefunction)                                                    \
-    X(isgeneratorfunction)                                                    \
-    X(is_coroutine_marker)                                                    \
-    X(kwnames_loop)                                                           \
-    X(kwnames_args)                                                           \
-    X(kwnames_args_kwargs)                                                    \
-    X(logger)                                                                 \
-    X(run_in_executor)                                                        \
-    X(shell_type)                                                             \
-    X(loop_type_without_executor)                                             \
-    X(str_call_soon_threadsafe)                                               \
-    X(str_closed)                                                             \
-    X(str_core)                                                               \
-    X(str_counter_slot)                                                       \
-    X(str_create_future)                                                      \
-    X(str_default_executor)                                                   \
-    X(str_done)                                                               \
-    X(str_drain)                                                              \
-    X(str_is_closed)                                                          \
-    X(str_is_coroutine)                                                       \
-    X(str_run_in_executor)                                                    \
-    X(str_set_exception)                                                      \
-    X(str_set_result)                                                         \
-    X(str_async_call)
-
 static int
-module_traverse(PyObject *module, visitproc visit, void *arg)
+thread_pool_traverse(PyObject *module, visitproc visit, void *arg)
 {
     tp_state *st = tp_state_from_module(module);
-#define VISIT_FIELD(name) Py_VISIT((PyObject *)st->name);
-    STATE_OBJECTS(VISIT_FIELD)
-#undef VISIT_FIELD
+#define VISIT(field) Py_VISIT(st->field);
+    TP_STATE_FIELDS(VISIT)
+#undef VISIT
     return 0;
 }
 
 static int
-module_clear(PyObject *module)
+thread_pool_clear(PyObject *module)
 {
     tp_state *st = tp_state_from_module(module);
-#define CLEAR_FIELD(name) Py_CLEAR(st->name);
-    STATE_OBJECTS(CLEAR_FIELD)
-#undef CLEAR_FIELD
+#define CLEAR(field) Py_CLEAR(st->field);
+    TP_STATE_FIELDS(CLEAR)
+#undef CLEAR
     return 0;
 }
 
 static void
-module_free(void *module)
+thread_pool_free(void *module)
 {
-    (void)module_clear((PyObject *)module);
+    (void)thread_pool_clear((PyObject *)module);
     tp_state *st = tp_state_from_module((PyObject *)module);
     while (st->free_items != NULL) {
         work_item *next = st->free_items->next;
@@ -186,7 +155,7 @@ module_free(void *module)
 }
 
 static int
-module_exec(PyObject *module)
+thread_pool_exec(PyObject *module)
 {
     tp_state *st = tp_state_from_module(module);
     st->free_items = NULL;
@@ -274,14 +243,13 @@ module_exec(PyObject *module)
                         "EVENT_LOOP.context_var must be a ContextVar");
         return -1;
     }
-    if (PyModule_AddIntConstant(module, "DEFAULT_SPIN_US", DEFAULT_SPIN_US) <
-        0) {
-        return -1;
-    }
-    return 0;
+    PyObject *spin_us = PyLong_FromLong(DEFAULT_SPIN_US);
+    int added = PyModule_AddObjectRef(module, "DEFAULT_SPIN_US", spin_us);
+    Py_XDECREF(spin_us);
+    return added;
 }
 
-static PyMethodDef module_methods[] = {
+static PyMethodDef thread_pool_functions[] = {
     {"default_pool", module_default_pool, METH_O,
      "default_pool($module, loop, /)\n--\n\n"
      "The loop's default executor when it is one of this package's thread "
@@ -290,8 +258,8 @@ static PyMethodDef module_methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static PyModuleDef_Slot module_slots[] = {
-    {Py_mod_exec, module_exec},
+static PyModuleDef_Slot thread_pool_slots[] = {
+    {Py_mod_exec, thread_pool_exec},
     {0, NULL},
 };
 
@@ -301,11 +269,11 @@ static PyModuleDef thread_pool_module = {
     .m_doc = "C core of aiomisc_c's thread pool: Executor, Threaded, "
              "BoundThreaded.",
     .m_size = sizeof(tp_state),
-    .m_methods = module_methods,
-    .m_slots = module_slots,
-    .m_traverse = module_traverse,
-    .m_clear = module_clear,
-    .m_free = module_free,
+    .m_methods = thread_pool_functions,
+    .m_slots = thread_pool_slots,
+    .m_traverse = thread_pool_traverse,
+    .m_clear = thread_pool_clear,
+    .m_free = thread_pool_free,
 };
 
 PyMODINIT_FUNC

@@ -65,7 +65,10 @@ executor_grow(Executor *self, tp_state *st, Py_ssize_t n)
         return -1;
     }
     PyObject *exc = aio_err_take();
-    log_warning_exc(st, "Can not start a new thread pool worker", exc);
+    PyObject *message =
+        Py_BuildValue("(s)", "Can not start a new thread pool worker");
+    aio_log_exc(&st->logger, TP_LOGGER_NAME, "warning", message, exc);
+    Py_XDECREF(message);
     Py_XDECREF(exc);
     return 0;
 }

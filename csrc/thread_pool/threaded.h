@@ -399,11 +399,12 @@ threaded_dealloc(PyObject *op)
 static PyMethodDef threaded_methods[] = {
     {"async_call", (PyCFunction)(void (*)(void))threaded_async_call,
      METH_FASTCALL | METH_KEYWORDS,
-     "async_call(*args, **kwargs)\n--\n\n"
+     "async_call($self, /, *args, **kwargs)\n--\n\n"
      "Run func in the loop's default executor; returns an awaitable."},
     {"sync_call", (PyCFunction)(void (*)(void))threaded_sync_call,
      METH_FASTCALL | METH_KEYWORDS,
-     "sync_call(*args, **kwargs)\n--\n\nCall func in the current thread."},
+     "sync_call($self, /, *args, **kwargs)\n--\n\n"
+     "Call func in the current thread."},
     {"__class_getitem__", Py_GenericAlias, METH_O | METH_CLASS, "See PEP 585"},
     {NULL, NULL, 0, NULL},
 };

@@ -179,11 +179,21 @@ hidden_default_shell(tp_state *st, PyObject *loop)
     return find.found;
 }
 
-/* The C core of a pool shell when it is not shut down (new reference), else
- * NULL without an exception. */
+/* The C core of hidden_default_shell(), as a new reference; NULL without an
+ * exception when there is none (or it is shut down: the loop then reports
+ * that itself). */
 static PyObject *
-live_core_of(tp_state *st, PyObject *shell)
+hidden_default_core(tp_state *st, PyObject *loop)
 {
+    /* A fast path (it reads the loop's C fields through tp_traverse): with
+     * fast paths off the call goes through loop.run_in_executor. */
+    if (!aio_fast_paths_on()) {
+        return NULL;
+    }
+    PyObject *shell = hidden_default_shell(st, loop);
+    if (shell == NULL) {
+        return NULL;
+    }
     PyObject *core = NULL;
     if (aio_getattr_optional(shell, st->str_core, &core) < 0) {
         PyErr_Clear();
@@ -198,28 +208,21 @@ live_core_of(tp_state *st, PyObject *shell)
     return core;
 }
 
-/* The C core of hidden_default_shell(), as a new reference; NULL without an
- * exception when there is none (or it is shut down: the loop then reports
- * that itself). */
-static PyObject *
-hidden_default_core(tp_state *st, PyObject *loop)
-{
-    PyObject *shell = hidden_default_shell(st, loop);
-    return shell != NULL ? live_core_of(st, shell) : NULL;
-}
-
-/* Whether `loop` may have a `_default_executor` attribute, remembering a
- * type that cannot (no instance dict and no such attribute: uvloop). */
+/* getattr(loop, "_default_executor") (new reference in *executor; 1 found,
+ * 0 not, -1 error).  A loop type that cannot have it (no instance dict and
+ * no such attribute: uvloop) is remembered and skipped next time, unless
+ * the fast paths are off. */
 static int
 loop_shows_default_executor(tp_state *st, PyObject *loop,
                             PyObject **executor)
 {
     *executor = NULL;
-    if ((PyObject *)Py_TYPE(loop) == st->loop_type_without_executor) {
+    int fast = aio_fast_paths_on();
+    if (fast && (PyObject *)Py_TYPE(loop) == st->loop_type_without_executor) {
         return 0;
     }
-    int found = lookup_attr_quiet(loop, st->str_default_executor, executor);
-    if (found == 0 && Py_TYPE(loop)->tp_dictoffset == 0) {
+    int found = aio_getattr_optional(loop, st->str_default_executor, executor);
+    if (fast && found == 0 && Py_TYPE(loop)->tp_dictoffset == 0) {
         /* No instance dict: no instance of this type will ever have it. */
         Py_XSETREF(st->loop_type_without_executor,
                    Py_NewRef((PyObject *)Py_TYPE(loop)));
@@ -230,7 +233,8 @@ loop_shows_default_executor(tp_state *st, PyObject *loop,
 /* default_pool(loop): the loop's default executor when it is one of the
  * package's pools, else None (shut down or not: its submit says so).  Read
  * on every call, nothing cached (like the threaded calls), so
- * loop.set_default_executor() takes effect at once. */
+ * loop.set_default_executor() takes effect at once.  Not a fast path: the
+ * Python twin finds a hidden pool the same way (gc.get_referents). */
 static PyObject *
 module_default_pool(PyObject *module, PyObject *loop)
 {

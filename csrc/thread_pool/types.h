@@ -33,7 +33,8 @@ typedef struct {
     PyObject *kwnames_args_kwargs; /* ("args", "kwargs") */
     PyObject *logger;              /* lazily: aiomisc_c.thread_pool logger */
     PyObject *run_in_executor;     /* lazily: _thread_pool_base's */
-    PyObject *shell_type; /* lazily: _thread_pool_base.ThreadPoolExecutorBase */
+    /* lazily: _thread_pool_base.ThreadPoolExecutorBase */
+    PyObject *shell_type;
     /* A loop type whose instances cannot have `_default_executor` (uvloop):
      * skips a failing attribute lookup per threaded call. */
     PyObject *loop_type_without_executor;
@@ -57,6 +58,21 @@ typedef struct {
     work_item *free_items;
     int n_free_items;
 } tp_state;
+
+/* Every object field of tp_state: the module's traverse and clear are
+ * generated from this list (add a field here when adding it above). */
+#define TP_STATE_FIELDS(X)                                                    \
+    X(executor_type) X(channel_type) X(threaded_type) X(bound_threaded_type)  \
+    X(future_type) X(get_running_loop) X(get_event_loop)                      \
+    X(stock_create_future) X(event_loop_var) X(partial)                       \
+    X(iscoroutinefunction) X(isgeneratorfunction) X(is_coroutine_marker)      \
+    X(kwnames_loop) X(kwnames_args) X(kwnames_args_kwargs) X(logger)          \
+    X(run_in_executor) X(shell_type) X(loop_type_without_executor)            \
+    X(str_call_soon_threadsafe) X(str_closed) X(str_core)                     \
+    X(str_counter_slot) X(str_create_future) X(str_default_executor)          \
+    X(str_done) X(str_drain) X(str_is_closed) X(str_is_coroutine)             \
+    X(str_run_in_executor) X(str_set_exception) X(str_set_result)             \
+    X(str_async_call)
 
 static PyModuleDef thread_pool_module;
 AIO_DEFINE_STATE_ACCESSORS(tp_state, thread_pool_module)
@@ -142,8 +158,8 @@ typedef struct {
     PyObject *channels; /* dict: loop -> Channel */
     Channel *last_channel;
     work_item *running; /* items whose call runs now; GIL-guarded */
+    /* Exported for the core's lifetime (.obj NULL: not exported). */
     Py_buffer counter_views[N_COUNTERS];
-    int n_counter_views;
     int64_t *counters[N_COUNTERS - 1];
     double *sum_time;
     PyObject *weakreflist;

@@ -57,7 +57,7 @@ worker_run_item(Executor *self, tp_state *st, work_item *it,
     }
     self->running = it;
 
-    double started = monotonic_seconds();
+    double started = aio_monotonic();
     PyObject *result = NULL;
     if (PyContext_Enter(it->context) == 0) {
         /* The item's context is a private copy: point EVENT_LOOP at the
@@ -81,7 +81,7 @@ worker_run_item(Executor *self, tp_state *st, work_item *it,
         }
         aio_err_restore(exc);
     }
-    double elapsed = monotonic_seconds() - started;
+    double elapsed = aio_monotonic() - started;
 
     if (it->run_prev != NULL) {
         it->run_prev->run_next = it->run_next;
@@ -169,10 +169,11 @@ worker_drain_queue(Executor *self, tp_state *st)
     }
 }
 
-/* Worker thread, GIL released: spin (at most one spinner) and then sleep
- * until there is queued work (returns 0) or the pool shuts down (1). */
+/* Worker thread, GIL released: spin (at most one spinner, and only when
+ * `spin_allowed`) and then sleep until there is queued work (returns 0) or
+ * the pool shuts down (1). */
 static int
-worker_wait(Executor *self)
+worker_wait(Executor *self, int spin_allowed)
 {
     int may_spin = 1;
     int stop;
@@ -188,11 +189,11 @@ worker_wait(Executor *self)
         }
         long spin_ns =
             atomic_load_explicit(&self->spin_ns, memory_order_relaxed);
-        if (may_spin && spin_ns > 0 && !self->spinning) {
+        if (may_spin && spin_allowed && spin_ns > 0 && !self->spinning) {
             self->spinning = 1;
             may_spin = 0;
             UNLOCK(self);
-            int64_t deadline = monotonic_ns() + spin_ns;
+            int64_t deadline = aio_monotonic_ns() + spin_ns;
             for (unsigned i = 1;; i++) {
                 if (atomic_load_explicit(&self->queued, memory_order_acquire) >
                         0 ||
@@ -201,7 +202,7 @@ worker_wait(Executor *self)
                     break;
                 }
                 aio_cpu_relax();
-                if ((i & 63) == 0 && monotonic_ns() > deadline) {
+                if ((i & 63) == 0 && aio_monotonic_ns() > deadline) {
                     break;
                 }
             }
