@@ -15,6 +15,8 @@ T = TypeVar("T")
 
 DEFAULT_SPIN_US: int
 
+def default_pool(loop: Any, /) -> Optional[Any]: ...
+
 class Executor:
     def __init__(
         self,

@@ -19,6 +19,7 @@ itself runs under ``_cond``.
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import logging
 import sys
@@ -31,7 +32,7 @@ from contextvars import Context, copy_context
 from functools import partial as _partial
 from typing import (
     Any, Awaitable, Callable, Concatenate, Deque, Dict, Optional, ParamSpec,
-    Tuple, Type, TypeVar, Union, overload,
+    Set, Tuple, Type, TypeVar, Union, overload,
 )
 
 from ._thread_pool_base import (
@@ -61,6 +62,34 @@ def _has_stock_create_future(loop: asyncio.AbstractEventLoop) -> bool:
         type(loop).__module__.startswith("uvloop")
         and getattr(create_future, "__qualname__", "") == "Loop.create_future"
     )
+
+
+# Loop types whose instances cannot have a ``_default_executor`` attribute
+# (uvloop keeps it in a C field): skips a failing lookup on every call.
+_LOOP_TYPES_WITHOUT_EXECUTOR_ATTR: Set[type] = set()
+_MISSING: Any = object()
+
+
+def default_pool(loop: Any, /) -> Optional[ThreadPoolExecutorBase]:
+    """The loop's default executor when it is one of this package's thread
+    pools (asyncio's loops show it, uvloop's are searched), else None.
+
+    Read on every call, nothing cached, so ``loop.set_default_executor()``
+    takes effect at once.
+    """
+    loop_type = type(loop)
+    if loop_type not in _LOOP_TYPES_WITHOUT_EXECUTOR_ATTR:
+        pool = getattr(loop, "_default_executor", _MISSING)
+        if pool is not _MISSING:
+            return pool if isinstance(pool, ThreadPoolExecutorBase) else None
+        if not hasattr(loop, "__dict__"):
+            _LOOP_TYPES_WITHOUT_EXECUTOR_ATTR.add(loop_type)
+    # Hidden (uvloop): among the loop's own references only the default
+    # executor can be one of our pools.
+    for referent in gc.get_referents(loop):
+        if isinstance(referent, ThreadPoolExecutorBase):
+            return referent
+    return None
 
 
 # A completion travelling back to its loop: (future, succeeded, result or exc)

@@ -23,6 +23,7 @@ from typing import (
     Optional, TextIO, TypeVar, Union, overload,
 )
 
+from . import _compat
 from ._thread_pool_base import ThreadPoolExecutorBase
 from .compat import EventLoopMixin
 
@@ -47,6 +48,27 @@ _SelfFile = TypeVar("_SelfFile", bound="AsyncFileIO[Any]")
 FilePath = Union[str, Path]
 
 
+_PoolLookup = Callable[
+    [asyncio.AbstractEventLoop], Optional[ThreadPoolExecutorBase],
+]
+
+
+def _pick_default_pool() -> _PoolLookup:
+    """The default-pool lookup of the C thread pool when it is built, else
+    of the Python twin (the same behaviour)."""
+    c_module = _compat.import_c_module("_thread_pool")
+    c_lookup: Optional[_PoolLookup] = getattr(c_module, "default_pool", None)
+    if c_lookup is not None:
+        return c_lookup
+    from ._thread_pool_py import default_pool
+    return default_pool
+
+
+# Finds the pool uvloop hides too, sparing a read uvloop's run_in_executor
+# (whose checks cost more than the submit itself).
+_default_pool = _pick_default_pool()
+
+
 def _submit(
     loop: asyncio.AbstractEventLoop, executor: Optional[Executor],
     func: Callable[..., T], *args: Any,
@@ -56,12 +78,12 @@ def _submit(
     The package's pools return a loop future from ``submit`` directly, so
     the loop's ``run_in_executor`` wrapping is skipped for them.
     """
-    target = executor
-    if target is None:
-        # asyncio keeps the default executor here; uvloop hides it.
-        target = getattr(loop, "_default_executor", None)
-    if isinstance(target, ThreadPoolExecutorBase):
-        return target.submit(func, *args)
+    if executor is None:
+        pool = _default_pool(loop)
+        if pool is not None:
+            return pool.submit(func, *args)
+    elif isinstance(executor, ThreadPoolExecutorBase):
+        return executor.submit(func, *args)
     return loop.run_in_executor(executor, func, *args)
 
 
@@ -252,11 +274,16 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
     async def flush(self) -> None:
         await self._run(self.fp.flush)
 
+    # The hot operations call _submit themselves: one Python frame less.
     async def read(self, n: int = -1) -> AnyStr:
-        return await self._run(self.fp.read, n)
+        return await _submit(
+            self._loop or self.loop, self.executor, self.fp.read, n,
+        )
 
     async def readline(self, limit: int = -1) -> AnyStr:
-        return await self._run(self.fp.readline, limit)
+        return await _submit(
+            self._loop or self.loop, self.executor, self.fp.readline, limit,
+        )
 
     async def readlines(self, limit: int = -1) -> List[AnyStr]:
         return await self._run(self.fp.readlines, limit)
@@ -268,7 +295,9 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         return await self._run(self.fp.truncate, size)
 
     async def write(self, s: AnyStr) -> int:
-        return await self._run(self.fp.write, s)
+        return await _submit(
+            self._loop or self.loop, self.executor, self.fp.write, s,
+        )
 
     async def writelines(self, lines: List[AnyStr]) -> None:
         await self._run(self.fp.writelines, lines)

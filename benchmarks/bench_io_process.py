@@ -5,6 +5,17 @@ executor round trip and the read system call, not the disk. Each subject
 runs on a loop from its own ``new_event_loop`` (its thread pool is the
 default executor).
 
+The floors run the very same driver over file objects whose ``read`` is a
+coroutine that reads the file itself, there and then: no thread, no future.
+What is left is what any implementation pays (the driver's coroutines, the
+tasks ``gather`` makes, the read system call), so no subject can beat aiomisc
+by more than the *aiomisc / floor* ratio.  For the 100 concurrent reads that
+bound is below 5 on both loops (about 3 to 4 on two vCPUs): a ratio of 5
+there is out of reach for any thread pool.  The sequential reads are bound
+instead by the two cross-thread wake-ups of every round trip (loop to worker,
+worker to loop), which both libraries pay and no pool avoids without
+spinning on a CPU.
+
 The floor of the worker-pool round trip, ``echo_round_trip``, is the same
 exchange without a pool: a frame of the size a ``create_task(abs, -1)``
 request has goes over a Unix socket to a child process that blocks in
@@ -43,10 +54,19 @@ CONCURRENT_FILES = 100
 
 CASES = (
     Case("read_sequential", "4 KiB read of a cached file, one at a time",
-         iterations=2_000, short="4 KiB read, sequential"),
+         iterations=2_000, floor="floor_read_sequential",
+         short="4 KiB read, sequential"),
     Case("read_concurrent",
          f"{CONCURRENT_FILES} concurrent 4 KiB reads on different files",
-         ops=CONCURRENT_FILES, iterations=40, short="4 KiB reads, 100 at once"),
+         ops=CONCURRENT_FILES, iterations=40, floor="floor_read_concurrent",
+         short="4 KiB reads, 100 at once"),
+    Case("floor_read_sequential",
+         "floor: the same reads, one at a time, done in the coroutine",
+         iterations=2_000, kind="floor"),
+    Case("floor_read_concurrent",
+         f"floor: the same {CONCURRENT_FILES} concurrent reads, done in the "
+         "coroutines",
+         ops=CONCURRENT_FILES, iterations=40, kind="floor"),
     Case("worker_pool_call", "WorkerPool(2).create_task(abs, -1), one at a time",
          iterations=2_000, short="WorkerPool round trip", floor="echo_round_trip"),
     Case("echo_round_trip",
@@ -117,6 +137,23 @@ async def read_chunk(afp: Any) -> None:
         await afp.seek(0)
 
 
+class InlineFile:
+    """A floor's file: ``read`` reads in the coroutine itself (no thread, no
+    future), so awaiting it never suspends."""
+
+    def __init__(self, path: str):
+        self.fp = open(path, "rb")
+
+    async def read(self, n: int) -> bytes:
+        return self.fp.read(n)
+
+    async def seek(self, offset: int) -> int:
+        return self.fp.seek(offset)
+
+    async def close(self) -> None:
+        self.fp.close()
+
+
 def sequential(afp: Any) -> Callable[[int], Awaitable[None]]:
     async def body(iterations: int) -> None:
         for _ in range(iterations):
@@ -181,12 +218,14 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         return afp, files, pool, echo
 
     afp, files, pool, (echo, echo_child) = loop.run_until_complete(open_all())
+    floor_afp = InlineFile(big)
+    floor_files = [InlineFile(path) for path in small_paths]
 
     def close() -> None:
         async def close_all() -> None:
             await pool.close()
             echo.transport.close()
-            for each in [afp, *files]:
+            for each in [afp, *files, floor_afp, *floor_files]:
                 await each.close()
 
         loop.run_until_complete(close_all())
@@ -196,6 +235,8 @@ def setup(subject: str, loop_kind: str) -> Fixture:
     bodies = {
         "read_sequential": sequential(afp),
         "read_concurrent": concurrent(files),
+        "floor_read_sequential": sequential(floor_afp),
+        "floor_read_concurrent": concurrent(floor_files),
         "worker_pool_call": worker_calls(pool),
         "echo_round_trip": echo_calls(echo),
     }

@@ -5,11 +5,21 @@ floors, which drive the very same code over futures that the loop resolves
 itself (``loop.call_soon(fut.set_result, None)``): what is left once the
 thread hop costs nothing.
 
+One more floor bounds the calls awaited one by one: a round trip to another
+process and back through two pipes, where each side sleeps in ``read`` until
+the other writes (``floor_wake_round_trip``).  That is the two sleeping
+wake-ups a pool round trip cannot avoid without spinning on a CPU (loop to
+worker, worker to loop) with no Python work around them, so no pool's
+one-by-one call can cost less than that plus ``floor_one_by_one``; and
+aiomisc's time divided by that sum is the best ratio any pool can reach
+there on the machine of the run.
+
 Run alone: ``python -m benchmarks --only thread_pool``.
 """
 import asyncio
 import functools
 import gc
+import os
 import threading
 import tracemalloc
 from typing import Any, Awaitable, Callable, Dict, Tuple
@@ -63,6 +73,10 @@ CASES = (
     Case("floor_one_by_one",
          "floor: a loop-resolved future awaited one by one",
          ops=1, iterations=20_000, kind="floor"),
+    Case("floor_wake_round_trip",
+         "floor: a round trip to another process through pipes (two "
+         "sleeping wake-ups)",
+         ops=1, iterations=5_000, kind="floor", short="wake-up round trip"),
     Case("pending_memory",
          "memory per pending threaded call (10,000 behind a blocked worker)",
          ops=PENDING, iterations=1, kind="value", unit="B/call",
@@ -118,6 +132,48 @@ def loop_resolved(loop: asyncio.AbstractEventLoop) -> Call:
         return fut
 
     return resolved
+
+
+# --- the wake-up floor ------------------------------------------------------
+
+ECHO_CHILD = """
+import os, sys
+inbox, outbox = int(sys.argv[1]), int(sys.argv[2])
+while True:
+    byte = os.read(inbox, 1)
+    if not byte:
+        break
+    os.write(outbox, byte)
+"""
+
+
+def wake_round_trips() -> Tuple[Callable[[int], None], Callable[[], None]]:
+    """(body, close): the body writes a byte to a child process that echoes
+    it back, and sleeps in ``read`` until it does, ``iterations`` times."""
+    import subprocess
+    import sys
+
+    to_child_r, to_child_w = os.pipe()
+    from_child_r, from_child_w = os.pipe()
+    child = subprocess.Popen(
+        [sys.executable, "-c", ECHO_CHILD, str(to_child_r), str(from_child_w)],
+        pass_fds=(to_child_r, from_child_w),
+    )
+    os.close(to_child_r)
+    os.close(from_child_w)
+    write, read = os.write, os.read
+
+    def body(iterations: int) -> None:
+        for _ in range(iterations):
+            write(to_child_w, b"x")
+            read(from_child_r, 1)
+
+    def close() -> None:
+        os.close(to_child_w)    # the child sees EOF and exits
+        child.wait(10)
+        os.close(from_child_r)
+
+    return body, close
 
 
 # --- memory per pending call ------------------------------------------------
@@ -264,6 +320,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         raise ValueError(f"unknown subject {subject!r}")
 
     executor_call = functools.partial(loop.run_in_executor, pool, noop)
+    wake_body, close_wake = wake_round_trips()
     resolved = loop_resolved(loop)
     bodies = {
         "threaded_gather": gather_body(call),
@@ -273,6 +330,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
         "floor_gather": gather_body(resolved),
         "floor_in_turn": in_turn_body(resolved),
         "floor_one_by_one": one_by_one_body(resolved),
+        "floor_wake_round_trip": wake_body,
         "pending_memory": memory_body(
             make_memory_loop, make_memory_wrap, loop,
         ),
@@ -280,6 +338,7 @@ def setup(subject: str, loop_kind: str) -> Fixture:
 
     def close() -> None:
         pool.shutdown(wait=True)
+        close_wake()
 
     return Fixture(loop=loop, bodies=bodies, close=close, facts=facts)
 

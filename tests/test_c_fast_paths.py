@@ -212,6 +212,56 @@ def test_running_loop_shortcut_and_fallback_agree(loop_kind):
     assert ("second loop", "slow", "TimeoutError") in fast
 
 
+def threaded_trace(loop_kind):
+    """threaded calls and pool submits on two loops in turn and outside any
+    loop: each future must belong to the loop running at the call."""
+    from aiomisc_c import thread_pool, utils
+
+    trace = []
+    policy = (uvloop.EventLoopPolicy() if loop_kind == "uvloop"
+              else asyncio.DefaultEventLoopPolicy())
+
+    def work(label):
+        return label, threading.current_thread() is not threading.main_thread()
+
+    call = thread_pool.threaded(work)
+    outside = call("outside")   # no running loop: a coroutine, run later
+    trace.append(("outside", asyncio.iscoroutine(outside)))
+    for label in ("first loop", "second loop"):
+        loop = utils.new_event_loop(policy=policy)
+        pool = thread_pool.ThreadPoolExecutor(2)
+
+        async def main(label=label, pool=pool):
+            running = asyncio.get_running_loop()
+            futures = [call(label), pool.submit(work, label)]
+            for future in futures:
+                trace.append((label, future.get_loop() is running))
+                trace.append((label, await future))
+            if label == "second loop":
+                trace.append(("outside", await outside))
+
+        try:
+            loop.run_until_complete(main())
+        finally:
+            pool.shutdown(wait=True)
+            loop.close()
+    return trace
+
+
+@pytest.mark.parametrize("loop_kind", ["asyncio", "uvloop"])
+def test_thread_pool_running_loop_shortcut_and_fallback_agree(loop_kind):
+    with fast_paths(_thread_pool, True):
+        fast = threaded_trace(loop_kind)
+    with fast_paths(_thread_pool, False):
+        slow = threaded_trace(loop_kind)
+    with _compat.use_implementation("python"):
+        python = threaded_trace(loop_kind)
+    assert fast == slow == python
+    assert ("second loop", True) in fast
+    assert ("second loop", ("second loop", True)) in fast
+    assert ("outside", ("outside", True)) in fast
+
+
 def thread_pool_trace(loop_kind):
     """`threaded` calls (plain, with keywords, bound to an instance) while
     the loop's default executor switches between two pools of ours and a

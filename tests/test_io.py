@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor as StdThreadPoolExecutor
 import pytest
 from conftest import default_executor
 
+from aiomisc_c import _compat
 from aiomisc_c import io as aio
 from aiomisc_c.io import Compression, async_open
 from aiomisc_c import thread_pool
@@ -431,3 +432,97 @@ def test_concurrent_operations_on_many_files(run, tmp_path):
             await afp.close()
 
     run(main())
+
+
+def _default_pool_lookups():
+    """Both twins' lookups of a loop's default pool (the C one when built)."""
+    from aiomisc_c import _thread_pool_py
+
+    lookups = {"python": _thread_pool_py.default_pool}
+    if _compat.c_available("thread_pool"):
+        from aiomisc_c import _thread_pool
+
+        lookups["c"] = _thread_pool.default_pool
+    return lookups
+
+
+def test_default_pool_lookup(loop):
+    pool = default_executor(loop)
+    assert isinstance(pool, ThreadPoolExecutorBase)
+    lookups = _default_pool_lookups()
+    # io takes the C lookup when it is built
+    assert aio._default_pool is lookups.get("c", lookups["python"])
+    for kind, lookup in lookups.items():   # uvloop's hidden pool included
+        assert lookup(loop) is pool, kind
+
+    other = StdThreadPoolExecutor(1)
+    try:
+        loop.set_default_executor(other)
+        for kind, lookup in lookups.items():   # read on every call
+            assert lookup(loop) is None, kind
+    finally:
+        other.shutdown(wait=True)
+
+
+def test_default_pool_lookup_other_objects():
+    class Loop:
+        _default_executor = None
+
+    class HidesIt:
+        __slots__ = ("pool",)
+
+    hides = HidesIt()
+    hides.pool = thread_pool.ThreadPoolExecutor(1)
+    try:
+        for kind, lookup in _default_pool_lookups().items():
+            assert lookup(object()) is None, kind
+            assert lookup(Loop()) is None, kind
+            # no attribute: found among the object's references
+            assert lookup(hides) is hides.pool, kind
+    finally:
+        hides.pool.shutdown(wait=True)
+
+
+def test_reads_after_the_default_pool_shuts_down(run, loop, tmp_path):
+    # Both loops: the pool is still the default one; its submit refuses.
+    path = tmp_path / "closed-pool.bin"
+    path.write_bytes(b"data")
+
+    async def main():
+        afp = await async_open(path, "rb")
+        try:
+            default_executor(loop).shutdown(wait=True)
+            with pytest.raises(RuntimeError, match="shutdown"):
+                await afp.read(2)
+        finally:
+            afp.fp.close()
+
+    run(main())
+
+
+def test_reads_reach_a_replaced_default_executor(run, loop, tmp_path):
+    # The default executor is looked up on every operation.
+    path = tmp_path / "replaced.bin"
+    path.write_bytes(b"0123456789")
+    seen = []
+
+    class Recording(StdThreadPoolExecutor):
+        def submit(self, fn, *args, **kwargs):
+            seen.append(fn)
+            return super().submit(fn, *args, **kwargs)
+
+    other = Recording(1)
+
+    async def main():
+        async with async_open(path, "rb") as afp:
+            assert await afp.read(4) == b"0123"
+            loop.set_default_executor(other)
+            assert await afp.read(2) == b"45"
+            assert await afp.readline() == b"6789"
+
+    try:
+        run(main())
+    finally:
+        other.shutdown(wait=True)
+    # two reads and the close went through the replacement
+    assert len(seen) == 3

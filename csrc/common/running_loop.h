@@ -114,8 +114,9 @@ aio_running_loop_from_holder(void)
 }
 #endif
 
-/* The running loop (new reference), or NULL with the RuntimeError of
- * `get_running_loop` (asyncio.get_running_loop, borrowed). */
+/* The running loop (new reference), or what `get_running_loop` (borrowed)
+ * returns or raises when there is none: asyncio.get_running_loop raises
+ * RuntimeError, asyncio.events._get_running_loop returns None. */
 static inline PyObject *
 aio_running_loop(PyObject *get_running_loop)
 {
@@ -127,7 +128,9 @@ aio_running_loop(PyObject *get_running_loop)
 #endif
     PyObject *loop = PyObject_CallNoArgs(get_running_loop);
 #ifdef AIO_RUNNING_LOOP_FAST_PATH
-    if (loop != NULL && !aio_holder_checked) {
+    /* A holder is only checked against a loop: without one there may be
+     * no holder yet, and one check is all there is. */
+    if (loop != NULL && loop != Py_None && !aio_holder_checked) {
         aio_check_holder(loop);
     }
 #endif

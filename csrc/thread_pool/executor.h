@@ -66,7 +66,7 @@ executor_start(PyObject *op, PyObject *Py_UNUSED(unused))
 static PyObject *
 current_loop(tp_state *st)
 {
-    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
+    PyObject *loop = aio_running_loop(st->get_running_loop);
     if (loop == Py_None) {
         Py_DECREF(loop);
         loop = PyObject_CallNoArgs(st->get_event_loop);

@@ -81,6 +81,7 @@
 
 #include "common/common.h"
 #include "common/fast_paths.h"
+#include "common/running_loop.h"
 
 /*
  * Layout: the multidict model.  This file is the only translation unit of
@@ -101,7 +102,8 @@
  *   workers.h            the workers: run an item, drain, sleep
  *   executor.h           Executor methods: start, submit, shutdown, fork
  *   executor_type.h      Executor attributes, construction, type spec
- *   threaded_dispatch.h  which executor runs a threaded call
+ *   threaded_dispatch.h  which executor runs a threaded call (and the
+ *                        module's default_pool())
  *   threaded.h           the Threaded and BoundThreaded types
  *   module.c             module state's GC, module init
  */
@@ -248,6 +250,10 @@ thread_pool_exec(PyObject *module)
 }
 
 static PyMethodDef thread_pool_functions[] = {
+    {"default_pool", module_default_pool, METH_O,
+     "default_pool($module, loop, /)\n--\n\n"
+     "The loop's default executor when it is one of this package's thread "
+     "pools (asyncio's loops show it, uvloop's are searched), else None."},
     AIO_SET_FAST_PATHS_METHODDEF,
     {NULL, NULL, 0, NULL},
 };

@@ -143,22 +143,11 @@ find_shell_visit(PyObject *obj, void *arg)
     return 0;
 }
 
-/* A loop that hides its default executor (uvloop): the core of the pool of
- * ours among the loop's own fields (only the default executor can be one),
- * as a new reference; NULL without an exception when there is none (or it
- * is shut down: the loop then reports that itself). */
-static PyObject *
-hidden_default_core(tp_state *st, PyObject *loop)
+/* _thread_pool_base.ThreadPoolExecutorBase (borrowed), imported on first
+ * use; NULL without an exception if it cannot be. */
+static PyTypeObject *
+shell_type(tp_state *st)
 {
-    /* A fast path (it reads the loop's C fields through tp_traverse): with
-     * fast paths off the call goes through loop.run_in_executor. */
-    if (!aio_fast_paths_on()) {
-        return NULL;
-    }
-    traverseproc traverse = Py_TYPE(loop)->tp_traverse;
-    if (traverse == NULL) {
-        return NULL;
-    }
     if (st->shell_type == NULL) {
         st->shell_type = aio_import_attr("aiomisc_c._thread_pool_base",
                                          "ThreadPoolExecutorBase");
@@ -168,13 +157,45 @@ hidden_default_core(tp_state *st, PyObject *loop)
             return NULL;
         }
     }
-    find_shell_arg find = {(PyTypeObject *)st->shell_type, NULL};
+    return (PyTypeObject *)st->shell_type;
+}
+
+/* A loop that hides its default executor (uvloop): the pool of ours among
+ * the loop's own fields (only the default executor can be one), borrowed;
+ * NULL without an exception when there is none. */
+static PyObject *
+hidden_default_shell(tp_state *st, PyObject *loop)
+{
+    traverseproc traverse = Py_TYPE(loop)->tp_traverse;
+    if (traverse == NULL) {
+        return NULL;
+    }
+    PyTypeObject *type = shell_type(st);
+    if (type == NULL) {
+        return NULL;
+    }
+    find_shell_arg find = {type, NULL};
     (void)traverse(loop, find_shell_visit, &find);
-    if (find.found == NULL) {
+    return find.found;
+}
+
+/* The C core of hidden_default_shell(), as a new reference; NULL without an
+ * exception when there is none (or it is shut down: the loop then reports
+ * that itself). */
+static PyObject *
+hidden_default_core(tp_state *st, PyObject *loop)
+{
+    /* A fast path (it reads the loop's C fields through tp_traverse): with
+     * fast paths off the call goes through loop.run_in_executor. */
+    if (!aio_fast_paths_on()) {
+        return NULL;
+    }
+    PyObject *shell = hidden_default_shell(st, loop);
+    if (shell == NULL) {
         return NULL;
     }
     PyObject *core = NULL;
-    if (aio_getattr_optional(find.found, st->str_core, &core) < 0) {
+    if (aio_getattr_optional(shell, st->str_core, &core) < 0) {
         PyErr_Clear();
         return NULL;
     }
@@ -187,13 +208,61 @@ hidden_default_core(tp_state *st, PyObject *loop)
     return core;
 }
 
+/* getattr(loop, "_default_executor") (new reference in *executor; 1 found,
+ * 0 not, -1 error).  A loop type that cannot have it (no instance dict and
+ * no such attribute: uvloop) is remembered and skipped next time, unless
+ * the fast paths are off. */
+static int
+loop_shows_default_executor(tp_state *st, PyObject *loop,
+                            PyObject **executor)
+{
+    *executor = NULL;
+    int fast = aio_fast_paths_on();
+    if (fast && (PyObject *)Py_TYPE(loop) == st->loop_type_without_executor) {
+        return 0;
+    }
+    int found = aio_getattr_optional(loop, st->str_default_executor, executor);
+    if (fast && found == 0 && Py_TYPE(loop)->tp_dictoffset == 0) {
+        /* No instance dict: no instance of this type will ever have it. */
+        Py_XSETREF(st->loop_type_without_executor,
+                   Py_NewRef((PyObject *)Py_TYPE(loop)));
+    }
+    return found;
+}
+
+/* default_pool(loop): the loop's default executor when it is one of the
+ * package's pools, else None (shut down or not: its submit says so).  Read
+ * on every call, nothing cached (like the threaded calls), so
+ * loop.set_default_executor() takes effect at once.  Not a fast path: the
+ * Python twin finds a hidden pool the same way (gc.get_referents). */
+static PyObject *
+module_default_pool(PyObject *module, PyObject *loop)
+{
+    tp_state *st = tp_state_from_module(module);
+    PyObject *executor = NULL;
+    int shown = loop_shows_default_executor(st, loop, &executor);
+    if (shown < 0) {
+        return NULL;
+    }
+    if (shown) {
+        PyTypeObject *type = shell_type(st);
+        if (type != NULL && PyObject_TypeCheck(executor, type)) {
+            return executor;
+        }
+        Py_DECREF(executor);
+        Py_RETURN_NONE;
+    }
+    PyObject *shell = hidden_default_shell(st, loop);
+    return Py_NewRef(shell != NULL ? shell : Py_None);
+}
+
 /* The hot path of `await threaded_fn(...)`. */
 static PyObject *
 threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
                          PyObject *const *args, Py_ssize_t nargs,
                          PyObject *kwnames)
 {
-    PyObject *loop = PyObject_CallNoArgs(st->get_running_loop);
+    PyObject *loop = aio_running_loop(st->get_running_loop);
     if (loop == NULL) {
         return NULL;
     }
@@ -204,20 +273,9 @@ threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
     }
     PyObject *result = NULL;
     PyObject *executor = NULL;
-    int has_executor_attr = 0;
-    int fast = aio_fast_paths_on();
-    if (!fast || (PyObject *)Py_TYPE(loop) != st->loop_type_without_executor) {
-        has_executor_attr =
-            aio_getattr_optional(loop, st->str_default_executor, &executor);
-        if (has_executor_attr < 0) {
-            goto done;
-        }
-        if (fast && has_executor_attr == 0 &&
-            Py_TYPE(loop)->tp_dictoffset == 0) {
-            /* No instance dict: no instance of this type will ever have it. */
-            Py_XSETREF(st->loop_type_without_executor,
-                       Py_NewRef((PyObject *)Py_TYPE(loop)));
-        }
+    int has_executor_attr = loop_shows_default_executor(st, loop, &executor);
+    if (has_executor_attr < 0) {
+        goto done;
     }
     if (executor != NULL && executor != Py_None) {
         PyObject *core = NULL;
