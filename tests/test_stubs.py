@@ -84,8 +84,26 @@ def stub_imports(tree):
         if isinstance(node, ast.ImportFrom) and node.level == 1:
             module = importlib.import_module(f"aiomisc_c.{node.module}")
             for alias in node.names:
-                names[alias.asname or alias.name] = getattr(module, alias.name)
+                found = getattr(module, alias.name, None)
+                if found is None:
+                    found = type_checking_class(module, alias.name)
+                names[alias.asname or alias.name] = found
     return names
+
+
+def type_checking_class(module, name):
+    """The ``class name`` a module defines for type checkers only (under
+    ``if TYPE_CHECKING:``), as its AST node."""
+    tree = ast.parse(inspect.getsource(module))
+    for node in tree.body:
+        if (
+            isinstance(node, ast.If)
+            and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING")
+        ):
+            for item in node.body:
+                if isinstance(item, ast.ClassDef) and item.name == name:
+                    return item
+    raise AssertionError(f"{module.__name__} has no {name}")
 
 
 def top_level(tree):
@@ -173,9 +191,14 @@ def test_stub_matches_python_twin(c_module):
                 assert imports[name] is twin_obj, where
             else:   # "name: SomeProtocol": the Protocol's __call__
                 protocol = imports[ast.unparse(node.annotation).split("[")[0]]
-                assert runtime_parameters(
-                    protocol.__call__, drop_first=True,
-                ) == runtime_parameters(twin_obj), where
+                if isinstance(protocol, ast.ClassDef):
+                    (call,) = class_members(protocol)["__call__"]
+                    declared = stub_parameters(call)[1:]
+                else:
+                    declared = runtime_parameters(
+                        protocol.__call__, drop_first=True,
+                    )
+                assert declared == runtime_parameters(twin_obj), where
 
 
 @pytest.mark.parametrize("c_module", sorted(TWINS))
