@@ -8,10 +8,11 @@
 /* ------------------------------------------------------------------------ */
 /* Channel: per-loop completion batches                                      */
 
-static Channel *
+static ChannelObject *
 channel_new(tp_state *st, PyObject *loop)
 {
-    Channel *ch = (Channel *)st->channel_type->tp_alloc(st->channel_type, 0);
+    ChannelObject *ch =
+        (ChannelObject *)st->channel_type->tp_alloc(st->channel_type, 0);
     if (ch == NULL) {
         return NULL;
     }
@@ -64,7 +65,7 @@ fail:
 
 /* The channel's loop as a new reference, or NULL (no exception) if it died. */
 static PyObject *
-channel_loop(Channel *ch)
+channel_loop(ChannelObject *ch)
 {
     if (ch->loop_ref == NULL) {
         return NULL;
@@ -77,7 +78,7 @@ channel_loop(Channel *ch)
 
 /* Whether `ch` serves `loop` (alive: the caller holds it). */
 static inline int
-channel_is_for(Channel *ch, PyObject *loop)
+channel_is_for(ChannelObject *ch, PyObject *loop)
 {
     if (ch->loop_id != (void *)loop || ch->loop_ref == NULL) {
         return 0;
@@ -90,7 +91,7 @@ channel_is_for(Channel *ch, PyObject *loop)
 static PyObject *
 channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
 {
-    Channel *self = (Channel *)op;
+    ChannelObject *self = (ChannelObject *)op;
     tp_state *st = tp_state_from_object(op);
     if (st == NULL) {
         return NULL;
@@ -113,7 +114,7 @@ channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
  * 0.  Read through `loop._closed` (asyncio's loops and uvloop have it),
  * else loop.is_closed(); a loop that cannot tell counts as open. */
 static int
-channel_is_closed(tp_state *st, Channel *ch)
+channel_is_closed(tp_state *st, ChannelObject *ch)
 {
     if (ch->closed) {
         return 1;
@@ -144,7 +145,7 @@ channel_is_closed(tp_state *st, Channel *ch)
 /* Items a worker (or shutdown) could not deliver because their loop is
  * closed, counted per channel so that one log line covers a batch. */
 typedef struct {
-    Channel *channel; /* strong, or NULL */
+    ChannelObject *channel; /* strong, or NULL */
     Py_ssize_t count;
 } drop_tally;
 
@@ -154,7 +155,7 @@ typedef struct {
 static void
 drop_tally_flush(tp_state *st, drop_tally *tally)
 {
-    Channel *ch = tally->channel;
+    ChannelObject *ch = tally->channel;
     Py_ssize_t count = tally->count;
     tally->channel = NULL;
     tally->count = 0;
@@ -173,14 +174,15 @@ drop_tally_flush(tp_state *st, drop_tally *tally)
 }
 
 static void
-drop_tally_add(tp_state *st, drop_tally *tally, Channel *ch, Py_ssize_t n)
+drop_tally_add(tp_state *st, drop_tally *tally, ChannelObject *ch,
+               Py_ssize_t n)
 {
     if (n <= 0) {
         return;
     }
     if (tally->channel != ch) {
         drop_tally_flush(st, tally);
-        tally->channel = (Channel *)Py_NewRef(ch);
+        tally->channel = (ChannelObject *)Py_NewRef(ch);
     }
     tally->count += n;
 }
@@ -188,7 +190,7 @@ drop_tally_add(tp_state *st, drop_tally *tally, Channel *ch, Py_ssize_t n)
 /* GIL held: report that call_soon_threadsafe failed for a reason other
  * than a closed loop (the exception is taken). */
 static void
-report_delivery_error(tp_state *st, Channel *ch, Py_ssize_t n)
+report_delivery_error(tp_state *st, ChannelObject *ch, Py_ssize_t n)
 {
     PyObject *exc = aio_err_take();
     if (!is_finalizing()) {
@@ -211,7 +213,7 @@ report_delivery_error(tp_state *st, Channel *ch, Py_ssize_t n)
 static Py_ssize_t
 channel_push(tp_state *st, work_item *it)
 {
-    Channel *ch = it->channel;
+    ChannelObject *ch = it->channel;
     if (ch->closed) {
         item_free(st, it);
         return 1;
@@ -276,7 +278,7 @@ channel_push(tp_state *st, work_item *it)
 static void
 channel_deliver(tp_state *st, work_item *it, drop_tally *drops)
 {
-    Channel *ch = (Channel *)Py_NewRef(it->channel);
+    ChannelObject *ch = (ChannelObject *)Py_NewRef(it->channel);
     Py_ssize_t dropped = channel_push(st, it);
     drop_tally_add(st, drops, ch, dropped);
     Py_DECREF(ch);
@@ -285,7 +287,7 @@ channel_deliver(tp_state *st, work_item *it, drop_tally *drops)
 static int
 channel_traverse(PyObject *op, visitproc visit, void *arg)
 {
-    Channel *self = (Channel *)op;
+    ChannelObject *self = (ChannelObject *)op;
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->loop_ref);
     Py_VISIT(self->drain);
@@ -301,7 +303,7 @@ channel_traverse(PyObject *op, visitproc visit, void *arg)
 static int
 channel_clear(PyObject *op)
 {
-    Channel *self = (Channel *)op;
+    ChannelObject *self = (ChannelObject *)op;
     work_item *batch = self->batch_head;
     self->batch_head = self->batch_tail = NULL;
     self->batch_len = 0;
@@ -323,7 +325,7 @@ channel_dealloc(PyObject *op)
 static PyObject *
 channel_repr(PyObject *op)
 {
-    Channel *self = (Channel *)op;
+    ChannelObject *self = (ChannelObject *)op;
     PyObject *loop = channel_loop(self);
     PyObject *r =
         PyUnicode_FromFormat("<_thread_pool.Channel for %R, %zd pending>",
@@ -342,7 +344,7 @@ static PyMethodDef channel_methods[] = {
 static PyObject *
 channel_get_loop(PyObject *op, void *Py_UNUSED(closure))
 {
-    PyObject *loop = channel_loop((Channel *)op);
+    PyObject *loop = channel_loop((ChannelObject *)op);
     return loop != NULL ? loop : Py_NewRef(Py_None);
 }
 
@@ -364,7 +366,7 @@ static PyType_Slot channel_slots[] = {
 
 static PyType_Spec channel_spec = {
     .name = "aiomisc_c._thread_pool.Channel",
-    .basicsize = sizeof(Channel),
+    .basicsize = sizeof(ChannelObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC |
              Py_TPFLAGS_DISALLOW_INSTANTIATION,
     .slots = channel_slots,

@@ -11,7 +11,7 @@
 static PyObject *
 executor_run_worker(PyObject *op, PyObject *Py_UNUSED(unused))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     tp_state *st = tp_state_from_object(op);
     if (st == NULL) {
         return NULL;
@@ -38,7 +38,7 @@ executor_run_worker(PyObject *op, PyObject *Py_UNUSED(unused))
 static PyObject *
 executor_start(PyObject *op, PyObject *Py_UNUSED(unused))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     if (atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
         return raise_shutdown();
     }
@@ -78,7 +78,7 @@ static PyObject *
 executor_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                 PyObject *kwnames)
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     if (nargs < 1) {
         PyErr_SetString(PyExc_TypeError,
                         "submit() missing required argument 'fn' (pos 1)");
@@ -110,7 +110,7 @@ executor_submit(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
  * closed_exception(message): at once when this thread runs the future's
  * loop, else through its channel.  Takes ownership of `it`. */
 static void
-executor_fail_item(Executor *self, tp_state *st, work_item *it,
+executor_fail_item(ExecutorObject *self, tp_state *st, work_item *it,
                    const char *message, PyObject *running_loop,
                    drop_tally *drops)
 {
@@ -132,7 +132,7 @@ executor_fail_item(Executor *self, tp_state *st, work_item *it,
 /* GIL held: a failure item for each running call (marked abandoned, so its
  * worker drops the outcome), as a list. */
 static work_item *
-executor_abandon_running(tp_state *st, Executor *self)
+executor_abandon_running(tp_state *st, ExecutorObject *self)
 {
     work_item *head = NULL;
     for (work_item *r = self->running; r != NULL; r = r->run_next) {
@@ -143,7 +143,7 @@ executor_abandon_running(tp_state *st, Executor *self)
             continue;
         }
         f->future = Py_NewRef(r->future);
-        f->channel = (Channel *)Py_NewRef(r->channel);
+        f->channel = (ChannelObject *)Py_NewRef(r->channel);
         f->next = head;
         head = f;
     }
@@ -153,7 +153,7 @@ executor_abandon_running(tp_state *st, Executor *self)
 static PyObject *
 executor_shutdown(PyObject *op, PyObject *Py_UNUSED(unused))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     tp_state *st = tp_state_from_object(op);
     if (st == NULL) {
         return NULL;
@@ -214,7 +214,7 @@ child_resolve(tp_state *st, work_item *it)
 static PyObject *
 executor_after_fork_in_child(PyObject *op, PyObject *Py_UNUSED(unused))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     tp_state *st = tp_state_from_object(op);
     if (st == NULL) {
         return NULL;
@@ -263,7 +263,7 @@ executor_after_fork_in_child(PyObject *op, PyObject *Py_UNUSED(unused))
         return NULL;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
-        Channel *ch = (Channel *)PyList_GET_ITEM(values, i);
+        ChannelObject *ch = (ChannelObject *)PyList_GET_ITEM(values, i);
         work_item *batch = ch->batch_head;
         ch->batch_head = ch->batch_tail = NULL;
         ch->batch_len = 0;

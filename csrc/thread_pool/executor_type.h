@@ -10,13 +10,13 @@
 static PyObject *
 executor_get_max_workers(PyObject *op, void *Py_UNUSED(closure))
 {
-    return PyLong_FromSsize_t(((Executor *)op)->max_workers);
+    return PyLong_FromSsize_t(((ExecutorObject *)op)->max_workers);
 }
 
 static PyObject *
 executor_get_spawned(PyObject *op, void *Py_UNUSED(closure))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     LOCK(self);
     Py_ssize_t n = self->spawned;
     UNLOCK(self);
@@ -26,7 +26,7 @@ executor_get_spawned(PyObject *op, void *Py_UNUSED(closure))
 static PyObject *
 executor_get_queued(PyObject *op, void *Py_UNUSED(closure))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     return PyLong_FromSsize_t(
         atomic_load_explicit(&self->queued, memory_order_relaxed));
 }
@@ -34,7 +34,7 @@ executor_get_queued(PyObject *op, void *Py_UNUSED(closure))
 static PyObject *
 executor_get_unfinished(PyObject *op, void *Py_UNUSED(closure))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     LOCK(self);
     Py_ssize_t n = atomic_load_explicit(&self->queued, memory_order_relaxed) +
                    self->running_count;
@@ -45,7 +45,7 @@ executor_get_unfinished(PyObject *op, void *Py_UNUSED(closure))
 static PyObject *
 executor_get_is_shutdown(PyObject *op, void *Py_UNUSED(closure))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     return PyBool_FromLong(
         atomic_load_explicit(&self->shutdown, memory_order_relaxed));
 }
@@ -53,13 +53,13 @@ executor_get_is_shutdown(PyObject *op, void *Py_UNUSED(closure))
 static PyObject *
 executor_get_statistic(PyObject *op, void *Py_UNUSED(closure))
 {
-    return Py_NewRef(((Executor *)op)->statistic);
+    return Py_NewRef(((ExecutorObject *)op)->statistic);
 }
 
 static PyObject *
 executor_get_spin_us(PyObject *op, void *Py_UNUSED(closure))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     return PyFloat_FromDouble(
         (double)atomic_load_explicit(&self->spin_ns, memory_order_relaxed) /
         1000.0);
@@ -68,7 +68,7 @@ executor_get_spin_us(PyObject *op, void *Py_UNUSED(closure))
 static int
 executor_set_spin_us(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     if (value == NULL) {
         PyErr_SetString(PyExc_AttributeError, "cannot delete _spin_us");
         return -1;
@@ -90,7 +90,7 @@ executor_set_spin_us(PyObject *op, PyObject *value, void *Py_UNUSED(closure))
 
 /* Take the six counter slots of `statistic` (buffers stay exported). */
 static int
-executor_take_counters(Executor *self, tp_state *st)
+executor_take_counters(ExecutorObject *self, tp_state *st)
 {
     for (int i = 0; i < N_COUNTERS; i++) {
         PyObject *name = PyUnicode_FromString(counter_names[i]);
@@ -189,7 +189,7 @@ executor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
         return NULL;
     }
 
-    Executor *self = (Executor *)type->tp_alloc(type, 0);
+    ExecutorObject *self = (ExecutorObject *)type->tp_alloc(type, 0);
     if (self == NULL) {
         return NULL;
     }
@@ -228,7 +228,7 @@ executor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 static int
 executor_traverse(PyObject *op, visitproc visit, void *arg)
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->statistic);
     Py_VISIT(self->spawn_thread);
@@ -255,7 +255,7 @@ executor_traverse(PyObject *op, visitproc visit, void *arg)
 static int
 executor_clear(PyObject *op)
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     if (self->sync_ready) {
         LOCK(self);
         work_item *pending = self->head;
@@ -283,7 +283,7 @@ executor_clear(PyObject *op)
 static void
 executor_dealloc(PyObject *op)
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     PyTypeObject *type = Py_TYPE(op);
     PyObject_GC_UnTrack(op);
     PyObject_ClearWeakRefs(op);
@@ -302,7 +302,7 @@ executor_dealloc(PyObject *op)
 static PyObject *
 executor_repr(PyObject *op)
 {
-    Executor *self = (Executor *)op;
+    ExecutorObject *self = (ExecutorObject *)op;
     LOCK(self);
     Py_ssize_t spawned = self->spawned;
     Py_ssize_t queued =
@@ -353,7 +353,7 @@ static PyGetSetDef executor_getset[] = {
 };
 
 static PyMemberDef executor_members[] = {
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(Executor, weakreflist),
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(ExecutorObject, weakreflist),
      READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
@@ -376,7 +376,7 @@ static PyType_Slot executor_slots[] = {
 
 static PyType_Spec executor_spec = {
     .name = "aiomisc_c._thread_pool.Executor",
-    .basicsize = sizeof(Executor),
+    .basicsize = sizeof(ExecutorObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
     .slots = executor_slots,
 };

@@ -12,7 +12,7 @@
 #define UNLOCK(self) pthread_mutex_unlock(&(self)->mutex)
 
 static inline Py_ssize_t
-initial_workers(Executor *self)
+initial_workers(ExecutorObject *self)
 {
     return self->max_workers > 1 ? 2 : 1;
 }
@@ -20,7 +20,7 @@ initial_workers(Executor *self)
 /* Mutex held: hand a wake token to one sleeper.  Returns 1 when the caller
  * must pthread_cond_signal after unlocking. */
 static inline int
-claim_sleeper(Executor *self)
+claim_sleeper(ExecutorObject *self)
 {
     if (self->sleeping <= 0) {
         return 0;
@@ -34,7 +34,7 @@ claim_sleeper(Executor *self)
 /* GIL held: call spawn_thread() `n` times; on failure un-reserve the
  * threads not started and return -1. */
 static int
-executor_spawn(Executor *self, Py_ssize_t n)
+executor_spawn(ExecutorObject *self, Py_ssize_t n)
 {
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *r = PyObject_CallNoArgs(self->spawn_thread);
@@ -53,7 +53,7 @@ executor_spawn(Executor *self, Py_ssize_t n)
  * started and the pool has no thread at all, raise (-1): nothing would run
  * the item.  Otherwise the live workers will: log and carry on (0). */
 static int
-executor_grow(Executor *self, tp_state *st, Py_ssize_t n)
+executor_grow(ExecutorObject *self, tp_state *st, Py_ssize_t n)
 {
     if (executor_spawn(self, n) == 0) {
         return 0;
@@ -76,7 +76,7 @@ executor_grow(Executor *self, tp_state *st, Py_ssize_t n)
 /* GIL held, mutex held: wait (mutex and GIL released meanwhile) while
  * another thread starts the first workers.  Returns with the mutex held. */
 static void
-wait_for_first_spawner(Executor *self)
+wait_for_first_spawner(ExecutorObject *self)
 {
     unsigned long me = PyThread_get_thread_ident();
     if (self->first_spawner == 0 || self->first_spawner == me) {
@@ -95,7 +95,7 @@ wait_for_first_spawner(Executor *self)
 
 /* GIL held: the first workers started (or failed to): wake the waiters. */
 static void
-first_spawn_done(Executor *self)
+first_spawn_done(ExecutorObject *self)
 {
     LOCK(self);
     self->first_spawner = 0;
@@ -104,7 +104,7 @@ first_spawn_done(Executor *self)
 }
 
 static inline void
-counter_add(Executor *self, int which, int64_t delta)
+counter_add(ExecutorObject *self, int which, int64_t delta)
 {
     if (self->counters[which] != NULL) {
         *self->counters[which] += delta;
@@ -113,7 +113,7 @@ counter_add(Executor *self, int which, int64_t delta)
 
 /* Drop channels whose loop died or is closed (before adding a channel). */
 static int
-executor_purge_closed(Executor *self, tp_state *st)
+executor_purge_closed(ExecutorObject *self, tp_state *st)
 {
     PyObject *items = PyDict_Items(self->channels);
     if (items == NULL) {
@@ -121,7 +121,8 @@ executor_purge_closed(Executor *self, tp_state *st)
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
         PyObject *pair = PyList_GET_ITEM(items, i);
-        PyObject *loop = channel_loop((Channel *)PyTuple_GET_ITEM(pair, 1));
+        PyObject *loop =
+            channel_loop((ChannelObject *)PyTuple_GET_ITEM(pair, 1));
         int drop = 1;
         if (loop != NULL) {
             PyObject *closed = PyObject_VectorcallMethod(
@@ -147,10 +148,10 @@ executor_purge_closed(Executor *self, tp_state *st)
 /* GIL held: the channel for `loop` (borrowed; kept alive by last_channel).
  * The dict is keyed by the loop's address; an entry whose loop died is
  * replaced. */
-static Channel *
-executor_channel(Executor *self, tp_state *st, PyObject *loop)
+static ChannelObject *
+executor_channel(ExecutorObject *self, tp_state *st, PyObject *loop)
 {
-    Channel *ch = self->last_channel;
+    ChannelObject *ch = self->last_channel;
     if (ch != NULL && channel_is_for(ch, loop)) {
         return ch;
     }
@@ -158,7 +159,7 @@ executor_channel(Executor *self, tp_state *st, PyObject *loop)
     if (key == NULL) {
         return NULL;
     }
-    ch = (Channel *)PyDict_GetItemWithError(self->channels, key);
+    ch = (ChannelObject *)PyDict_GetItemWithError(self->channels, key);
     if (ch == NULL && PyErr_Occurred()) {
         goto fail;
     }
@@ -177,7 +178,7 @@ executor_channel(Executor *self, tp_state *st, PyObject *loop)
         }
     }
     Py_DECREF(key);
-    Py_XSETREF(self->last_channel, (Channel *)Py_NewRef(ch));
+    Py_XSETREF(self->last_channel, (ChannelObject *)Py_NewRef(ch));
     return ch;
 
 fail:
@@ -186,7 +187,7 @@ fail:
 }
 
 static PyObject *
-new_future(tp_state *st, Channel *ch, PyObject *loop)
+new_future(tp_state *st, ChannelObject *ch, PyObject *loop)
 {
     PyObject *stack[2] = {NULL, loop};
     if (ch->stock_future) {
@@ -208,14 +209,14 @@ raise_shutdown(void)
 /* GIL held: queue fn(prefix, *args, **kwargs) for `loop`; returns the new
  * future.  `prefix` (the bound instance) may be NULL. */
 static PyObject *
-executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
+executor_submit_impl(ExecutorObject *self, tp_state *st, PyObject *loop,
                      PyObject *fn, PyObject *prefix, PyObject *const *args,
                      Py_ssize_t nargs, PyObject *kwnames)
 {
     if (atomic_load_explicit(&self->shutdown, memory_order_relaxed)) {
         return raise_shutdown();
     }
-    Channel *ch = executor_channel(self, st, loop);
+    ChannelObject *ch = executor_channel(self, st, loop);
     if (ch == NULL) {
         return NULL;
     }
@@ -223,7 +224,7 @@ executor_submit_impl(Executor *self, tp_state *st, PyObject *loop,
     if (it == NULL) {
         return NULL;
     }
-    it->channel = (Channel *)Py_NewRef(ch);
+    it->channel = (ChannelObject *)Py_NewRef(ch);
     it->future = new_future(st, ch, loop);
     if (it->future == NULL) {
         goto fail;

@@ -6,7 +6,7 @@
 #define AIOMISC_C_THREAD_POOL_THREADED_H
 
 static int
-threaded_has_instance_override(Threaded *self, tp_state *st)
+threaded_has_instance_override(ThreadedObject *self, tp_state *st)
 {
     if (self->dict == NULL || PyDict_GET_SIZE(self->dict) == 0) {
         return 0;
@@ -21,7 +21,8 @@ threaded_has_instance_override(Threaded *self, tp_state *st)
 /* Strong references to what a call uses (func and instance are writable,
  * so user code could replace them during the call).  -1 if one is unset. */
 static int
-threaded_take_target(Threaded *self, PyObject **func, PyObject **instance)
+threaded_take_target(ThreadedObject *self, PyObject **func,
+                     PyObject **instance)
 {
     *func = Py_XNewRef(self->func);
     *instance = Py_XNewRef(self->instance);
@@ -35,7 +36,7 @@ threaded_take_target(Threaded *self, PyObject **func, PyObject **instance)
 }
 
 static PyObject *
-threaded_call_async(Threaded *self, tp_state *st, PyObject *const *args,
+threaded_call_async(ThreadedObject *self, tp_state *st, PyObject *const *args,
                     Py_ssize_t nargs, PyObject *kwnames)
 {
     PyObject *func, *instance;
@@ -55,7 +56,7 @@ static PyObject *
 threaded_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
                     PyObject *kwnames)
 {
-    Threaded *self = (Threaded *)op;
+    ThreadedObject *self = (ThreadedObject *)op;
     tp_state *st = tp_state_from_object(op);
     if (st == NULL) {
         return NULL;
@@ -88,7 +89,7 @@ static PyObject *
 threaded_async_call(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                     PyObject *kwnames)
 {
-    Threaded *self = (Threaded *)op;
+    ThreadedObject *self = (ThreadedObject *)op;
     tp_state *st = tp_state_from_object(op);
     if (st == NULL) {
         return NULL;
@@ -101,7 +102,7 @@ threaded_sync_call(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
                    PyObject *kwnames)
 {
     PyObject *func, *instance;
-    if (threaded_take_target((Threaded *)op, &func, &instance) < 0) {
+    if (threaded_take_target((ThreadedObject *)op, &func, &instance) < 0) {
         return NULL;
     }
     PyObject *r =
@@ -116,7 +117,7 @@ threaded_sync_call(PyObject *op, PyObject *const *args, Py_ssize_t nargs,
 static PyObject *
 threaded_alloc(PyTypeObject *type, int bound)
 {
-    Threaded *self = (Threaded *)type->tp_alloc(type, 0);
+    ThreadedObject *self = (ThreadedObject *)type->tp_alloc(type, 0);
     if (self != NULL) {
         self->vectorcall = threaded_vectorcall;
         self->bound = bound;
@@ -167,7 +168,7 @@ static int
 threaded_init(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static const char *const names[] = {"func"};
-    Threaded *self = (Threaded *)op;
+    ThreadedObject *self = (ThreadedObject *)op;
     PyObject *arg;
     if (aio_parse_tuple_dict("Threaded", args, kwargs, names, 1, 1, 1, &arg) <
         0) {
@@ -227,7 +228,8 @@ static PyObject *
 bound_threaded_create(tp_state *st, PyObject *func, PyObject *func_type,
                       PyObject *instance)
 {
-    Threaded *bound = (Threaded *)threaded_alloc(st->bound_threaded_type, 1);
+    ThreadedObject *bound =
+        (ThreadedObject *)threaded_alloc(st->bound_threaded_type, 1);
     if (bound == NULL) {
         return NULL;
     }
@@ -241,7 +243,7 @@ static int
 bound_threaded_init(PyObject *op, PyObject *args, PyObject *kwargs)
 {
     static const char *const names[] = {"func", "instance"};
-    Threaded *self = (Threaded *)op;
+    ThreadedObject *self = (ThreadedObject *)op;
     PyObject *values[2];
     if (aio_parse_tuple_dict("BoundThreaded", args, kwargs, names, 2, 2, 2,
                              values) < 0) {
@@ -262,7 +264,7 @@ bound_threaded_init(PyObject *op, PyObject *args, PyObject *kwargs)
 static PyObject *
 threaded_descr_get(PyObject *op, PyObject *instance, PyObject *owner)
 {
-    Threaded *self = (Threaded *)op;
+    ThreadedObject *self = (ThreadedObject *)op;
     if (self->func == NULL ||
         self->func_type == (PyObject *)&PyStaticMethod_Type) {
         return Py_NewRef(op);
@@ -308,7 +310,7 @@ is_wrapper_attr(PyObject *name)
 static PyObject *
 threaded_getattro(PyObject *op, PyObject *name)
 {
-    Threaded *self = (Threaded *)op;
+    ThreadedObject *self = (ThreadedObject *)op;
     int which = is_wrapper_attr(name);
     if (which == 0 || self->func == NULL) {
         return PyObject_GenericGetAttr(op, name);
@@ -331,7 +333,7 @@ threaded_getattro(PyObject *op, PyObject *name)
 static PyObject *
 threaded_repr(PyObject *op)
 {
-    Threaded *self = (Threaded *)op;
+    ThreadedObject *self = (ThreadedObject *)op;
     PyObject *type_name = aio_type_name(Py_TYPE(op));
     if (type_name == NULL) {
         return NULL;
@@ -370,7 +372,7 @@ threaded_repr(PyObject *op)
 static int
 threaded_traverse(PyObject *op, visitproc visit, void *arg)
 {
-    Threaded *self = (Threaded *)op;
+    ThreadedObject *self = (ThreadedObject *)op;
     Py_VISIT(Py_TYPE(op));
     Py_VISIT(self->func);
     Py_VISIT(self->func_type);
@@ -382,7 +384,7 @@ threaded_traverse(PyObject *op, visitproc visit, void *arg)
 static int
 threaded_clear(PyObject *op)
 {
-    Threaded *self = (Threaded *)op;
+    ThreadedObject *self = (ThreadedObject *)op;
     Py_CLEAR(self->func);
     Py_CLEAR(self->func_type);
     Py_CLEAR(self->instance);
@@ -412,28 +414,30 @@ static PyMethodDef threaded_methods[] = {
 /* func/func_type/instance are writable (mock.patch.object sets, deletes
  * and restores them): every reader copes with NULL. */
 static PyMemberDef threaded_members[] = {
-    {"func", T_OBJECT_EX, offsetof(Threaded, func), 0,
+    {"func", T_OBJECT_EX, offsetof(ThreadedObject, func), 0,
      "The wrapped (unwrapped from static/classmethod) function."},
-    {"func_type", T_OBJECT_EX, offsetof(Threaded, func_type), 0,
+    {"func_type", T_OBJECT_EX, offsetof(ThreadedObject, func_type), 0,
      "staticmethod, classmethod or type(func)."},
-    {"__dictoffset__", T_PYSSIZET, offsetof(Threaded, dict), READONLY, NULL},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(Threaded, weakreflist),
+    {"__dictoffset__", T_PYSSIZET, offsetof(ThreadedObject, dict), READONLY,
+     NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(ThreadedObject, weakreflist),
      READONLY, NULL},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Threaded, vectorcall),
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(ThreadedObject, vectorcall),
      READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
 
 static PyMemberDef bound_threaded_members[] = {
-    {"func", T_OBJECT_EX, offsetof(Threaded, func), 0,
+    {"func", T_OBJECT_EX, offsetof(ThreadedObject, func), 0,
      "The wrapped function."},
-    {"func_type", T_OBJECT_EX, offsetof(Threaded, func_type), 0, NULL},
-    {"instance", T_OBJECT_EX, offsetof(Threaded, instance), 0,
+    {"func_type", T_OBJECT_EX, offsetof(ThreadedObject, func_type), 0, NULL},
+    {"instance", T_OBJECT_EX, offsetof(ThreadedObject, instance), 0,
      "The object prepended to the arguments."},
-    {"__dictoffset__", T_PYSSIZET, offsetof(Threaded, dict), READONLY, NULL},
-    {"__weaklistoffset__", T_PYSSIZET, offsetof(Threaded, weakreflist),
+    {"__dictoffset__", T_PYSSIZET, offsetof(ThreadedObject, dict), READONLY,
+     NULL},
+    {"__weaklistoffset__", T_PYSSIZET, offsetof(ThreadedObject, weakreflist),
      READONLY, NULL},
-    {"__vectorcalloffset__", T_PYSSIZET, offsetof(Threaded, vectorcall),
+    {"__vectorcalloffset__", T_PYSSIZET, offsetof(ThreadedObject, vectorcall),
      READONLY, NULL},
     {NULL, 0, 0, 0, NULL},
 };
@@ -465,7 +469,7 @@ static PyType_Slot threaded_slots[] = {
 
 static PyType_Spec threaded_spec = {
     .name = "aiomisc_c._thread_pool.Threaded",
-    .basicsize = sizeof(Threaded),
+    .basicsize = sizeof(ThreadedObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
              Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = threaded_slots,
@@ -492,7 +496,7 @@ static PyType_Slot bound_threaded_slots[] = {
 
 static PyType_Spec bound_threaded_spec = {
     .name = "aiomisc_c._thread_pool.BoundThreaded",
-    .basicsize = sizeof(Threaded),
+    .basicsize = sizeof(ThreadedObject),
     .flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC | Py_TPFLAGS_BASETYPE |
              Py_TPFLAGS_HAVE_VECTORCALL,
     .slots = bound_threaded_slots,

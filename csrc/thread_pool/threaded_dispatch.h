@@ -200,7 +200,7 @@ hidden_default_core(tp_state *st, PyObject *loop)
         return NULL;
     }
     if (core == NULL || !Py_IS_TYPE(core, st->executor_type) ||
-        atomic_load_explicit(&((Executor *)core)->shutdown,
+        atomic_load_explicit(&((ExecutorObject *)core)->shutdown,
                              memory_order_relaxed)) {
         Py_XDECREF(core);
         return NULL;
@@ -283,8 +283,8 @@ threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
             goto done;
         }
         if (core != NULL && Py_IS_TYPE(core, st->executor_type)) {
-            result = executor_submit_impl((Executor *)core, st, loop, func,
-                                          prefix, args, nargs, kwnames);
+            result = executor_submit_impl((ExecutorObject *)core, st, loop,
+                                          func, prefix, args, nargs, kwnames);
             Py_DECREF(core);
             goto done;
         }
@@ -299,7 +299,7 @@ threaded_async_call_impl(tp_state *st, PyObject *func, PyObject *prefix,
      * that loop.set_default_executor() takes effect at once. */
     PyObject *core = hidden_default_core(st, loop);
     if (core != NULL) {
-        result = executor_submit_impl((Executor *)core, st, loop, func,
+        result = executor_submit_impl((ExecutorObject *)core, st, loop, func,
                                       prefix, args, nargs, kwnames);
         Py_DECREF(core);
         goto done;

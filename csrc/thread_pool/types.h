@@ -95,7 +95,7 @@ typedef struct {
     int scheduled;    /* a drain is pending on the loop */
     int stock_future; /* type(loop).create_future is asyncio's / uvloop's */
     int closed;       /* the loop is closed or gone: nothing is delivered */
-} Channel;
+} ChannelObject;
 
 struct work_item {
     work_item *next;
@@ -104,7 +104,7 @@ struct work_item {
     PyObject *kwargs;  /* owned dict or NULL until the call */
     PyObject *context; /* owned until the call */
     PyObject *future;  /* owned */
-    Channel *channel;  /* owned */
+    ChannelObject *channel;  /* owned */
     PyObject *outcome; /* owned after the call: result or exception */
     int failed;        /* outcome is an exception */
     /* While its call runs: links in the executor's `running` list, and
@@ -155,15 +155,15 @@ typedef struct {
     PyObject *statistic;
     PyObject *spawn_thread;
     PyObject *closed_exception;
-    PyObject *channels; /* dict: loop -> Channel */
-    Channel *last_channel;
+    PyObject *channels; /* dict: loop -> ChannelObject */
+    ChannelObject *last_channel;
     work_item *running; /* items whose call runs now; GIL-guarded */
     /* Exported for the core's lifetime (.obj NULL: not exported). */
     Py_buffer counter_views[N_COUNTERS];
     int64_t *counters[N_COUNTERS - 1];
     double *sum_time;
     PyObject *weakreflist;
-} Executor;
+} ExecutorObject;
 
 typedef struct {
     PyObject_HEAD
@@ -174,6 +174,6 @@ typedef struct {
     PyObject *dict;
     PyObject *weakreflist;
     vectorcallfunc vectorcall;
-} Threaded;
+} ThreadedObject;
 
 #endif /* AIOMISC_C_THREAD_POOL_TYPES_H */

@@ -31,7 +31,7 @@ worker_exception(PyObject *exc)
 /* Worker thread, GIL held: run one item and push it to its channel (an
  * item of a closed loop is dropped unrun and counted in `drops`). */
 static void
-worker_run_item(Executor *self, tp_state *st, work_item *it,
+worker_run_item(ExecutorObject *self, tp_state *st, work_item *it,
                 drop_tally *drops)
 {
     if (channel_is_closed(st, it->channel)) {
@@ -125,7 +125,7 @@ worker_run_item(Executor *self, tp_state *st, work_item *it,
 /* Worker thread, GIL held: run items until the queue is empty (or the pool
  * shut down).  The GIL is kept across items: no hand-off per item. */
 static void
-worker_drain_queue(Executor *self, tp_state *st)
+worker_drain_queue(ExecutorObject *self, tp_state *st)
 {
     int was_running = 0;
     drop_tally drops = {NULL, 0};
@@ -173,7 +173,7 @@ worker_drain_queue(Executor *self, tp_state *st)
  * `spin_allowed`) and then sleep until there is queued work (returns 0) or
  * the pool shuts down (1). */
 static int
-worker_wait(Executor *self, int spin_allowed)
+worker_wait(ExecutorObject *self, int spin_allowed)
 {
     int may_spin = 1;
     int stop;
