@@ -31,7 +31,7 @@ from types import TracebackType
 from typing import Any, TypeVar
 from weakref import WeakSet
 
-from . import _signal_wakeup
+from . import _entrypoint_hooks, _signal_wakeup
 from . import log as aiomisc_log
 from . import utils
 from ._compat import process_signals_blocked
@@ -798,6 +798,9 @@ CURRENT_ENTRYPOINT: StrictContextVar[Entrypoint] = StrictContextVar(
     "CURRENT_ENTRYPOINT", RuntimeError("no current entrypoint is set"),
 )
 entrypoint = Entrypoint
+
+# Plugins set up before this module was imported connect their receivers now.
+_entrypoint_hooks.connect_pending(Entrypoint)
 
 
 def run(

@@ -253,3 +253,35 @@ def test_interval_from_the_environment(tmp_path):
         "STOPPING=1",
     ]
     assert 3 <= messages.count("WATCHDOG=1") <= 40
+
+
+HOOKS_BEFORE_ENTRYPOINT = textwrap.dedent("""\
+    import sys
+    from aiomisc_c.service import sdwatchdog
+
+    sdwatchdog.setup()
+    # The plugin hook does not import the entrypoint (it would slow every
+    # "import aiomisc_c" down) ...
+    assert "aiomisc_c.entrypoint" not in sys.modules
+    from aiomisc_c.entrypoint import Entrypoint
+
+    # ... its receivers are connected once the entrypoint loads.
+    for signal, receiver in (
+        (Entrypoint.PRE_START, sdwatchdog._pre_start),
+        (Entrypoint.POST_START, sdwatchdog._post_start),
+        (Entrypoint.PRE_STOP, sdwatchdog._pre_stop),
+        (Entrypoint.POST_STOP, sdwatchdog._post_stop),
+    ):
+        assert receiver in signal._receivers, signal
+    print("connected")
+""")
+
+
+def test_setup_before_the_entrypoint_is_imported():
+    result = subprocess.run(
+        [sys.executable, "-c", HOOKS_BEFORE_ENTRYPOINT],
+        capture_output=True, text=True, timeout=60, cwd=NEUTRAL_CWD,
+        env=child_env(AIOMISC_NO_PLUGINS="1"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "connected"

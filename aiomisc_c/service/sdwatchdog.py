@@ -7,13 +7,15 @@ import logging
 import os
 import socket
 from collections.abc import Iterable, Iterator
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 from ..compat import get_current_loop
-from ..periodic import PeriodicCallback
 from ..thread_pool import threaded
 from ..utils import TimeoutType
 from .base import Service
+
+if TYPE_CHECKING:
+    from ..periodic import PeriodicCallback
 
 __all__ = ("SDWatchdogService",)
 
@@ -105,6 +107,8 @@ class SDWatchdogService(Service):
         sock.close()
 
     async def start(self) -> None:
+        from ..periodic import PeriodicCallback
+
         self.watchdog_timer = PeriodicCallback(
             self.send, "WATCHDOG=1", name=self.name,
         )
@@ -163,9 +167,11 @@ async def _post_stop(*, services: tuple[Service, ...], **__: Any) -> None:
 def setup() -> None:
     """The plugin hook: notify systemd around the entrypoint's service
     starts and stops."""
-    from ..entrypoint import entrypoint
+    # Through the hooks module: `import aiomisc_c` sets plugins up, and
+    # importing the entrypoint for them would slow every import down.
+    from .._entrypoint_hooks import connect
 
-    entrypoint.PRE_START.connect(_pre_start)
-    entrypoint.POST_START.connect(_post_start)
-    entrypoint.PRE_STOP.connect(_pre_stop)
-    entrypoint.POST_STOP.connect(_post_stop)
+    connect("PRE_START", _pre_start)
+    connect("POST_START", _post_start)
+    connect("PRE_STOP", _pre_stop)
+    connect("POST_STOP", _post_stop)
