@@ -220,9 +220,24 @@ def test_no_reflection_by_default(policy, stubs):
         return service
 
     async def client(service):
+        # A unary call on the reflection method's path: the server finds a
+        # method by its path alone (a served reflection would answer this
+        # call), and a unary call has no request stream whose writes race
+        # the server's answer (that made the stream call end INTERNAL now
+        # and then instead of UNIMPLEMENTED).
+        service_name = reflection_pb2.DESCRIPTOR.services_by_name[
+            "ServerReflection"
+        ].full_name
         request = reflection_pb2.ServerReflectionRequest(list_services="")
-        with pytest.raises(grpc.aio.AioRpcError) as info:
-            await reflect(f"127.0.0.1:{await service.port}", request)
+        target = f"127.0.0.1:{await service.port}"
+        async with grpc.aio.insecure_channel(target) as channel:
+            call = channel.unary_unary(
+                f"/{service_name}/ServerReflectionInfo",
+                request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+                response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as info:
+                await call(request, timeout=10)
         return info.value.code()
 
     assert serve_built(policy, build, client) == grpc.StatusCode.UNIMPLEMENTED
