@@ -269,35 +269,12 @@ call_async_am_send(CallAsyncObject *self, PyObject *arg, PyObject **result)
     return sent;
 }
 
-/* PYGEN_RETURN -> StopIteration(value) for the method-style API */
-static PyObject *
-send_result_to_object(PySendResult sent, PyObject *value)
-{
-    if (sent == PYGEN_NEXT) {
-        return value;
-    }
-    if (sent == PYGEN_RETURN) {
-        if (value == Py_None) {
-            PyErr_SetNone(PyExc_StopIteration);
-        }
-        else {
-            PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
-            if (stop != NULL) {
-                PyErr_SetObject(PyExc_StopIteration, stop);
-                Py_DECREF(stop);
-            }
-        }
-        Py_DECREF(value);
-    }
-    return NULL;
-}
-
 static PyObject *
 call_async_iternext(CallAsyncObject *self)
 {
     PyObject *value = NULL;
     PySendResult sent = call_async_am_send(self, Py_None, &value);
-    return send_result_to_object(sent, value);
+    return aio_coro_send_result(sent, value);
 }
 
 static PyObject *
@@ -305,7 +282,7 @@ call_async_send(CallAsyncObject *self, PyObject *arg)
 {
     PyObject *value = NULL;
     PySendResult sent = call_async_am_send(self, arg, &value);
-    return send_result_to_object(sent, value);
+    return aio_coro_send_result(sent, value);
 }
 
 /* throw(exc) / throw(type[, value[, traceback]]) -> the exception object */

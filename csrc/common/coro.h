@@ -116,4 +116,30 @@ aio_coro_throw_exception(PyObject *const *args, Py_ssize_t nargs)
     return exc;
 }
 
+/* A finished step of an awaitable as the result of its send() or
+ * __next__(): the yielded value; on return NULL with StopIteration set,
+ * carrying `value` unless it is None (as a generator does); else NULL with
+ * the step's error.  Steals `value`. */
+static inline PyObject *
+aio_coro_send_result(PySendResult sent, PyObject *value)
+{
+    if (sent == PYGEN_NEXT) {
+        return value;
+    }
+    if (sent == PYGEN_RETURN) {
+        if (value == Py_None) {
+            PyErr_SetNone(PyExc_StopIteration);
+        }
+        else {
+            PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+            if (stop != NULL) {
+                PyErr_SetObject(PyExc_StopIteration, stop);
+                Py_DECREF(stop);
+            }
+        }
+        Py_DECREF(value);
+    }
+    return NULL;
+}
+
 #endif /* AIOMISC_C_COMMON_CORO_H */

@@ -298,35 +298,12 @@ enter_am_send(EnterObject *self, PyObject *arg, PyObject **result)
     return sent;
 }
 
-/* PYGEN_RETURN -> StopIteration(value) for the method-style API */
-static PyObject *
-send_result_to_object(PySendResult sent, PyObject *value)
-{
-    if (sent == PYGEN_NEXT) {
-        return value;
-    }
-    if (sent == PYGEN_RETURN) {
-        if (value == Py_None) {
-            PyErr_SetNone(PyExc_StopIteration);
-        }
-        else {
-            PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
-            if (stop != NULL) {
-                PyErr_SetObject(PyExc_StopIteration, stop);
-                Py_DECREF(stop);
-            }
-        }
-        Py_DECREF(value);
-    }
-    return NULL;
-}
-
 static PyObject *
 enter_iternext(EnterObject *self)
 {
     PyObject *value = NULL;
     PySendResult sent = enter_am_send(self, Py_None, &value);
-    return send_result_to_object(sent, value);
+    return aio_coro_send_result(sent, value);
 }
 
 static PyObject *
@@ -334,7 +311,7 @@ enter_send(EnterObject *self, PyObject *arg)
 {
     PyObject *value = NULL;
     PySendResult sent = enter_am_send(self, arg, &value);
-    return send_result_to_object(sent, value);
+    return aio_coro_send_result(sent, value);
 }
 
 /* close() of the driven iterator: 0, or -1 with the error it raised. */
@@ -428,7 +405,7 @@ enter_throw(EnterObject *self, PyObject *const *args, Py_ssize_t nargs)
     PyObject *value = NULL;
     PySendResult sent = enter_throw_step(self, exc, &value);
     self->running = 0;
-    return send_result_to_object(sent, value);
+    return aio_coro_send_result(sent, value);
 }
 
 /* close(): the driven iterator is closed; an instance being checked goes
