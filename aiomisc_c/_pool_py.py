@@ -47,18 +47,7 @@ class Acquisition:
             self._instance = await pool._acquire()
             return self._instance
         instance = pool._idle.popleft()
-        try:
-            good = await pool._check_instance(instance)
-        except Exception as exc:
-            pool._check_failed(instance, exc)
-            good = False
-        except BaseException:
-            pool._put_idle(instance)
-            raise
-        if good:
-            pool._used.add(instance)
-        else:
-            pool._recycle_instance(instance)
+        if not await pool._check_taken(instance):
             instance = await pool._acquire()
         self._instance = instance
         return instance
