@@ -64,8 +64,7 @@ static PyObject *
 call_close(PyObject *op, PyObject *Py_UNUSED(unused))
 {
     CallObject *self = (CallObject *)op;
-    if (self->running) {
-        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+    if (aio_coro_refuse_reentry(self->running) < 0) {
         return NULL;
     }
     PyObject *error = NULL;

@@ -568,9 +568,8 @@ static PySendResult
 call_step_guarded(CallObject *self, PyObject *value, PyObject *exc,
                   PyObject **result)
 {
-    if (self->running) {
+    if (aio_coro_refuse_reentry(self->running) < 0) {
         *result = NULL;
-        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
         return PYGEN_ERROR;
     }
     self->running = 1;

@@ -189,18 +189,6 @@ await_iterator(PyObject *value, int *awaitable)
     return iterator;
 }
 
-/* A step that the driven body re-enters (send/throw/close on the very
- * awaitable that runs it) is refused, as a coroutine refuses it. */
-static int
-ca_refuse_reentry(CallAsyncObject *self)
-{
-    if (self->running) {
-        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
-        return -1;
-    }
-    return 0;
-}
-
 static PySendResult
 ca_step(CallAsyncObject *self, PyObject *arg, PyObject **result)
 {
@@ -260,7 +248,7 @@ ca_step(CallAsyncObject *self, PyObject *arg, PyObject **result)
 static PySendResult
 call_async_am_send(CallAsyncObject *self, PyObject *arg, PyObject **result)
 {
-    if (ca_refuse_reentry(self) < 0) {
+    if (aio_coro_refuse_reentry(self->running) < 0) {
         return PYGEN_ERROR;
     }
     self->running = 1;
@@ -291,7 +279,7 @@ static PyObject *ca_throw(CallAsyncObject *self, PyObject *exc);
 static PyObject *
 call_async_throw(CallAsyncObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (ca_refuse_reentry(self) < 0) {
+    if (aio_coro_refuse_reentry(self->running) < 0) {
         return NULL;
     }
     PyObject *exc = aio_coro_throw_exception(args, nargs);
@@ -373,7 +361,7 @@ static PyObject *ca_close(CallAsyncObject *self);
 static PyObject *
 call_async_close(CallAsyncObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (ca_refuse_reentry(self) < 0) {
+    if (aio_coro_refuse_reentry(self->running) < 0) {
         return NULL;
     }
     self->running = 1;

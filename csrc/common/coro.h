@@ -116,6 +116,19 @@ aio_coro_throw_exception(PyObject *const *args, Py_ssize_t nargs)
     return exc;
 }
 
+/* A step into an awaitable that is running already (its own body calls
+ * send/throw/close on it) is refused, as a coroutine refuses it: -1 with
+ * ValueError when `running`, else 0. */
+static inline int
+aio_coro_refuse_reentry(int running)
+{
+    if (running) {
+        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
+        return -1;
+    }
+    return 0;
+}
+
 /* A finished step of an awaitable as the result of its send() or
  * __next__(): the yielded value; on return NULL with StopIteration set,
  * carrying `value` unless it is None (as a generator does); else NULL with

@@ -243,18 +243,6 @@ enter_after(EnterObject *self, PySendResult sent, PyObject *value,
     }
 }
 
-/* A step that the driven awaitable re-enters (send/throw/close on the very
- * object that runs it) is refused, as a coroutine refuses it. */
-static int
-enter_refuse_reentry(EnterObject *self)
-{
-    if (self->running) {
-        PyErr_SetString(PyExc_ValueError, "coroutine already executing");
-        return -1;
-    }
-    return 0;
-}
-
 static PySendResult
 enter_step(EnterObject *self, PyObject *arg, PyObject **result)
 {
@@ -289,7 +277,7 @@ enter_step(EnterObject *self, PyObject *arg, PyObject **result)
 static PySendResult
 enter_am_send(EnterObject *self, PyObject *arg, PyObject **result)
 {
-    if (enter_refuse_reentry(self) < 0) {
+    if (aio_coro_refuse_reentry(self->running) < 0) {
         return PYGEN_ERROR;
     }
     self->running = 1;
@@ -394,7 +382,7 @@ enter_throw_step(EnterObject *self, PyObject *exc, PyObject **result)
 static PyObject *
 enter_throw(EnterObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    if (enter_refuse_reentry(self) < 0) {
+    if (aio_coro_refuse_reentry(self->running) < 0) {
         return NULL;
     }
     PyObject *exc = aio_coro_throw_exception(args, nargs);
@@ -442,7 +430,7 @@ enter_close_now(EnterObject *self)
 static PyObject *
 enter_close(EnterObject *self, PyObject *Py_UNUSED(ignored))
 {
-    if (enter_refuse_reentry(self) < 0) {
+    if (aio_coro_refuse_reentry(self->running) < 0) {
         return NULL;
     }
     self->running = 1;
