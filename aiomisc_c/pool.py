@@ -226,27 +226,18 @@ class PoolBase(ABC, EventLoopMixin, Generic[T]):
     async def _acquire(self) -> T:
         while True:
             instance: T = await self._take()
-            if await self._check_taken(instance):
+            try:
+                good = await self._check_instance(instance)
+            except Exception as exc:
+                self._check_failed(instance, exc)
+                good = False
+            except BaseException:
+                self._put_idle(instance)
+                raise
+            if good:
+                self._used.add(instance)
                 return instance
-
-    async def _check_taken(self, instance: T) -> bool:
-        """Check an instance just taken from the idle ones: True when it is
-        in use now, False when it failed and was recycled.  A check that
-        raises an ``Exception`` is logged and fails; a cancellation (any
-        other ``BaseException``) puts the instance back, unchecked."""
-        try:
-            good = await self._check_instance(instance)
-        except Exception as exc:
-            self._check_failed(instance, exc)
-            good = False
-        except BaseException:
-            self._put_idle(instance)
-            raise
-        if good:
-            self._used.add(instance)
-        else:
             self._recycle_instance(instance)
-        return bool(good)
 
     @staticmethod
     def _check_failed(instance: Any, exc: BaseException) -> None:
