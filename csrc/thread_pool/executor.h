@@ -198,15 +198,9 @@ executor_shutdown(PyObject *op, PyObject *Py_UNUSED(unused))
 static void
 child_resolve(tp_state *st, work_item *it)
 {
-    int done = future_is_done(st, it->future);
-    if (done == 0) {
-        PyObject *stack[3] = {NULL, it->future, it->outcome};
-        PyObject *r = PyObject_VectorcallMethod(
-            it->failed ? st->str_set_exception : st->str_set_result, &stack[1],
-            2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
-        Py_XDECREF(r);
+    if (item_try_resolve(st, it) < 0) {
+        PyErr_Clear();
     }
-    PyErr_Clear();
 }
 
 /* In a forked child (GIL held, the only thread): the worker threads are

@@ -98,10 +98,10 @@ future_is_done(tp_state *st, PyObject *future)
     return done;
 }
 
-/* Loop thread (or a forked child's only thread), GIL held: resolve the
- * item's future with its outcome unless it is done already. */
-static void
-item_resolve(tp_state *st, work_item *it)
+/* GIL held: resolve the item's future with its outcome unless it is done
+ * already.  0, or -1 with the error the future raised. */
+static int
+item_try_resolve(tp_state *st, work_item *it)
 {
     int done = future_is_done(st, it->future);
     if (done == 0) {
@@ -110,11 +110,19 @@ item_resolve(tp_state *st, work_item *it)
             it->failed ? st->str_set_exception : st->str_set_result, &stack[1],
             2 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
         if (r == NULL) {
-            done = -1;
+            return -1;
         }
-        Py_XDECREF(r);
+        Py_DECREF(r);
     }
-    if (done < 0) {
+    return done < 0 ? -1 : 0;
+}
+
+/* Loop thread (or a forked child's only thread), GIL held: resolve the
+ * item's future; an error is reported as unraisable. */
+static void
+item_resolve(tp_state *st, work_item *it)
+{
+    if (item_try_resolve(st, it) < 0) {
         PyErr_WriteUnraisable(it->future);
     }
 }
