@@ -13,24 +13,15 @@ import threading
 
 import pytest
 from helpers.childproc import NEUTRAL_CWD, child_env
-from helpers.thread_pool_cases import Gate, new_loop
+from helpers.thread_pool_cases import Gate, new_loop, stats
 from helpers.waiting import wait_event, wait_until_sync
 
 from aiomisc_c import thread_pool
-from aiomisc_c.counters import get_statistics
 
 try:
     import uvloop
 except ImportError:  # pragma: no cover
     uvloop = None
-
-
-def stats(name):
-    return {
-        result.metric: result.value
-        for result in get_statistics(thread_pool.ThreadPoolStatistic)
-        if result.name == name
-    }
 
 
 def dropped_records(caplog):
