@@ -12,7 +12,7 @@ PRIMITIVE_TESTS := tests/test_thread_pool_executor.py tests/test_thread_pool_shu
 	tests/test_circuit_breaker_cutout.py tests/test_circuit_breaker_hooks.py tests/test_backoff.py \
 	tests/test_timeout.py tests/test_backoff_gc.py tests/test_c_types.py \
 	tests/test_c_common.py tests/test_c_fast_paths.py tests/test_c_signatures.py \
-	tests/test_pool.py tests/test_pool_acquisition.py
+	tests/test_pool.py tests/test_pool_acquisition.py tests/test_thread_pool_waker.py
 
 .PHONY: inplace debug asan leaks test bench docs-bench clean
 

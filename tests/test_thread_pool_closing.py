@@ -262,6 +262,11 @@ def broken_loop(loop_kind):
     class BrokenLoop(base):
         broken = False
 
+        def add_reader(self, *args, **kwargs):
+            # no descriptor for the pool to signal: it delivers through
+            # call_soon_threadsafe, the path under test
+            raise NotImplementedError("this loop does not watch descriptors")
+
         def call_soon_threadsafe(self, *args, **kwargs):
             if self.broken:
                 raise BrokenDelivery("cannot deliver")

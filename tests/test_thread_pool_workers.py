@@ -128,19 +128,29 @@ def test_no_lost_wakeups_with_idle_gaps(loop, pool, run):
 
 
 def test_completions_are_batched(loop, loop_kind, pool, pool_name, run):
-    """One ``call_soon_threadsafe`` per batch of completions, never one per
-    item: while the loop thread is busy, later completions join the batch
-    already scheduled."""
+    """One loop wake-up per batch of completions, never one per item: while
+    the loop thread is busy, later completions join the batch already
+    scheduled.  A wake-up is a ``call_soon_threadsafe`` (the Python twin)
+    or a signal of the descriptor the loop watches for the pool (C)."""
     if loop_kind != "asyncio":
-        pytest.skip("uvloop's call_soon_threadsafe cannot be wrapped")
-    calls = []
-    original = loop.call_soon_threadsafe
+        pytest.skip("uvloop's methods cannot be wrapped")
+    wakeups = []
+    original_call_soon = loop.call_soon_threadsafe
+    original_add_reader = loop.add_reader
 
-    def counting(*args, **kwargs):
-        calls.append(args[0])
-        return original(*args, **kwargs)
+    def counting_call_soon(*args, **kwargs):
+        wakeups.append(args[0])
+        return original_call_soon(*args, **kwargs)
 
-    loop.call_soon_threadsafe = counting
+    def counting_add_reader(fd, callback, *args):
+        def counting_callback(*args):
+            wakeups.append(callback)
+            return callback(*args)
+
+        return original_add_reader(fd, counting_callback, *args)
+
+    loop.call_soon_threadsafe = counting_call_soon
+    loop.add_reader = counting_add_reader
     try:
         async def main():
             futures = [pool.submit(operator.neg, i) for i in range(1_000)]
@@ -151,7 +161,8 @@ def test_completions_are_batched(loop, loop_kind, pool, pool_name, run):
         run(main())
     finally:
         del loop.call_soon_threadsafe
-    assert 1 <= len(calls) <= 4, f"{len(calls)} call_soon_threadsafe for 1000 items"
+        del loop.add_reader
+    assert 1 <= len(wakeups) <= 4, f"{len(wakeups)} wake-ups for 1000 items"
 
 
 # --------------------------------------------------------------------------

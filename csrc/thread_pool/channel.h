@@ -8,6 +8,8 @@
 /* ------------------------------------------------------------------------ */
 /* Channel: per-loop completion batches                                      */
 
+static void channel_watch(tp_state *st, ChannelObject *ch, PyObject *loop);
+
 static ChannelObject *
 channel_new(tp_state *st, PyObject *loop)
 {
@@ -56,6 +58,7 @@ channel_new(tp_state *st, PyObject *loop)
         PyErr_Clear();
     }
     Py_DECREF(create_future);
+    channel_watch(st, ch, loop);
     return ch;
 
 fail:
@@ -87,6 +90,75 @@ channel_is_for(ChannelObject *ch, PyObject *loop)
            aio_weakref_is(ch->loop_ref, loop);
 }
 
+/* GIL held, on the thread that runs `loop`: have the loop watch a new
+ * waker of the channel.  Only the loop's own thread may call add_reader
+ * (asyncio's selector is not thread-safe); a channel made elsewhere, or
+ * for a loop that cannot watch descriptors, keeps call_soon_threadsafe. */
+static void
+channel_watch(tp_state *st, ChannelObject *ch, PyObject *loop)
+{
+    PyObject *running = aio_running_loop(st->get_running_loop);
+    if (running == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    int own_thread = running == loop;
+    Py_DECREF(running);
+    if (!own_thread) {
+        return;
+    }
+    loop_waker *w = waker_new();
+    if (w == NULL) {
+        PyErr_Clear(); /* out of descriptors: the slower path still works */
+        return;
+    }
+    PyObject *on_wake = PyObject_GetAttr((PyObject *)ch, st->str_on_wake);
+    PyObject *fd = on_wake ? PyLong_FromLong(w->read_fd) : NULL;
+    PyObject *r = NULL;
+    if (fd != NULL) {
+        PyObject *stack[4] = {NULL, loop, fd, on_wake};
+        r = PyObject_VectorcallMethod(st->str_add_reader, &stack[1],
+                                      3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
+    }
+    Py_XDECREF(fd);
+    Py_XDECREF(on_wake);
+    if (r == NULL) {
+        PyErr_Clear(); /* e.g. NotImplementedError: not a selector loop */
+        waker_unref(w);
+        return;
+    }
+    Py_DECREF(r);
+    ch->waker = w;
+    ch->waker_state = WAKER_ON;
+}
+
+/* GIL held, on the loop's thread: stop watching the waker.  The loop held
+ * the channel through the watch; it may be freed by this call. */
+static void
+channel_unwatch(tp_state *st, ChannelObject *ch)
+{
+    ch->waker_state = WAKER_OFF;
+    PyObject *loop = channel_loop(ch);
+    if (loop == NULL) {
+        return;
+    }
+    Py_INCREF(ch);
+    PyObject *fd = PyLong_FromLong(ch->waker->read_fd);
+    PyObject *r = NULL;
+    if (fd != NULL) {
+        PyObject *stack[3] = {NULL, loop, fd};
+        r = PyObject_VectorcallMethod(st->str_remove_reader, &stack[1],
+                                      2 | PY_VECTORCALL_ARGUMENTS_OFFSET,
+                                      NULL);
+        Py_DECREF(fd);
+    }
+    Py_XDECREF(r);
+    PyErr_Clear(); /* a closed loop forgot it already */
+    Py_DECREF(loop);
+    Py_DECREF(ch);
+}
+
 /* Loop thread, GIL held: resolve every future of the pending batch. */
 static PyObject *
 channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
@@ -108,6 +180,40 @@ channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
         it = next;
     }
     Py_RETURN_NONE;
+}
+
+/* GIL held, any thread: the pool shut down.  The loop stops watching the
+ * waker at its next wake-up, after draining what is pending (a batch
+ * signalled before must not be lost); until then pushes still signal. */
+static void
+channel_retire(ChannelObject *ch)
+{
+    if (ch->waker_state == WAKER_ON) {
+        ch->waker_state = WAKER_RETIRING;
+        waker_signal(ch->waker);
+    }
+}
+
+/* Loop thread: the waker was signalled.  Consume the signal before taking
+ * the batch: a push after this point signals again. */
+static PyObject *
+channel_on_wake(PyObject *op, PyObject *Py_UNUSED(unused))
+{
+    ChannelObject *self = (ChannelObject *)op;
+    if (self->waker == NULL) {
+        Py_RETURN_NONE;
+    }
+    waker_consume(self->waker);
+    PyObject *r = channel_drain(op, NULL);
+    if (r != NULL && self->waker_state == WAKER_RETIRING) {
+        tp_state *st = tp_state_from_object(op);
+        if (st == NULL) {
+            Py_DECREF(r);
+            return NULL;
+        }
+        channel_unwatch(st, self);
+    }
+    return r;
 }
 
 /* GIL held: 1 if the channel's loop is closed or gone (remembered), else
@@ -206,12 +312,27 @@ report_delivery_error(tp_state *st, ChannelObject *ch, Py_ssize_t n)
 }
 
 
+/* GIL held: take the pending batch off the channel (unscheduled); the
+ * caller frees it.  `n` gets how many items it holds. */
+static work_item *
+channel_take_batch(ChannelObject *ch, Py_ssize_t *n)
+{
+    work_item *batch = ch->batch_head;
+    *n = ch->batch_len;
+    ch->batch_head = ch->batch_tail = NULL;
+    ch->batch_len = 0;
+    ch->scheduled = 0;
+    return batch;
+}
+
 /* Any thread, GIL held, no exception set: add a finished item to its
  * channel's batch; the first item of a batch schedules the drain.  Takes
- * ownership of `it`.  Returns how many items were dropped because the loop
- * is closed (the caller logs them through a drop_tally). */
+ * ownership of `it`.  A channel with a waker is signalled at once, or,
+ * with `defer`, owes the signal through it (a worker sends it after
+ * releasing the GIL).  Returns how many items were dropped because the
+ * loop is closed (the caller logs them through a drop_tally). */
 static Py_ssize_t
-channel_push(tp_state *st, work_item *it)
+channel_push(tp_state *st, work_item *it, pending_wake *defer)
 {
     ChannelObject *ch = it->channel;
     if (ch->closed) {
@@ -231,9 +352,25 @@ channel_push(tp_state *st, work_item *it)
         return 0;
     }
     /* Set before calling out: other workers may run (and push) while
-     * call_soon_threadsafe executes Python code. */
+     * Python code executes below. */
     ch->scheduled = 1;
     Py_INCREF(ch); /* the drain may free every item, and so the channel */
+    Py_ssize_t dropped = 0;
+    if (ch->waker_state != WAKER_OFF) {
+        /* A closed loop watches nothing: what is signalled would never be
+         * drained. */
+        if (channel_is_closed(st, ch)) {
+            item_list_free(st, channel_take_batch(ch, &dropped));
+        }
+        else if (defer != NULL) {
+            pending_wake_add(defer, ch->waker);
+        }
+        else {
+            waker_signal(ch->waker);
+        }
+        Py_DECREF(ch);
+        return dropped;
+    }
     PyObject *loop = channel_loop(ch);
     PyObject *r = NULL;
     if (loop != NULL) {
@@ -253,12 +390,8 @@ channel_push(tp_state *st, work_item *it)
     }
     /* Nobody will drain this batch: drop it (with everything pushed
      * meanwhile).  Only RuntimeError means the loop is closed. */
-    work_item *batch = ch->batch_head;
-    Py_ssize_t n = ch->batch_len;
-    ch->batch_head = ch->batch_tail = NULL;
-    ch->batch_len = 0;
-    ch->scheduled = 0;
-    Py_ssize_t dropped = 0;
+    Py_ssize_t n;
+    work_item *batch = channel_take_batch(ch, &n);
     if (PyErr_ExceptionMatches(PyExc_RuntimeError)) {
         PyErr_Clear();
         ch->closed = 1;
@@ -272,14 +405,15 @@ channel_push(tp_state *st, work_item *it)
     return dropped;
 }
 
-/* GIL held: channel_push(it), then tally what it dropped.  The push may
- * free `it` (and with it the item's reference to its channel), so the
+/* GIL held: channel_push(it, defer), then tally what it dropped.  The push
+ * may free `it` (and with it the item's reference to its channel), so the
  * channel is read and held before. */
 static void
-channel_deliver(tp_state *st, work_item *it, drop_tally *drops)
+channel_deliver(tp_state *st, work_item *it, drop_tally *drops,
+                pending_wake *defer)
 {
     ChannelObject *ch = (ChannelObject *)Py_NewRef(it->channel);
-    Py_ssize_t dropped = channel_push(st, it);
+    Py_ssize_t dropped = channel_push(st, it, defer);
     drop_tally_add(st, drops, ch, dropped);
     Py_DECREF(ch);
 }
@@ -313,6 +447,12 @@ channel_clear(PyObject *op)
     item_list_free(NULL, batch);
     Py_CLEAR(self->loop_ref);
     Py_CLEAR(self->drain);
+    /* A loop that still watched the waker holds the channel, so it cannot
+     * be cleared while watched, unless the loop is going away with it. */
+    loop_waker *w = self->waker;
+    self->waker = NULL;
+    self->waker_state = WAKER_OFF;
+    waker_unref(w);
     return 0;
 }
 
@@ -335,6 +475,10 @@ channel_repr(PyObject *op)
 }
 
 static PyMethodDef channel_methods[] = {
+    {"_on_wake", channel_on_wake, METH_NOARGS,
+     "_on_wake($self, /)\n--\n\n"
+     "Consume the waker's signal and resolve the pending batch (runs on\n"
+     "the loop, which watches the waker)."},
     {"_drain", channel_drain, METH_NOARGS,
      "_drain($self, /)\n--\n\n"
      "Resolve the futures of the pending batch (runs on the loop)."},

@@ -23,11 +23,14 @@ executor_run_worker(PyObject *op, PyObject *Py_UNUSED(unused))
         self->idle_awake++;
     }
     UNLOCK(self);
+    pending_wake owed = {NULL};
     while (!stop) {
-        worker_drain_queue(self, st);
+        worker_drain_queue(self, st, &owed);
         /* The idle spin is a fast path: the switch is read with the GIL. */
         int spin_allowed = aio_fast_paths_on();
         Py_BEGIN_ALLOW_THREADS
+            /* Now the woken loop finds the GIL free. */
+            pending_wake_flush(&owed);
             stop = worker_wait(self, spin_allowed);
         Py_END_ALLOW_THREADS
     }
@@ -126,7 +129,7 @@ executor_fail_item(ExecutorObject *self, tp_state *st, work_item *it,
         item_free(st, it);
         return;
     }
-    channel_deliver(st, it, drops);
+    channel_deliver(st, it, drops, NULL);
 }
 
 /* GIL held: a failure item for each running call (marked abandoned, so its
@@ -190,6 +193,12 @@ executor_shutdown(PyObject *op, PyObject *Py_UNUSED(unused))
     }
     drop_tally_flush(st, &drops);
     Py_XDECREF(loop);
+    /* No new channel can appear now (submit refuses). */
+    Py_ssize_t pos = 0;
+    PyObject *key, *value;
+    while (PyDict_Next(self->channels, &pos, &key, &value)) {
+        channel_retire((ChannelObject *)value);
+    }
     Py_RETURN_NONE;
 }
 

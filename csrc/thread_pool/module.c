@@ -46,12 +46,22 @@
  * Delivery (batching).  Each event loop gets one `Channel` per pool (a dict
  *   keyed by loop plus a one-entry last-used cache; closed loops are purged
  *   when a new loop shows up).  A finished item is appended to its channel's
- *   batch (GIL-guarded); only the first item of a batch calls
- *   loop.call_soon_threadsafe(channel._drain) — one self-pipe write per
- *   batch, however many items join it before the loop runs the drain.  The
- *   drain (loop thread) takes the whole batch and resolves each future that
- *   is not done yet.  A closed loop makes call_soon_threadsafe raise: the
- *   batch is dropped with one warning and the worker carries on.
+ *   batch (GIL-guarded); only the first item of a batch wakes the loop —
+ *   one wake-up per batch, however many items join it before the loop runs
+ *   the drain.  The drain (loop thread) takes the whole batch and resolves
+ *   each future that is not done yet.
+ *
+ * Waking the loop (waker.h).  A channel made on its loop's own thread has
+ *   the loop watch a descriptor of its own (loop.add_reader); a worker
+ *   signals it after releasing the GIL, so the loop thread wakes to a free
+ *   GIL instead of waking only to wait for it (call_soon_threadsafe needs
+ *   the GIL, so that wake-up would come while the worker still holds it).
+ *   A worker with more queued items signals before running the next one.
+ *   Other channels (made off the loop's thread; loops that cannot watch
+ *   descriptors) call loop.call_soon_threadsafe(channel._drain); a closed
+ *   loop makes it raise: the batch is dropped with one warning.  A pool
+ *   that shuts down has each loop stop watching at its next wake-up, after
+ *   the drain, so nothing signalled before is lost.
  *
  * Threaded calls submit straight to our core when the running loop's
  *   default executor is one of our pools: asyncio loops expose it as
@@ -97,6 +107,7 @@
  *   types.h              constants, module state and the object layouts
  *   helpers.h            clock, quiet getattr, warning logging
  *   work_item.h          work items: free list, resolving a future
+ *   waker.h              a channel's wake-up descriptor
  *   channel.h            the result channel: per-loop completion batches
  *   queue.h              the queue: starting workers, channels, submit
  *   workers.h            the workers: run an item, drain, sleep
@@ -110,6 +121,7 @@
 #include "thread_pool/types.h"
 #include "thread_pool/helpers.h"
 #include "thread_pool/work_item.h"
+#include "thread_pool/waker.h"
 #include "thread_pool/channel.h"
 #include "thread_pool/queue.h"
 #include "thread_pool/workers.h"
@@ -174,6 +186,9 @@ thread_pool_exec(PyObject *module)
         return -1;                                                            \
     }
     INTERN(str_call_soon_threadsafe, "call_soon_threadsafe")
+    INTERN(str_add_reader, "add_reader")
+    INTERN(str_remove_reader, "remove_reader")
+    INTERN(str_on_wake, "_on_wake")
     INTERN(str_closed, "_closed")
     INTERN(str_core, "_core")
     INTERN(str_counter_slot, "_counter_slot")

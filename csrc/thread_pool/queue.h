@@ -171,6 +171,11 @@ executor_channel(ExecutorObject *self, tp_state *st, PyObject *loop)
         if (ch == NULL) {
             goto fail;
         }
+        /* A shutdown while channel_new ran Python code has retired the
+         * others already. */
+        if (atomic_load_explicit(&self->shutdown, memory_order_acquire)) {
+            channel_retire(ch);
+        }
         int r = PyDict_SetItem(self->channels, key, (PyObject *)ch);
         Py_DECREF(ch);
         if (r < 0) {

@@ -12,6 +12,7 @@
 /* Module state                                                              */
 
 typedef struct work_item work_item;
+typedef struct loop_waker loop_waker;
 
 typedef struct {
     PyTypeObject *executor_type;
@@ -53,6 +54,9 @@ typedef struct {
     PyObject *str_set_exception;
     PyObject *str_set_result;
     PyObject *str_async_call;
+    PyObject *str_add_reader;
+    PyObject *str_remove_reader;
+    PyObject *str_on_wake;
 
     /* Free list of work items; only touched with the GIL held. */
     work_item *free_items;
@@ -72,7 +76,7 @@ typedef struct {
     X(str_counter_slot) X(str_create_future) X(str_default_executor)          \
     X(str_done) X(str_drain) X(str_is_closed) X(str_is_coroutine)             \
     X(str_run_in_executor) X(str_set_exception) X(str_set_result)             \
-    X(str_async_call)
+    X(str_async_call) X(str_add_reader) X(str_remove_reader) X(str_on_wake)
 
 static PyModuleDef thread_pool_module;
 AIO_DEFINE_STATE_ACCESSORS(tp_state, thread_pool_module)
@@ -95,7 +99,19 @@ typedef struct {
     int scheduled;    /* a drain is pending on the loop */
     int stock_future; /* type(loop).create_future is asyncio's / uvloop's */
     int closed;       /* the loop is closed or gone: nothing is delivered */
+    /* The loop watches `waker` (WAKER_ON, WAKER_RETIRING) and drains when
+     * it is signalled; else (WAKER_OFF) drains go through
+     * call_soon_threadsafe.  GIL-guarded. */
+    loop_waker *waker; /* owned reference, or NULL */
+    int waker_state;
 } ChannelObject;
+
+enum {
+    WAKER_OFF = 0,
+    WAKER_ON = 1,
+    /* Still watched; the next wake-up stops watching (pool shut down). */
+    WAKER_RETIRING = 2,
+};
 
 struct work_item {
     work_item *next;

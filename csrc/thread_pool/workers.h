@@ -29,10 +29,11 @@ worker_exception(PyObject *exc)
 }
 
 /* Worker thread, GIL held: run one item and push it to its channel (an
- * item of a closed loop is dropped unrun and counted in `drops`). */
+ * item of a closed loop is dropped unrun and counted in `drops`); a
+ * channel's wake-up is owed through `owed`. */
 static void
 worker_run_item(ExecutorObject *self, tp_state *st, work_item *it,
-                drop_tally *drops)
+                drop_tally *drops, pending_wake *owed)
 {
     if (channel_is_closed(st, it->channel)) {
         drop_tally_add(st, drops, it->channel, 1);
@@ -119,13 +120,15 @@ worker_run_item(ExecutorObject *self, tp_state *st, work_item *it,
         return;
     }
     item_clear_call(it);
-    channel_deliver(st, it, drops);
+    channel_deliver(st, it, drops, owed);
 }
 
 /* Worker thread, GIL held: run items until the queue is empty (or the pool
- * shut down).  The GIL is kept across items: no hand-off per item. */
+ * shut down).  The GIL is kept across items: no hand-off per item.  The
+ * wake-up a finished item owes its loop waits in `owed` for the GIL's
+ * release, unless another item is to run first: that one may take long. */
 static void
-worker_drain_queue(ExecutorObject *self, tp_state *st)
+worker_drain_queue(ExecutorObject *self, tp_state *st, pending_wake *owed)
 {
     int was_running = 0;
     drop_tally drops = {NULL, 0};
@@ -165,7 +168,8 @@ worker_drain_queue(ExecutorObject *self, tp_state *st)
         }
         it->next = NULL;
         was_running = 1;
-        worker_run_item(self, st, it, &drops);
+        pending_wake_flush(owed);
+        worker_run_item(self, st, it, &drops, owed);
     }
 }
 
