@@ -164,3 +164,25 @@ def test_submit_from_another_thread_is_served(loop, pool, run):
         return await box[0]
 
     assert run(main()) == -7
+
+
+def test_watching_keeps_no_context_alive(loop, pool, run):
+    """The loop keeps the watch for as long as it serves the pool: the
+    context variables of whoever submitted first must not live that long."""
+    import contextvars
+    import weakref
+
+    var = contextvars.ContextVar("var")
+
+    class Payload:
+        pass
+
+    async def first_submit():
+        var.set(Payload())
+        assert await pool.submit(operator.neg, 1) == -1
+        return weakref.ref(var.get())
+
+    payload = run(first_submit())
+    gc.collect()
+    assert payload() is None
+    assert run(pool.submit(operator.neg, 2)) == -2

@@ -114,13 +114,23 @@ channel_watch(tp_state *st, ChannelObject *ch, PyObject *loop)
     }
     PyObject *on_wake = PyObject_GetAttr((PyObject *)ch, st->str_on_wake);
     PyObject *fd = on_wake ? PyLong_FromLong(w->read_fd) : NULL;
+    /* The loop keeps a copy of the current context with the watch: an
+     * empty one, so the first submitter's context variables are not kept
+     * alive for as long as the loop watches the pool. */
+    PyObject *empty = fd ? PyContext_New() : NULL;
     PyObject *r = NULL;
-    if (fd != NULL) {
+    if (empty != NULL && PyContext_Enter(empty) == 0) {
         PyObject *stack[4] = {NULL, loop, fd, on_wake};
         r = PyObject_VectorcallMethod(st->str_add_reader, &stack[1],
                                       3 | PY_VECTORCALL_ARGUMENTS_OFFSET,
                                       NULL);
+        PyObject *exc = aio_err_take();
+        if (PyContext_Exit(empty) < 0) {
+            PyErr_Clear(); /* cannot happen: entered just above */
+        }
+        aio_err_restore(exc);
     }
+    Py_XDECREF(empty);
     Py_XDECREF(fd);
     Py_XDECREF(on_wake);
     if (r == NULL) {
