@@ -267,6 +267,10 @@ executor_after_fork_in_child(PyObject *op, PyObject *Py_UNUSED(unused))
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(values); i++) {
         ChannelObject *ch = (ChannelObject *)PyList_GET_ITEM(values, i);
+        /* The waker (and the epoll set of an inherited loop) is shared with
+         * the parent: signalling it, or unwatching it, would act on the
+         * parent's loop.  The child goes through call_soon_threadsafe. */
+        ch->waker_state = WAKER_OFF;
         work_item *batch = ch->batch_head;
         ch->batch_head = ch->batch_tail = NULL;
         ch->batch_len = 0;
