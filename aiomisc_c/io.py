@@ -12,20 +12,23 @@ for reading only (``"rb"``: an ``io.BufferedReader``, or an ``io.FileIO``
 with ``buffering=0``) on a regular file reads ``n <= 64 KiB`` bytes on the
 loop itself with ``preadv(..., RWF_NOWAIT)``, which the kernel answers
 from the page cache or refuses at once (``EAGAIN``) instead of waiting for
-the disk; a refused read goes to the executor as before, and a file whose
-filesystem does not support the flag uses the executor from then on.
-``seek`` (whence 0, 1 or 2) on such a file runs on the loop too: it is an
-``lseek``, which never waits.  The result is exactly the executor's
-(``fp.read(n)``: the file position moves the same way, a short read means
-the end of the file).  This only happens while none of the object's own
-executor operations is in flight (the file object's lock would make the
-loop wait for them); operations on ``afp.fp`` made from other threads, or
-through another object wrapping the same file (``open_fp``), are not
-tracked, so do not mix them with this object's.  Objects made by
-``open_fp``, text and compressed files, larger or negative ``n``, and
-objects whose ``executor`` is a foreign executor (not one of the package's
-thread pools) always use the executor.  ``AIOMISC_C_IO_NO_INLINE=1``
-turns the inline reads off.
+the disk; a refused read goes to the executor as before.  ``seek`` (whence
+0, 1 or 2) on such a file runs on the loop too: it is an ``lseek``, which
+never waits.  The result is exactly the executor's (``fp.read(n)``: the
+file position moves the same way, a short read means the end of the
+file).  This only happens while none of the object's own executor
+operations is in flight (the file object's lock would make the loop wait
+for them); operations on ``afp.fp`` made from other threads, or through
+another object wrapping the same file (``open_fp``), are not tracked, so
+do not mix them with this object's.
+
+Everything else uses the executor: objects made by ``open_fp``, text and
+compressed files, files on a filesystem without ``RWF_NOWAIT`` (procfs,
+sysfs, tmpfs on some kernels; probed when the file is opened), reads of a
+negative or larger ``n``, and objects whose ``executor`` is a foreign
+executor (not one of the package's thread pools: its owner may count on
+seeing every call).  ``AIOMISC_C_IO_NO_INLINE=1`` turns the inline reads
+off.
 """
 from __future__ import annotations
 
@@ -133,8 +136,11 @@ def _inline_executor(executor: Optional[Executor]) -> bool:
 def _open_probed(opener: Callable[[], IO[Any]]) -> Tuple[IO[Any], int]:
     """(In the executor.) Open the file; also return its descriptor when
     it can be read on the loop (else ``_NO_INLINE``): a read-only binary
-    file object whose ``read`` is the plain read system call on a regular
-    file (``fstat`` may wait on some filesystems, hence here)."""
+    file object whose ``read`` is the plain read system call, on a regular
+    file of a filesystem that answers ``RWF_NOWAIT`` (procfs, sysfs and,
+    on some kernels, tmpfs refuse it).  ``fstat`` and the probe may wait on some
+    filesystems, hence here; the probe's ``pread`` of one byte leaves the
+    position alone."""
     fp = opener()
     kind = type(fp)
     if not (
@@ -144,11 +150,15 @@ def _open_probed(opener: Callable[[], IO[Any]]) -> Tuple[IO[Any], int]:
         return fp, _NO_INLINE
     try:
         fd = fp.fileno()
-        if stat.S_ISREG(os.fstat(fd).st_mode):
-            return fp, fd
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return fp, _NO_INLINE
+        try:
+            _preadv(fd, (bytearray(1),), 0, _RWF_NOWAIT)  # type: ignore[misc]
+        except BlockingIOError:
+            pass    # supported; that page is just not cached
     except OSError:
-        pass
-    return fp, _NO_INLINE
+        return fp, _NO_INLINE
+    return fp, fd
 
 
 def _read_cached(fp: Any, fd: int, n: int) -> bytes:
@@ -323,10 +333,12 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         in_flight.add(token)
         pending.add(token)
         try:
-            return await _submit(  # type: ignore[return-value]
+            future: "asyncio.Future[Optional[T]]" = _submit(
                 loop, executor, _call_tracked,
                 in_flight, pending, token, func, *args,
             )
+            # None only reaches a caller that has given up already.
+            return await future  # type: ignore[return-value]
         except BaseException:
             # Cancelled, refused, or func raised: if no thread has claimed
             # the call yet, none ever will run it.
@@ -474,7 +486,8 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
                 except BlockingIOError:
                     pass    # not cached: the executor waits for the disk
                 except OSError:
-                    # RWF_NOWAIT refused (EOPNOTSUPP, EINVAL, ENOSYS...)
+                    # Refused after all (the open probed it): threads from
+                    # now on, which report the error if there is one.
                     self._inline_fd = _NO_INLINE
                 except ValueError:
                     pass    # closed or detached: the executor's error
