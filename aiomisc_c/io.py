@@ -20,7 +20,9 @@ file).  This only happens while none of the object's own executor
 operations is in flight (the file object's lock would make the loop wait
 for them); operations on ``afp.fp`` made from other threads, or through
 another object wrapping the same file (``open_fp``), are not tracked, so
-do not mix them with this object's.
+do not mix them with this object's.  An inline read does not suspend the
+calling task, so every 32nd inline read of an object yields to the loop
+once (after reading) to let other tasks run, as a thread read always did.
 
 Everything else uses the executor: objects made by ``open_fp``, text and
 compressed files, files on a filesystem without ``RWF_NOWAIT`` (procfs,
@@ -122,6 +124,8 @@ _INLINE_READS: bool = (
 )
 # Larger reads go to a thread: their copy would hold the loop for longer.
 _INLINE_READ_MAX = 64 * 1024
+# An object's inline reads let other tasks run once per this many reads.
+_INLINE_READS_PER_YIELD = 32
 # ``AsyncFileIO._inline_fd`` when the object never reads on the loop.
 _NO_INLINE = -1
 
@@ -251,7 +255,7 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
 
     __slots__ = (
         "_fp", "_executor", "_open_args", "_iterator_lock",
-        "_inline_fd", "_pool_in_flight", "_pool_pending",
+        "_inline_fd", "_pool_in_flight", "_pool_pending", "_inline_reads",
     )
 
     _fp: Optional[IO[AnyStr]]
@@ -262,6 +266,8 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
     # of those not started yet (tracked only while _inline_fd >= 0).
     _pool_in_flight: Set[object]
     _pool_pending: Set[object]
+    # Inline reads since this object last let the loop run other tasks.
+    _inline_reads: int
 
     @staticmethod
     def get_opener() -> Callable[..., IO[Any]]:
@@ -280,6 +286,7 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         self._inline_fd = _NO_INLINE
         self._pool_in_flight = set()
         self._pool_pending = set()
+        self._inline_reads = 0
         if not isinstance(mode, str):
             raise TypeError(f"mode must be a str, not {type(mode).__name__}")
         if executor is not None and not isinstance(executor, Executor):
@@ -482,7 +489,7 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
                 and 0 <= n <= _INLINE_READ_MAX
             ):
                 try:
-                    return _read_cached(self._fp, fd, n)  # type: ignore[return-value]
+                    data = _read_cached(self._fp, fd, n)
                 except BlockingIOError:
                     pass    # not cached: the executor waits for the disk
                 except OSError:
@@ -491,6 +498,16 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
                     self._inline_fd = _NO_INLINE
                 except ValueError:
                     pass    # closed or detached: the executor's error
+                else:
+                    reads = self._inline_reads + 1
+                    if reads < _INLINE_READS_PER_YIELD:
+                        self._inline_reads = reads
+                        return data  # type: ignore[return-value]
+                    # A loop of cached reads would otherwise never let
+                    # other tasks run (a thread read always does).
+                    self._inline_reads = 0
+                    await asyncio.sleep(0)
+                    return data  # type: ignore[return-value]
             return await self._run(self.fp.read, n)
         return await _submit(
             self._loop or self.loop, self._executor, self.fp.read, n,

@@ -57,6 +57,13 @@ def directory(tmp_path):
     pytest.skip("no writable directory on a filesystem that answers RWF_NOWAIT")
 
 
+@pytest.fixture(autouse=True)
+def no_forced_yields(monkeypatch):
+    """Inline reads yield to the loop every so many reads; finished_at_once
+    would see that (test_a_loop_of_inline_reads_lets_other_tasks_run)."""
+    monkeypatch.setattr(aio, "_INLINE_READS_PER_YIELD", 10 ** 9)
+
+
 @pytest.fixture
 def threads_only(monkeypatch):
     monkeypatch.setattr(aio, "_INLINE_READS", False)
@@ -591,6 +598,37 @@ def test_closed_file_reads_raise_the_executor_error(run, directory):
         assert str(got.value) == str(expected.value)
 
     run(main())
+
+
+def test_a_loop_of_inline_reads_lets_other_tasks_run(run, directory, monkeypatch):
+    path = directory / "long.bin"
+    path.write_bytes(bytes(100 * 64))
+
+    async def turns_of_another_task(reads):
+        turns = 0
+
+        async def other():
+            nonlocal turns
+            while True:
+                turns += 1
+                await asyncio.sleep(0)
+
+        async with async_open(path, "rb") as afp:
+            ticker = asyncio.ensure_future(other())
+            await asyncio.sleep(0)          # the other task starts
+            before = turns
+            for _ in range(reads):
+                assert await afp.read(100) == bytes(100)
+            during = turns - before
+            ticker.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await ticker
+        return during
+
+    # without the yields, the reads would never let the other task run
+    assert run(turns_of_another_task(64)) == 0
+    monkeypatch.setattr(aio, "_INLINE_READS_PER_YIELD", 32)
+    assert run(turns_of_another_task(64)) == 2   # after reads 32 and 64
 
 
 def test_switch_in_the_environment():
