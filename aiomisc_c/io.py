@@ -16,7 +16,10 @@ the disk; a refused read goes to the executor as before.  ``seek`` (whence
 0, 1 or 2) on such a file runs on the loop too: it is an ``lseek``, which
 never waits.  The result is exactly the executor's (``fp.read(n)``: the
 file position moves the same way, a short read means the end of the
-file).  This only happens while none of the object's own executor
+file), with one difference: bytes a ``BufferedReader`` holds in its buffer
+(after a ``readline``, say) are read again from the file, so a change made
+to them by another writer since shows, where ``fp.read`` would return the
+old bytes.  This only happens while none of the object's own executor
 operations is in flight (the file object's lock would make the loop wait
 for them); operations on ``afp.fp`` made from other threads, or through
 another object wrapping the same file (``open_fp``), are not tracked, so
