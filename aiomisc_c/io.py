@@ -148,10 +148,10 @@ def _open_probed(opener: Callable[[], IO[Any]]) -> Tuple[IO[Any], int]:
     on some kernels, tmpfs refuse it).  ``fstat`` and the probe may wait on some
     filesystems, hence here; the probe's ``pread`` of one byte leaves the
     position alone."""
-    fp = opener()
+    fp: Any = opener()
     kind = type(fp)
     if not (
-        (kind is io.BufferedReader and type(fp.raw) is io.FileIO)  # type: ignore[attr-defined]
+        (kind is io.BufferedReader and type(fp.raw) is io.FileIO)
         or (kind is io.FileIO and fp.readable() and not fp.writable())
     ):
         return fp, _NO_INLINE
