@@ -6,13 +6,44 @@ when the loop comes from :func:`aiomisc_c.new_event_loop` or an
 entrypoint).  One call per operation keeps the cost of a read at one
 cross-thread round trip, and many concurrent operations share the pool's
 batched completions.
+
+Reads of cached data skip the thread.  On Linux, a binary file opened
+for reading only (``"rb"``: an ``io.BufferedReader``, or an ``io.FileIO``
+with ``buffering=0``) on a regular file reads ``n <= 64 KiB`` bytes on the
+loop itself with ``preadv(..., RWF_NOWAIT)``, which the kernel answers
+from the page cache or refuses at once (``EAGAIN``) instead of waiting for
+the disk; a refused read goes to the executor as before.  ``seek`` (whence
+0, 1 or 2) on such a file runs on the loop too: it is an ``lseek``, which
+never waits.  The result is exactly the executor's (``fp.read(n)``: the
+file position moves the same way, a short read means the end of the
+file), with one difference: bytes a ``BufferedReader`` holds in its buffer
+(after a ``readline``, say) are read again from the file, so a change made
+to them by another writer since shows, where ``fp.read`` would return the
+old bytes.  This only happens while none of the object's own executor
+operations is in flight (the file object's lock would make the loop wait
+for them); operations on ``afp.fp`` made from other threads, or through
+another object wrapping the same file (``open_fp``), are not tracked, so
+do not mix them with this object's.  An inline read does not suspend the
+calling task, so every 32nd inline read of an object yields to the loop
+once (after reading) to let other tasks run, as a thread read always did.
+
+Everything else uses the executor: objects made by ``open_fp``, text and
+compressed files, files on a filesystem without ``RWF_NOWAIT`` (procfs,
+sysfs, tmpfs on some kernels; probed when the file is opened), reads of a
+negative or larger ``n``, and objects whose ``executor`` is a foreign
+executor (not one of the package's thread pools: its owner may count on
+seeing every call).  ``AIOMISC_C_IO_NO_INLINE=1`` turns the inline reads
+off.
 """
 from __future__ import annotations
 
 import asyncio
 import bz2
 import gzip
+import io
 import lzma
+import os
+import stat
 import sys
 from concurrent.futures import Executor
 from enum import Enum
@@ -20,7 +51,7 @@ from functools import partial, total_ordering
 from pathlib import Path
 from typing import (
     IO, Any, AnyStr, Awaitable, Callable, Generator, Generic, List, Literal,
-    Optional, TextIO, TypeVar, Union, overload,
+    Optional, Set, TextIO, Tuple, TypeVar, Union, overload,
 )
 
 from . import _compat
@@ -87,6 +118,109 @@ def _submit(
     return loop.run_in_executor(executor, func, *args)
 
 
+# Inline reads of cached data (see the module docstring).
+_RWF_NOWAIT: int = getattr(os, "RWF_NOWAIT", 0)
+_preadv = getattr(os, "preadv", None)
+_INLINE_READS: bool = (
+    bool(_RWF_NOWAIT) and _preadv is not None
+    and not _compat.env_bool("AIOMISC_C_IO_NO_INLINE")
+)
+# Larger reads go to a thread: their copy would hold the loop for longer.
+_INLINE_READ_MAX = 64 * 1024
+# An object's inline reads let other tasks run once per this many reads.
+_INLINE_READS_PER_YIELD = 32
+# ``AsyncFileIO._inline_fd`` when the object never reads on the loop.
+_NO_INLINE = -1
+
+
+def _inline_executor(executor: Optional[Executor]) -> bool:
+    """Whether reads meant for ``executor`` may be done on the loop: the
+    loop's default executor or one of the package's pools, never a foreign
+    executor (its owner may count on seeing every call)."""
+    return executor is None or isinstance(executor, ThreadPoolExecutorBase)
+
+
+def _open_probed(opener: Callable[[], IO[Any]]) -> Tuple[IO[Any], int]:
+    """(In the executor.) Open the file; also return its descriptor when
+    it can be read on the loop (else ``_NO_INLINE``): a read-only binary
+    file object whose ``read`` is the plain read system call, on a regular
+    file of a filesystem that answers ``RWF_NOWAIT`` (procfs, sysfs and,
+    on some kernels, tmpfs refuse it).  ``fstat`` and the probe may wait on some
+    filesystems, hence here; the probe's ``pread`` of one byte leaves the
+    position alone."""
+    fp: Any = opener()
+    kind = type(fp)
+    if not (
+        (kind is io.BufferedReader and type(fp.raw) is io.FileIO)
+        or (kind is io.FileIO and fp.readable() and not fp.writable())
+    ):
+        return fp, _NO_INLINE
+    try:
+        fd = fp.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return fp, _NO_INLINE
+        try:
+            _preadv(fd, (bytearray(1),), 0, _RWF_NOWAIT)  # type: ignore[misc]
+        except BlockingIOError:
+            pass    # supported; that page is just not cached
+    except OSError:
+        return fp, _NO_INLINE
+    return fp, fd
+
+
+def _read_cached(fp: Any, fd: int, n: int) -> bytes:
+    """``fp.read(n)`` done here from the page cache; ``BlockingIOError``
+    (nothing read, the position unchanged) when a part is not cached.
+
+    ``fp`` is a read-only ``BufferedReader``/``FileIO`` on a regular file,
+    so ``fp.read(n)`` returns ``n`` bytes, or what is left before the end
+    of the file: the bytes ``preadv`` gives at ``fp.tell()``.  Moving the
+    position first (``seek(n, 1)``, which also tells where the read
+    starts) costs one ``lseek``, or none inside a ``BufferedReader``'s
+    buffer; it is moved back when the read falls short.
+    """
+    end = fp.seek(n, 1)
+    pos = end - n
+    buffer = bytearray(n)
+    try:
+        got = _preadv(fd, (buffer,), pos, _RWF_NOWAIT)  # type: ignore[misc]
+        while got < n:
+            # The end of the file, or only the first pages were cached.
+            with memoryview(buffer) as view:
+                more = _preadv(  # type: ignore[misc]
+                    fd, (view[got:],), pos + got, _RWF_NOWAIT,
+                )
+            if not more:
+                del buffer[got:]
+                fp.seek(pos + got)
+                break
+            got += more
+    except BaseException:
+        fp.seek(pos)
+        raise
+    return bytes(buffer)
+
+
+def _call_tracked(
+    in_flight: Set[object], pending: Set[object], token: object,
+    func: Callable[..., T], *args: Any,
+) -> Optional[T]:
+    """(In the executor.) ``func(*args)``, unless the caller gave up first.
+
+    ``pending.remove`` is atomic: exactly one of this thread and the
+    caller's give-up (``AsyncFileIO._run_tracked``) claims ``token``.
+    ``token`` leaves ``in_flight`` when ``func`` has really returned.
+    """
+    try:
+        pending.remove(token)
+    except KeyError:
+        return None     # the caller has given up: it is not in flight
+    try:
+        return func(*args)
+    finally:
+        in_flight.discard(token)
+
+
 def proxy_method_async(name: str, in_executor: bool = True) -> Callable[..., Any]:
     """An async method calling ``self.fp.<name>(*args, **kwargs)``, in the
     executor or (``in_executor=False``) on the loop."""
@@ -94,6 +228,8 @@ def proxy_method_async(name: str, in_executor: bool = True) -> Callable[..., Any
     async def method(self: Any, *args: Any, **kwargs: Any) -> Any:
         func = getattr(self.fp, name)
         if in_executor:
+            if isinstance(self, AsyncFileIO):
+                return await self._run(partial(func, *args, **kwargs))
             return await _submit(
                 self.loop, self.executor, partial(func, *args, **kwargs),
             )
@@ -120,9 +256,21 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
     afp.open()`` or ``async with afp`` opens it.
     """
 
-    __slots__ = ("_fp", "executor", "_open_args", "_iterator_lock")
+    __slots__ = (
+        "_fp", "_executor", "_open_args", "_iterator_lock",
+        "_inline_fd", "_pool_in_flight", "_pool_pending", "_inline_reads",
+    )
 
     _fp: Optional[IO[AnyStr]]
+    # The descriptor read on the loop (see the module docstring), or
+    # _NO_INLINE; set by ``open``.
+    _inline_fd: int
+    # Tokens of this object's executor operations not finished yet, and
+    # of those not started yet (tracked only while _inline_fd >= 0).
+    _pool_in_flight: Set[object]
+    _pool_pending: Set[object]
+    # Inline reads since this object last let the loop run other tasks.
+    _inline_reads: int
 
     @staticmethod
     def get_opener() -> Callable[..., IO[Any]]:
@@ -138,6 +286,10 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         **kwargs: Any,
     ):
         self._fp = None
+        self._inline_fd = _NO_INLINE
+        self._pool_in_flight = set()
+        self._pool_pending = set()
+        self._inline_reads = 0
         if not isinstance(mode, str):
             raise TypeError(f"mode must be a str, not {type(mode).__name__}")
         if executor is not None and not isinstance(executor, Executor):
@@ -162,14 +314,64 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         async_fp._fp = fp
         return async_fp
 
-    def _run(self, func: Callable[..., T], *args: Any) -> "asyncio.Future[T]":
-        return _submit(self._loop or self.loop, self.executor, func, *args)
+    @property
+    def executor(self) -> Optional[Executor]:
+        return self._executor
+
+    @executor.setter
+    def executor(self, executor: Optional[Executor]) -> None:
+        self._executor = executor
+        if not _inline_executor(executor):
+            # For good: operations started from now on are not tracked.
+            self._inline_fd = _NO_INLINE
+
+    def _run(self, func: Callable[..., T], *args: Any) -> Awaitable[T]:
+        loop = self._loop or self.loop
+        if self._inline_fd < 0:
+            return _submit(loop, self._executor, func, *args)
+        return self._run_tracked(loop, self._executor, func, args)
+
+    async def _run_tracked(
+        self, loop: asyncio.AbstractEventLoop, executor: Optional[Executor],
+        func: Callable[..., T], args: Tuple[Any, ...],
+    ) -> T:
+        """``func(*args)`` in ``executor``, counted in ``_pool_in_flight``
+        until it has returned in its thread, or for sure never runs: no
+        read is done on the loop meanwhile."""
+        token = object()
+        in_flight, pending = self._pool_in_flight, self._pool_pending
+        in_flight.add(token)
+        pending.add(token)
+        try:
+            future: "asyncio.Future[Optional[T]]" = _submit(
+                loop, executor, _call_tracked,
+                in_flight, pending, token, func, *args,
+            )
+            # None only reaches a caller that has given up already.
+            return await future  # type: ignore[return-value]
+        except BaseException:
+            # Cancelled, refused, or func raised: if no thread has claimed
+            # the call yet, none ever will run it.
+            try:
+                pending.remove(token)
+            except KeyError:
+                pass    # a thread runs (or ran) it and discards the token
+            else:
+                in_flight.discard(token)
+            raise
 
     async def open(self) -> None:
         if self._fp is not None:
             return
         args, kwargs = self._open_args
-        self._fp = await self._run(partial(self.get_opener(), *args, **kwargs))
+        opener = partial(self.get_opener(), *args, **kwargs)
+        if not (_INLINE_READS and _inline_executor(self._executor)):
+            self._fp = await self._run(opener)
+            return
+        fp, fd = await self._run(partial(_open_probed, opener))
+        self._fp = fp
+        if _inline_executor(self._executor):   # unless changed meanwhile
+            self._inline_fd = fd
 
     @property
     def fp(self) -> IO[AnyStr]:
@@ -193,7 +395,14 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
         if fp is None:
             raise RuntimeError("file is not opened")
         # As in aiomisc, the file is closed in the loop's default executor.
-        await self.loop.run_in_executor(None, fp.__exit__, exc_type, exc_val, exc_tb)
+        if self._inline_fd < 0:
+            await self.loop.run_in_executor(
+                None, fp.__exit__, exc_type, exc_val, exc_tb,
+            )
+        else:
+            await self._run_tracked(
+                self.loop, None, fp.__exit__, (exc_type, exc_val, exc_tb),
+            )
 
     def __del__(self) -> None:
         fp = getattr(self, "_fp", None)
@@ -276,27 +485,64 @@ class AsyncFileIO(EventLoopMixin, Generic[AnyStr]):
 
     # The hot operations call _submit themselves: one Python frame less.
     async def read(self, n: int = -1) -> AnyStr:
+        fd = self._inline_fd
+        if fd >= 0:
+            if (
+                not self._pool_in_flight and type(n) is int
+                and 0 <= n <= _INLINE_READ_MAX
+            ):
+                try:
+                    data = _read_cached(self._fp, fd, n)
+                except BlockingIOError:
+                    pass    # not cached: the executor waits for the disk
+                except OSError:
+                    # Refused after all (the open probed it): threads from
+                    # now on, which report the error if there is one.
+                    self._inline_fd = _NO_INLINE
+                except ValueError:
+                    pass    # closed or detached: the executor's error
+                else:
+                    reads = self._inline_reads + 1
+                    if reads < _INLINE_READS_PER_YIELD:
+                        self._inline_reads = reads
+                        return data  # type: ignore[return-value]
+                    # A loop of cached reads would otherwise never let
+                    # other tasks run (a thread read always does).
+                    self._inline_reads = 0
+                    await asyncio.sleep(0)
+                    return data  # type: ignore[return-value]
+            return await self._run(self.fp.read, n)
         return await _submit(
-            self._loop or self.loop, self.executor, self.fp.read, n,
+            self._loop or self.loop, self._executor, self.fp.read, n,
         )
 
     async def readline(self, limit: int = -1) -> AnyStr:
+        if self._inline_fd >= 0:
+            return await self._run(self.fp.readline, limit)
         return await _submit(
-            self._loop or self.loop, self.executor, self.fp.readline, limit,
+            self._loop or self.loop, self._executor, self.fp.readline, limit,
         )
 
     async def readlines(self, limit: int = -1) -> List[AnyStr]:
         return await self._run(self.fp.readlines, limit)
 
     async def seek(self, offset: int, whence: int = 0) -> int:
+        if (
+            self._inline_fd >= 0 and not self._pool_in_flight
+            and type(whence) is int and 0 <= whence <= 2
+        ):
+            # An lseek (or a move inside the read buffer): never waits.
+            return self.fp.seek(offset, whence)
         return await self._run(self.fp.seek, offset, whence)
 
     async def truncate(self, size: Optional[int] = None) -> int:
         return await self._run(self.fp.truncate, size)
 
     async def write(self, s: AnyStr) -> int:
+        if self._inline_fd >= 0:
+            return await self._run(self.fp.write, s)
         return await _submit(
-            self._loop or self.loop, self.executor, self.fp.write, s,
+            self._loop or self.loop, self._executor, self.fp.write, s,
         )
 
     async def writelines(self, lines: List[AnyStr]) -> None:

@@ -1,7 +1,8 @@
 """Files and processes: ``io.async_open`` reads and ``WorkerPool`` calls.
 
 The files are written once and stay in the page cache: a read measures the
-executor round trip and the read system call, not the disk. Each subject
+executor round trip (or aiomisc_c's read on the loop) and the read system
+call, not the disk. Each subject
 runs on a loop from its own ``new_event_loop`` (its thread pool is the
 default executor).
 
@@ -9,12 +10,24 @@ The floors run the very same driver over file objects whose ``read`` is a
 coroutine that reads the file itself, there and then: no thread, no future.
 What is left is what any implementation pays (the driver's coroutines, the
 tasks ``gather`` makes, the read system call), so no subject can beat aiomisc
-by more than the *aiomisc / floor* ratio.  For the 100 concurrent reads that
-bound is below 5 on both loops (about 3 to 4 on two vCPUs): a ratio of 5
-there is out of reach for any thread pool.  The sequential reads are bound
-instead by the two cross-thread wake-ups of every round trip (loop to worker,
-worker to loop), which both libraries pay and no pool avoids without
-spinning on a CPU.
+by more than the *aiomisc / floor* ratio.
+
+aiomisc pays a cross-thread round trip per read on top of its floor.
+aiomisc_c reads cached data the floor's way, on the loop (``preadv`` with
+``RWF_NOWAIT``; the thread pool only when the data is not cached, see
+``aiomisc_c.io``), so both its read cases sit just above their floors: it
+adds about 1.5 µs per read (an ``lseek`` keeping the file object's position
+right, the ``preadv`` into a new buffer, the copy into ``bytes``, where the
+floor's buffered ``read`` makes one system call per two 4 KiB reads), about
+1.3 times the concurrent floor and 1.8 to 2 times the sequential one here.  Its
+ratios are therefore bounded by aiomisc's own cost over the floor, which
+swings with how fast the machine wakes aiomisc's threads: in four runs on
+two loaded vCPUs, *aiomisc / floor* for the 100 concurrent reads went from
+3.2 to 6.7, which at 1.3 times the floor puts aiomisc_c's ratio between
+about 2.4 and 5 (2.1 to 4.3 measured), and for the sequential reads from 18
+to 49 (aiomisc_c's ratio 10 to 26 measured).  A ratio of 5 on the
+concurrent reads thus needs aiomisc's round trips to be slow on that run;
+what aiomisc_c could still win is its 0.3 over the floor, not more.
 
 The floor of the worker-pool round trip, ``echo_round_trip``, is the same
 exchange without a pool: a frame of the size a ``create_task(abs, -1)``

@@ -18,6 +18,13 @@ from aiomisc_c import thread_pool
 from aiomisc_c._thread_pool_base import ThreadPoolExecutorBase
 
 
+@pytest.fixture
+def threads_only(monkeypatch):
+    """Files opened under it do every read in the executor (no inline reads
+    of cached data: tests/test_io_inline.py covers those)."""
+    monkeypatch.setattr(aio, "_INLINE_READS", False)
+
+
 def test_all_names():
     assert set(aio.__all__) == {
         "AsyncBinaryIO", "AsyncBz2BinaryIO", "AsyncBz2TextIO", "AsyncFileIO",
@@ -401,7 +408,7 @@ def test_positional_args_after_mode_reach_executor(run, tmp_path):
         executor.shutdown(wait=True)
 
 
-def test_concurrent_operations_on_many_files(run, tmp_path):
+def test_concurrent_operations_on_many_files(run, tmp_path, threads_only):
     # Operations started together share executor calls; each caller gets
     # its own result or its own exception.
     paths = []
@@ -483,7 +490,7 @@ def test_default_pool_lookup_other_objects():
         hides.pool.shutdown(wait=True)
 
 
-def test_reads_after_the_default_pool_shuts_down(run, loop, tmp_path):
+def test_reads_after_the_default_pool_shuts_down(run, loop, tmp_path, threads_only):
     # Both loops: the pool is still the default one; its submit refuses.
     path = tmp_path / "closed-pool.bin"
     path.write_bytes(b"data")
@@ -500,7 +507,7 @@ def test_reads_after_the_default_pool_shuts_down(run, loop, tmp_path):
     run(main())
 
 
-def test_reads_reach_a_replaced_default_executor(run, loop, tmp_path):
+def test_reads_reach_a_replaced_default_executor(run, loop, tmp_path, threads_only):
     # The default executor is looked up on every operation.
     path = tmp_path / "replaced.bin"
     path.write_bytes(b"0123456789")
