@@ -19,15 +19,15 @@ aiomisc_c reads cached data the floor's way, on the loop (``preadv`` with
 adds about 1.5 µs per read (an ``lseek`` keeping the file object's position
 right, the ``preadv`` into a new buffer, the copy into ``bytes``, where the
 floor's buffered ``read`` makes one system call per two 4 KiB reads), about
-1.3 times the concurrent floor and 1.8 to 2 times the sequential one here.  Its
-ratios are therefore bounded by aiomisc's own cost over the floor, which
-swings with how fast the machine wakes aiomisc's threads: in four runs on
-two loaded vCPUs, *aiomisc / floor* for the 100 concurrent reads went from
-3.2 to 6.7, which at 1.3 times the floor puts aiomisc_c's ratio between
-about 2.4 and 5 (2.1 to 4.3 measured), and for the sequential reads from 18
-to 49 (aiomisc_c's ratio 10 to 26 measured).  A ratio of 5 on the
-concurrent reads thus needs aiomisc's round trips to be slow on that run;
-what aiomisc_c could still win is its 0.3 over the floor, not more.
+1.3 to 1.6 times the concurrent floor and 1.5 to 2 times the sequential one
+here.  Its ratios are therefore bounded by aiomisc's own cost over the
+floor, which swings with how fast the machine wakes aiomisc's threads: in
+five runs on two vCPUs, *aiomisc / floor* for the 100 concurrent reads went
+from 3.2 to 7.9 (aiomisc_c's ratio 2.1 to 4.5 measured), and for the
+sequential reads from 18 to 75 (aiomisc_c's ratio 10 to 34 measured).  A
+ratio of 5 on the concurrent reads thus needs aiomisc's round trips to be
+slow on that run; what aiomisc_c could still win is its 0.3 to 0.6 over the
+floor, not more.
 
 The floor of the worker-pool round trip, ``echo_round_trip``, is the same
 exchange without a pool: a frame of the size a ``create_task(abs, -1)``
