@@ -9,6 +9,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor as StdThreadPoolExecutor
 
 import pytest
+from helpers.recording_executor import RecordingExecutor
 from conftest import default_executor
 
 from aiomisc_c import _compat
@@ -512,13 +513,7 @@ def test_reads_reach_a_replaced_default_executor(run, loop, tmp_path, threads_on
     path = tmp_path / "replaced.bin"
     path.write_bytes(b"0123456789")
     seen = []
-
-    class Recording(StdThreadPoolExecutor):
-        def submit(self, fn, *args, **kwargs):
-            seen.append(fn)
-            return super().submit(fn, *args, **kwargs)
-
-    other = Recording(1)
+    other = RecordingExecutor(seen)
 
     async def main():
         async with async_open(path, "rb") as afp:

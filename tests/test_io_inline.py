@@ -8,10 +8,10 @@ import subprocess
 import sys
 import tempfile
 import threading
-from concurrent.futures import ThreadPoolExecutor as StdThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from helpers.recording_executor import RecordingExecutor
 from helpers.waiting import wait_event
 
 from aiomisc_c import io as aio
@@ -64,11 +64,6 @@ def no_forced_yields(monkeypatch):
     monkeypatch.setattr(aio, "_INLINE_READS_PER_YIELD", 10 ** 9)
 
 
-@pytest.fixture
-def threads_only(monkeypatch):
-    monkeypatch.setattr(aio, "_INLINE_READS", False)
-
-
 def random_bytes(size, seed=0):
     return random.Random(seed).randbytes(size)
 
@@ -85,6 +80,16 @@ def recording_pool(seen, workers=2):
 
     pool.submit = submit
     return pool
+
+
+@pytest.fixture
+def recorded():
+    """``(seen, pool)``: a recording pool (see ``recording_pool``), shut
+    down after the test."""
+    seen = []
+    pool = recording_pool(seen)
+    yield seen, pool
+    pool.shutdown(wait=True)
 
 
 def finished_at_once(coro):
@@ -144,31 +149,22 @@ async def play(afp, sync, inline):
 
 
 @pytest.mark.parametrize("buffering", [-1, 0], ids=["buffered", "unbuffered"])
-def test_inline_reads_equal_thread_reads(run, directory, buffering):
+@pytest.mark.parametrize("inline", [True, False], ids=["inline", "threads"])
+def test_reads_match_a_plain_file(run, directory, buffering, inline, monkeypatch):
+    """The same script, read on the loop and (inline reads off) in threads,
+    gives a plain file's results."""
+    if not inline:
+        monkeypatch.setattr(aio, "_INLINE_READS", False)
     path = directory / "data.bin"
     path.write_bytes(random_bytes(FILE_SIZE))
 
     async def main():
         async with async_open(path, "rb", buffering=buffering) as afp:
-            assert afp._inline_fd >= 0
+            assert (afp._inline_fd >= 0) is inline
             with open(path, "rb", buffering=buffering) as sync:
-                await play(afp, sync, inline=True)
-            assert afp._inline_fd >= 0           # still on
+                await play(afp, sync, inline=inline)
+            assert (afp._inline_fd >= 0) is inline  # still as it was
             assert not afp._pool_in_flight
-
-    run(main())
-
-
-@pytest.mark.parametrize("buffering", [-1, 0], ids=["buffered", "unbuffered"])
-def test_thread_reads_follow_the_same_script(run, directory, buffering, threads_only):
-    path = directory / "data.bin"
-    path.write_bytes(random_bytes(FILE_SIZE))
-
-    async def main():
-        async with async_open(path, "rb", buffering=buffering) as afp:
-            assert afp._inline_fd < 0
-            with open(path, "rb", buffering=buffering) as sync:
-                await play(afp, sync, inline=False)
 
     run(main())
 
@@ -235,12 +231,11 @@ def _cache_first_page(path):
         pytest.skip(f"the kernel cached {cached} bytes, not one page")
 
 
-def test_uncached_read_goes_to_the_executor(run, directory):
+def test_uncached_read_goes_to_the_executor(run, directory, recorded):
     path = directory / "evicted.bin"
     data = random_bytes(256 * 1024, seed=1)
     path.write_bytes(data)
-    seen = []
-    pool = recording_pool(seen)
+    seen, pool = recorded
 
     async def main():
         async with async_open(path, "rb", executor=pool) as afp:
@@ -252,20 +247,16 @@ def test_uncached_read_goes_to_the_executor(run, directory):
             assert await afp.read(CHUNK) == data[CHUNK:2 * CHUNK]
             assert afp.fp.tell() == 2 * CHUNK
 
-    try:
-        run(main())
-    finally:
-        pool.shutdown(wait=True)
+    run(main())
 
 
-def test_partly_cached_read_goes_to_the_executor_whole(run, directory):
+def test_partly_cached_read_goes_to_the_executor_whole(run, directory, recorded):
     # Only the first page is cached: the inline read gets a short answer,
     # then EAGAIN; the position goes back and the executor reads it all.
     path = directory / "partly.bin"
     data = random_bytes(64 * 1024, seed=2)
     path.write_bytes(data)
-    seen = []
-    pool = recording_pool(seen)
+    seen, pool = recorded
 
     async def main():
         async with async_open(path, "rb", executor=pool) as afp:
@@ -277,17 +268,13 @@ def test_partly_cached_read_goes_to_the_executor_whole(run, directory):
             assert len(seen) == 1
             assert afp.fp.tell() == 10 + 3 * CHUNK
 
-    try:
-        run(main())
-    finally:
-        pool.shutdown(wait=True)
+    run(main())
 
 
-def test_files_without_nowait_use_the_executor(run):
+def test_files_without_nowait_use_the_executor(run, recorded):
     # /proc files are regular files whose filesystem refuses RWF_NOWAIT:
     # the open finds it out (in the executor) and every read is threaded.
-    seen = []
-    pool = recording_pool(seen)
+    seen, pool = recorded
     with open("/proc/version", "rb") as fp:
         expected = fp.read()
 
@@ -299,10 +286,7 @@ def test_files_without_nowait_use_the_executor(run):
             assert await afp.seek(0) == 0
             assert len(seen) == 3
 
-    try:
-        run(main())
-    finally:
-        pool.shutdown(wait=True)
+    run(main())
 
 
 def test_fifo_uses_the_executor(run, tmp_path):
@@ -351,7 +335,7 @@ def test_fifo_uses_the_executor(run, tmp_path):
     ids=["text", "read-write", "gzip", "bz2", "unbuffered-read-write"],
 )
 def test_other_files_keep_every_read_threaded(
-    run, directory, mode, compression, opener_kwargs,
+    run, directory, mode, compression, opener_kwargs, recorded,
 ):
     path = directory / "other.bin"
     payload = b"payload line\n" * 100
@@ -364,8 +348,7 @@ def test_other_files_keep_every_read_threaded(
         path.write_bytes(payload)
     opener_kwargs = dict(opener_kwargs)
     mode = opener_kwargs.pop("mode", mode)
-    seen = []
-    pool = recording_pool(seen)
+    seen, pool = recorded
 
     async def main():
         afp = async_open(
@@ -379,23 +362,14 @@ def test_other_files_keep_every_read_threaded(
             await afp.seek(0)
             assert len(seen) == 2
 
-    try:
-        run(main())
-    finally:
-        pool.shutdown(wait=True)
+    run(main())
 
 
 def test_foreign_executor_gets_every_read(run, directory, implementation):
     path = directory / "foreign.bin"
     path.write_bytes(b"0123456789")
     seen = []
-
-    class Recording(StdThreadPoolExecutor):
-        def submit(self, fn, *args, **kwargs):
-            seen.append(fn)
-            return super().submit(fn, *args, **kwargs)
-
-    foreign = Recording(1)
+    foreign = RecordingExecutor(seen)
 
     async def main():
         async with async_open(path, "rb", executor=foreign) as afp:
@@ -424,11 +398,10 @@ def test_foreign_executor_gets_every_read(run, directory, implementation):
     assert len(seen) == 4
 
 
-def test_open_fp_objects_keep_every_read_threaded(run, directory):
+def test_open_fp_objects_keep_every_read_threaded(run, directory, recorded):
     path = directory / "open-fp.bin"
     path.write_bytes(b"abcdef")
-    seen = []
-    pool = recording_pool(seen)
+    seen, pool = recorded
 
     async def main():
         with open(path, "rb") as fp:
@@ -441,10 +414,7 @@ def test_open_fp_objects_keep_every_read_threaded(run, directory):
             binary = text.buffer()
             assert binary._inline_fd < 0     # shares the text object's file
 
-    try:
-        run(main())
-    finally:
-        pool.shutdown(wait=True)
+    run(main())
 
 
 class Blocker:
