@@ -14,7 +14,7 @@ import operator
 import os
 
 import pytest
-from helpers.thread_pool_cases import new_loop, stats
+from helpers.thread_pool_cases import new_loop, pool_threads, stats
 from helpers.waiting import wait_until, wait_until_sync
 
 from aiomisc_c import thread_pool
@@ -22,6 +22,8 @@ from aiomisc_c import thread_pool
 
 def open_fds():
     return len(os.listdir("/proc/self/fd"))
+
+
 
 
 pytestmark = pytest.mark.skipif(
@@ -69,11 +71,13 @@ def test_pool_shut_down_on_a_running_loop_leaves_no_descriptor(
         event_loop.close()
 
 
-def test_closed_loops_leave_no_descriptor(implementation, loop_kind):
+def test_closed_loops_leave_no_descriptor(implementation, loop_kind, pool_name):
     def cycle():
         event_loop = new_loop(loop_kind)
         # closing the loop shuts its default executor down
-        event_loop.set_default_executor(thread_pool.ThreadPoolExecutor(2))
+        event_loop.set_default_executor(
+            thread_pool.ThreadPoolExecutor(2, statistic_name=pool_name),
+        )
         try:
             assert event_loop.run_until_complete(
                 thread_pool.threaded(operator.neg)(3),
@@ -81,13 +85,19 @@ def test_closed_loops_leave_no_descriptor(implementation, loop_kind):
         finally:
             event_loop.close()
 
+    def descriptors_left():
+        # a pool shut down by loop.close() (wait=False) lives until its
+        # last worker thread has left
+        gc.collect()
+        return open_fds()
+
     cycle()
-    gc.collect()
-    before = open_fds()
+    wait_until_sync(lambda: not pool_threads(pool_name), timeout=30)
+    before = descriptors_left()
     for _ in range(20):
         cycle()
-    gc.collect()
-    assert open_fds() <= before
+    wait_until_sync(lambda: not pool_threads(pool_name), timeout=30)
+    assert descriptors_left() <= before
 
 
 def test_one_pool_serves_many_loops(implementation, loop_kind):
