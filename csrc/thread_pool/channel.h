@@ -169,6 +169,19 @@ channel_unwatch(tp_state *st, ChannelObject *ch)
     Py_DECREF(ch);
 }
 
+/* GIL held: take the pending batch off the channel (unscheduled); the
+ * caller frees it.  `n` gets how many items it holds. */
+static work_item *
+channel_take_batch(ChannelObject *ch, Py_ssize_t *n)
+{
+    work_item *batch = ch->batch_head;
+    *n = ch->batch_len;
+    ch->batch_head = ch->batch_tail = NULL;
+    ch->batch_len = 0;
+    ch->scheduled = 0;
+    return batch;
+}
+
 /* Loop thread, GIL held: resolve every future of the pending batch. */
 static PyObject *
 channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
@@ -178,11 +191,9 @@ channel_drain(PyObject *op, PyObject *Py_UNUSED(unused))
     if (st == NULL) {
         return NULL;
     }
-    work_item *it = self->batch_head;
-    self->batch_head = self->batch_tail = NULL;
-    self->batch_len = 0;
     /* Completions from now on need a new drain. */
-    self->scheduled = 0;
+    Py_ssize_t n;
+    work_item *it = channel_take_batch(self, &n);
     while (it != NULL) {
         work_item *next = it->next;
         item_resolve(st, it);
@@ -322,19 +333,6 @@ report_delivery_error(tp_state *st, ChannelObject *ch, Py_ssize_t n)
 }
 
 
-/* GIL held: take the pending batch off the channel (unscheduled); the
- * caller frees it.  `n` gets how many items it holds. */
-static work_item *
-channel_take_batch(ChannelObject *ch, Py_ssize_t *n)
-{
-    work_item *batch = ch->batch_head;
-    *n = ch->batch_len;
-    ch->batch_head = ch->batch_tail = NULL;
-    ch->batch_len = 0;
-    ch->scheduled = 0;
-    return batch;
-}
-
 /* Any thread, GIL held, no exception set: add a finished item to its
  * channel's batch; the first item of a batch schedules the drain.  Takes
  * ownership of `it`.  A channel with a waker is signalled at once, or,
@@ -448,9 +446,8 @@ static int
 channel_clear(PyObject *op)
 {
     ChannelObject *self = (ChannelObject *)op;
-    work_item *batch = self->batch_head;
-    self->batch_head = self->batch_tail = NULL;
-    self->batch_len = 0;
+    Py_ssize_t n;
+    work_item *batch = channel_take_batch(self, &n);
     /* No module state here: during a collection at interpreter exit the
      * type may be cleared in the same batch (its MRO gone), so
      * PyType_GetModuleByDef would crash.  Items go straight to PyMem_Free. */

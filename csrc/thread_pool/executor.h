@@ -271,10 +271,8 @@ executor_after_fork_in_child(PyObject *op, PyObject *Py_UNUSED(unused))
          * the parent: signalling it, or unwatching it, would act on the
          * parent's loop.  The child goes through call_soon_threadsafe. */
         ch->waker_state = WAKER_OFF;
-        work_item *batch = ch->batch_head;
-        ch->batch_head = ch->batch_tail = NULL;
-        ch->batch_len = 0;
-        ch->scheduled = 0;
+        Py_ssize_t n;
+        work_item *batch = channel_take_batch(ch, &n);
         while (batch != NULL) {
             work_item *next = batch->next;
             child_resolve(st, batch);
