@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncio
 from contextvars import ContextVar
-from typing import Generic, TypeVar
+from typing import Any, Callable, Generic, List, Optional, TypeVar
 
 T = TypeVar("T")
 
@@ -31,7 +31,42 @@ class StrictContextVar(Generic[T]):
         self.context_var.set(value)
 
 
-EVENT_LOOP: StrictContextVar[asyncio.AbstractEventLoop] = StrictContextVar(
+ItemLoopLookup = Callable[[Any], Optional[asyncio.AbstractEventLoop]]
+
+# Asked by EVENT_LOOP.get(), in turn; each thread pool implementation adds
+# its own (see add_item_loop_lookup).
+_item_loop_lookups: List[ItemLoopLookup] = []
+
+
+def add_item_loop_lookup(lookup: ItemLoopLookup) -> None:
+    """Let ``EVENT_LOOP.get()`` ask ``lookup(value)`` first.
+
+    ``value`` is what the variable holds now (``None`` when unset).  A pool
+    whose worker thread is running an item answers the item's loop as long
+    as ``value`` is what the variable held when the item started, and
+    ``None`` otherwise: an item sees its submitting loop without a write to
+    its context, and a value the item sets itself wins.
+    """
+    if lookup not in _item_loop_lookups:
+        _item_loop_lookups.append(lookup)
+
+
+class _EventLoopVar(StrictContextVar[asyncio.AbstractEventLoop]):
+    """``EVENT_LOOP``: in a worker of this package's thread pools, ``get()``
+    answers the loop that submitted the running item."""
+
+    def get(self) -> asyncio.AbstractEventLoop:
+        value = self.context_var.get(None)
+        for lookup in _item_loop_lookups:
+            loop = lookup(value)
+            if loop is not None:
+                return loop
+        if value is None:
+            raise self.exc
+        return value
+
+
+EVENT_LOOP: StrictContextVar[asyncio.AbstractEventLoop] = _EventLoopVar(
     "EVENT_LOOP", RuntimeError("no current event loop is set"),
 )
 

@@ -16,6 +16,7 @@ T = TypeVar("T")
 DEFAULT_SPIN_US: int
 
 def default_pool(loop: Any, /) -> Optional[Any]: ...
+def item_loop(value: Any, /) -> Optional[Any]: ...
 
 class Executor:
     def __init__(

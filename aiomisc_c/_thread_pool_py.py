@@ -35,6 +35,7 @@ from typing import (
     Set, Tuple, Type, TypeVar, Union, overload,
 )
 
+from ._context_vars import add_item_loop_lookup
 from ._thread_pool_base import (
     _EVENT_LOOP_VAR, ThreadedBase, ThreadPoolExecutorBase, ThreadPoolStatistic,
     iscoroutinefunction, run_in_executor,
@@ -50,6 +51,24 @@ log = logging.getLogger("aiomisc_c.thread_pool")
 _Future = asyncio.Future
 _BaseEventLoop = asyncio.BaseEventLoop
 _perf_counter = time.perf_counter
+
+# What the item a worker thread runs reads as EVENT_LOOP: (loop, the
+# variable's value when the item started), or None between items.
+_current_item = threading.local()
+
+
+def item_loop(value: Any, /) -> Optional[asyncio.AbstractEventLoop]:
+    """In a worker thread running an item: the item's loop, if ``value``
+    (what EVENT_LOOP's variable holds now, None when unset) is what it held
+    when the item started; else None."""
+    running: Optional[Tuple[Optional[asyncio.AbstractEventLoop], Any]] = \
+        getattr(_current_item, "running", None)
+    if running is not None and value is running[1]:
+        return running[0]
+    return None
+
+
+add_item_loop_lookup(item_loop)
 
 
 def _has_stock_create_future(loop: asyncio.AbstractEventLoop) -> bool:
@@ -423,10 +442,9 @@ class Executor:
 
         future = _Future(loop=loop) if channel.stock_future \
             else loop.create_future()
-        # The item runs in a private copy of the submitter's context.
+        # The item runs in a private copy of the submitter's context (where
+        # EVENT_LOOP.get() answers the loop: see item_loop).
         context = copy_context()
-        if context.get(_EVENT_LOOP_VAR) is not loop:
-            context.run(_EVENT_LOOP_VAR.set, loop)
 
         if self._spawned < self._max_workers \
                 and self._unfinished >= self._spawned:
@@ -508,6 +526,7 @@ class Executor:
         popleft = queue.popleft
         perf_counter = _perf_counter
         running = self._running
+        current_item = _current_item
         drops = _DropTally()
 
         while True:
@@ -540,6 +559,10 @@ class Executor:
                 continue
 
             running[future] = channel
+            outer_item = getattr(current_item, "running", None)
+            current_item.running = (
+                channel.loop_ref(), context.get(_EVENT_LOOP_VAR),
+            )
             started = perf_counter()
             try:
                 outcome = (future, True, context.run(fn, *args, **kwargs))
@@ -548,6 +571,7 @@ class Executor:
             except BaseException as e:
                 outcome = (future, False, e)
             time_buf[time_i] += perf_counter() - started
+            current_item.running = outer_item
             # Gone from the map: shutdown() failed the future meanwhile and
             # the outcome is dropped.
             abandoned = running.pop(future, None) is None

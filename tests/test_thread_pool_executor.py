@@ -197,6 +197,34 @@ def test_event_loop_visible_in_workers(loop, pool, run):
     run(main())
 
 
+def test_event_loop_in_workers_is_the_submitting_loop(loop, pool, run):
+    other = asyncio.new_event_loop()
+    mine = object()
+
+    def sets_its_own():
+        EVENT_LOOP.set(mine)
+        return EVENT_LOOP.get()
+
+    def in_a_nested_copy():
+        return contextvars.copy_context().run(EVENT_LOOP.get)
+
+    async def main():
+        # the submitter's context names another loop: the item still sees
+        # the loop that submitted it
+        EVENT_LOOP.set(other)
+        assert await pool.submit(EVENT_LOOP.get) is loop
+        assert await thread_pool.threaded(EVENT_LOOP.get)() is loop
+        # a value the item sets itself wins, and stays in its context
+        assert await pool.submit(sets_its_own) is mine
+        assert await pool.submit(in_a_nested_copy) is loop
+        assert EVENT_LOOP.get() is other
+
+    try:
+        run(main())
+    finally:
+        other.close()
+
+
 # --------------------------------------------------------------------------
 # statistics
 

@@ -154,4 +154,11 @@ aio_cpu_relax(void)
 #endif
 }
 
+/* Storage that each OS thread has its own copy of (C11). */
+#if defined(_MSC_VER)
+#define AIO_THREAD_LOCAL __declspec(thread)
+#else
+#define AIO_THREAD_LOCAL _Thread_local
+#endif
+
 #endif /* AIOMISC_C_COMMON_COMPAT_H */

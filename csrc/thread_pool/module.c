@@ -258,6 +258,22 @@ thread_pool_exec(PyObject *module)
                         "EVENT_LOOP.context_var must be a ContextVar");
         return -1;
     }
+    /* EVENT_LOOP.get() in our worker threads asks item_loop(). */
+    PyObject *item_loop = PyObject_GetAttrString(module, "item_loop");
+    if (item_loop == NULL) {
+        return -1;
+    }
+    PyObject *add_lookup =
+        aio_import_attr("aiomisc_c._context_vars", "add_item_loop_lookup");
+    PyObject *lookup_added = add_lookup != NULL
+                          ? PyObject_CallOneArg(add_lookup, item_loop)
+                          : NULL;
+    Py_XDECREF(add_lookup);
+    Py_DECREF(item_loop);
+    if (lookup_added == NULL) {
+        return -1;
+    }
+    Py_DECREF(lookup_added);
     PyObject *spin_us = PyLong_FromLong(DEFAULT_SPIN_US);
     int added = PyModule_AddObjectRef(module, "DEFAULT_SPIN_US", spin_us);
     Py_XDECREF(spin_us);
@@ -269,6 +285,11 @@ static PyMethodDef thread_pool_functions[] = {
      "default_pool($module, loop, /)\n--\n\n"
      "The loop's default executor when it is one of this package's thread "
      "pools (asyncio's loops show it, uvloop's are searched), else None."},
+    {"item_loop", module_item_loop, METH_O,
+     "item_loop($module, value, /)\n--\n\n"
+     "In a worker thread running an item: the item's loop, if `value` (what "
+     "EVENT_LOOP's variable holds now, None when unset) is what it held when "
+     "the item started; else None."},
     AIO_SET_FAST_PATHS_METHODDEF,
     {NULL, NULL, 0, NULL},
 };
