@@ -350,3 +350,68 @@ def test_futures_come_from_the_loops_create_future(implementation, pool_name):
     finally:
         custom_loop.close()
         executor.shutdown(wait=True)
+
+
+# --------------------------------------------------------------------------
+# making the future: Python code that runs inside asyncio.Future(loop=...)
+
+
+class _DebugHookLoop(asyncio.SelectorEventLoop):
+    """asyncio's loop (its stock create_future) whose get_debug(), which
+    Future.__init__ calls, runs ``hook`` once."""
+
+    hook = None
+
+    def get_debug(self):
+        hook, self.hook = self.hook, None
+        if hook is not None:
+            hook()
+        return super().get_debug()
+
+
+def test_a_submit_from_inside_future_creation(implementation):
+    loop = _DebugHookLoop()
+    nested = []
+    try:
+        with thread_pool.ThreadPoolExecutor(2) as pool:
+            async def main():
+                # set up the pool's channel to the loop first (watching a
+                # descriptor calls get_debug() too)
+                assert await pool.submit(add, 0, 0) == 0
+                # the next future's __init__ submits again: both futures
+                # belong to the loop and both calls run
+                loop.hook = lambda: nested.append(pool.submit(add, 2, 3))
+                outer = pool.submit(add, 1, 1)
+                assert len(nested) == 1
+                assert outer.get_loop() is loop
+                assert nested[0].get_loop() is loop
+                return await outer, await nested[0], await pool.submit(
+                    add, 4, 4,
+                )
+
+            assert loop.run_until_complete(main()) == (2, 5, 8)
+    finally:
+        loop.close()
+
+
+def test_a_failing_future_creation_queues_nothing(implementation):
+    loop = _DebugHookLoop()
+    calls = []
+
+    def refuse():
+        raise LookupError("no debug flag today")
+
+    try:
+        with thread_pool.ThreadPoolExecutor(2) as pool:
+            async def main():
+                assert await pool.submit(add, 0, 0) == 0
+                loop.hook = refuse
+                with pytest.raises(LookupError, match="no debug flag"):
+                    pool.submit(calls.append, "never")
+                # the next future is made as usual
+                assert await pool.submit(add, 1, 2) == 3
+
+            loop.run_until_complete(main())
+        assert calls == []
+    finally:
+        loop.close()

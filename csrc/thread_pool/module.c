@@ -204,10 +204,13 @@ thread_pool_exec(PyObject *module)
     INTERN(str_async_call, "async_call")
 #undef INTERN
 
-    st->kwnames_loop = Py_BuildValue("(s)", "loop");
+    st->str_loop = PyUnicode_InternFromString("loop");
+    st->empty_args = PyTuple_New(0);
+    st->future_kwargs = PyDict_New();
     st->kwnames_args = Py_BuildValue("(s)", "args");
     st->kwnames_args_kwargs = Py_BuildValue("(ss)", "args", "kwargs");
-    if (st->kwnames_loop == NULL || st->kwnames_args == NULL ||
+    if (st->str_loop == NULL || st->empty_args == NULL ||
+        st->future_kwargs == NULL || st->kwnames_args == NULL ||
         st->kwnames_args_kwargs == NULL) {
         return -1;
     }
@@ -223,6 +226,10 @@ thread_pool_exec(PyObject *module)
     IMPORT(iscoroutinefunction, "inspect", "iscoroutinefunction")
     IMPORT(isgeneratorfunction, "inspect", "isgeneratorfunction")
 #undef IMPORT
+    if (!PyType_Check(st->future_type)) {
+        PyErr_SetString(PyExc_TypeError, "asyncio.Future must be a class");
+        return -1;
+    }
 
     PyObject *base_loop = aio_import_attr("asyncio", "BaseEventLoop");
     if (base_loop == NULL) {

@@ -191,17 +191,45 @@ fail:
     return NULL;
 }
 
+/* asyncio.Future(loop=loop): what the stock loop.create_future() does.
+ * Future has no vectorcall of its own, so a call with keyword names would
+ * build a keyword dict per future (about a tenth of a threaded call's CPU).
+ * One dict of the module state is reused instead: filled right before
+ * Future.__init__, which reads it before it can run any Python code, and
+ * emptied right after.  The object is made before the dict is filled: an
+ * allocation may start a collection, and a finalizer that submits would
+ * reuse the dict.  Whoever empties it second finds the key gone. */
+static PyObject *
+new_stock_future(tp_state *st, PyObject *loop)
+{
+    PyTypeObject *type = (PyTypeObject *)st->future_type;
+    PyObject *future = type->tp_new(type, st->empty_args, NULL);
+    if (future == NULL) {
+        return NULL;
+    }
+    if (PyDict_SetItem(st->future_kwargs, st->str_loop, loop) < 0) {
+        Py_DECREF(future);
+        return NULL;
+    }
+    int failed = type->tp_init(future, st->empty_args, st->future_kwargs) < 0;
+    PyObject *exc = failed ? aio_err_take() : NULL;
+    if (PyDict_DelItem(st->future_kwargs, st->str_loop) < 0) {
+        PyErr_Clear();
+    }
+    if (failed) {
+        aio_err_restore(exc);
+        Py_CLEAR(future);
+    }
+    return future;
+}
+
 static PyObject *
 new_future(tp_state *st, ChannelObject *ch, PyObject *loop)
 {
-    PyObject *stack[2] = {NULL, loop};
     if (ch->stock_future) {
-        return PyObject_Vectorcall(st->future_type, &stack[1],
-                                   0 | PY_VECTORCALL_ARGUMENTS_OFFSET,
-                                   st->kwnames_loop);
+        return new_stock_future(st, loop);
     }
-    return PyObject_VectorcallMethod(st->str_create_future, &stack[1],
-                                     1 | PY_VECTORCALL_ARGUMENTS_OFFSET, NULL);
+    return PyObject_CallMethodNoArgs(loop, st->str_create_future);
 }
 
 static PyObject *
