@@ -73,7 +73,8 @@ typedef struct {
     X(future_type) X(get_running_loop) X(get_event_loop)                      \
     X(stock_create_future) X(event_loop_var) X(partial)                       \
     X(iscoroutinefunction) X(isgeneratorfunction) X(is_coroutine_marker)      \
-    X(str_loop) X(empty_args) X(future_kwargs) X(kwnames_args) X(kwnames_args_kwargs) X(logger)          \
+    X(str_loop) X(empty_args) X(future_kwargs) X(kwnames_args)                \
+    X(kwnames_args_kwargs) X(logger)                                          \
     X(run_in_executor) X(shell_type) X(loop_type_without_executor)            \
     X(str_call_soon_threadsafe) X(str_closed) X(str_core)                     \
     X(str_counter_slot) X(str_create_future) X(str_default_executor)          \
