@@ -369,3 +369,26 @@ def test_lazy_names_are_listed_by_dir_before_their_first_read():
     assert {"CutoutFuncType", "CircuitBreaker", "cutout"} <= set(breaker_names)
     # listing them imported nothing
     assert "aiomisc_c.entrypoint" not in modules and "aiomisc_c.io" not in modules
+
+
+@pytest.mark.parametrize("first", [
+    "import aiomisc_c",
+    "import aiomisc_c.timeout",
+    "from aiomisc_c.timeout import timeout",
+    "from aiomisc_c import timeout",
+])
+def test_timeout_is_the_function_whichever_import_came_first(first):
+    # As in aiomisc, the package attribute "timeout" is the decorator, also
+    # after its submodule (imported on first use) is imported.
+    code = (
+        "import json, sys, types\n"
+        f"{first}\n"
+        "import aiomisc_c, aiomisc_c.timeout\n"
+        "module = sys.modules['aiomisc_c.timeout']\n"
+        "print(json.dumps([\n"
+        "    isinstance(aiomisc_c.timeout, types.ModuleType),\n"
+        "    aiomisc_c.timeout is module.timeout,\n"
+        "    type(module).__name__,\n"
+        "]))\n"
+    )
+    assert probe(code, AIOMISC_NO_PLUGINS="1") == [False, True, "module"]
