@@ -208,6 +208,11 @@ _compat.lazy_twins(
     ["CircuitBreaker", "cutout"],
 )
 _compat.lazy_twins("timeout", "aiomisc_c.timeout", globals(), ["timeout"])
+# From a source checkout whose C modules are not built, "import aiomisc_c"
+# warns at once, as when these modules were imported eagerly.
+_compat.warn_if_unbuilt_checkout(
+    ["_thread_pool", "_loop", "_backoff", "_circuit_breaker"],
+)
 
 # Last, as in aiomisc: plugins may import any top-level name, and the
 # package attribute "plugins" becomes the mapping of loaded plugins.

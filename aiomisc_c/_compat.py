@@ -221,6 +221,26 @@ def _warn_if_source_checkout() -> None:
     )
 
 
+def warn_if_unbuilt_checkout(c_modules: Iterable[str]) -> None:
+    """Give :func:`import_c_module`'s source-checkout warning now (at the
+    package's import) if one of ``c_modules``, imported on first use, is
+    not built.  Only their files are looked for (only in a source checkout):
+    none is imported."""
+    if not USE_C_EXTENSIONS or _source_checkout_warned:
+        return
+    if not os.path.isdir(os.path.join(os.path.dirname(_PACKAGE_DIR), "csrc")):
+        return
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    for name in c_modules:
+        if not any(
+            os.path.exists(os.path.join(_PACKAGE_DIR, name + suffix))
+            for suffix in EXTENSION_SUFFIXES
+        ):
+            import_c_module(name)   # fails, and warns
+            return
+
+
 def _c_module_state(c_module: Any) -> Optional[str]:
     if c_module is not None:
         return None
