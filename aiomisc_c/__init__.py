@@ -9,34 +9,34 @@ pytest start quietly when aiomisc_c was imported first, e.g. by
 """
 from typing import TYPE_CHECKING
 
-from . import (
-    backoff, circuit_breaker, compat, counters, thread_pool, utils, version,
-)
-from . import _compat, _context_vars
-from .backoff import Backoff, BackoffExecution, asyncbackoff, asyncretry
-from .circuit_breaker import CircuitBreaker, CircuitBroken, cutout
+from . import _compat, _context_vars, version
 from ._compat import implementation
 from ._context_vars import StrictContextVar
-from .counters import Statistic, get_statistics
-from .thread_pool import (
-    ThreadPoolExecutor, context_partial, sync_await,
-    sync_wait_coroutine, threaded, threaded_iterable,
-    threaded_iterable_separate, threaded_separate, wait_coroutine,
-)
-from .timeout import timeout
-from .utils import (
-    SelectResult, awaitable, bind_socket, cancel_tasks, chunk_list,
-    new_event_loop, select, shield,
-)
 from .version import __version__, version_info
 
 if TYPE_CHECKING:  # imported on first use at run time (see below)
-    from . import context, log, service, signal
+    from . import (
+        backoff, circuit_breaker, compat, context, counters, log, service,
+        signal, thread_pool, utils,
+    )
     from .aggregate import aggregate, aggregate_async
+    from .backoff import Backoff, BackoffExecution, asyncbackoff, asyncretry
+    from .circuit_breaker import CircuitBreaker, CircuitBroken, cutout
     from .context import Context, get_context
+    from .counters import Statistic, get_statistics
     from .entrypoint import CURRENT_ENTRYPOINT, Entrypoint, entrypoint, run
     from .service import Service
     from .signal import Signal, receiver
+    from .thread_pool import (
+        ThreadPoolExecutor, context_partial, sync_await,
+        sync_wait_coroutine, threaded, threaded_iterable,
+        threaded_iterable_separate, threaded_separate, wait_coroutine,
+    )
+    from .timeout import timeout
+    from .utils import (
+        SelectResult, awaitable, bind_socket, cancel_tasks, chunk_list,
+        new_event_loop, select, shield,
+    )
 
 __all__ = (
     "Backoff",
@@ -147,19 +147,72 @@ _compat.lazy_attributes(globals(), {
     "Signal": "aiomisc_c.signal",
     "receiver": "aiomisc_c.signal",
 })
-# As in aiomisc, "aiomisc_c.aggregate" and "aiomisc_c.entrypoint" are the
-# function and the class even after their submodules are imported.
-_compat.public_names_shadow_submodules(__name__, ("aggregate", "entrypoint"))
+# As in aiomisc, "aiomisc_c.aggregate", "aiomisc_c.entrypoint" and
+# "aiomisc_c.timeout" are the functions and the class even after their
+# submodules are imported.
+_compat.public_names_shadow_submodules(
+    __name__, ("aggregate", "entrypoint", "timeout"),
+)
 
-# Twinned names re-exported here follow aiomisc_c._compat.use_implementation.
-_compat.reexport_twins("thread_pool", globals(), ["ThreadPoolExecutor"])
-_compat.reexport_twins("loop", globals(), ["new_event_loop"])
-_compat.reexport_twins(
-    "backoff", globals(),
+# The primitives (thread pool, backoff, circuit breaker, timeout, the loop
+# helpers), the counters and the compatibility helpers load on first use
+# too: together they were most of the package's own import time.
+_compat.lazy_attributes(globals(), {
+    "backoff": "aiomisc_c.backoff",
+    "Backoff": "aiomisc_c.backoff",
+    "BackoffExecution": "aiomisc_c.backoff",
+    "asyncbackoff": "aiomisc_c.backoff",
+    "asyncretry": "aiomisc_c.backoff",
+    "circuit_breaker": "aiomisc_c.circuit_breaker",
+    "CircuitBreaker": "aiomisc_c.circuit_breaker",
+    "CircuitBroken": "aiomisc_c.circuit_breaker",
+    "cutout": "aiomisc_c.circuit_breaker",
+    "compat": "aiomisc_c.compat",
+    "counters": "aiomisc_c.counters",
+    "Statistic": "aiomisc_c.counters",
+    "get_statistics": "aiomisc_c.counters",
+    "thread_pool": "aiomisc_c.thread_pool",
+    "ThreadPoolExecutor": "aiomisc_c.thread_pool",
+    "context_partial": "aiomisc_c.thread_pool",
+    "sync_await": "aiomisc_c.thread_pool",
+    "sync_wait_coroutine": "aiomisc_c.thread_pool",
+    "threaded": "aiomisc_c.thread_pool",
+    "threaded_iterable": "aiomisc_c.thread_pool",
+    "threaded_iterable_separate": "aiomisc_c.thread_pool",
+    "threaded_separate": "aiomisc_c.thread_pool",
+    "wait_coroutine": "aiomisc_c.thread_pool",
+    "timeout": "aiomisc_c.timeout",
+    "utils": "aiomisc_c.utils",
+    "SelectResult": "aiomisc_c.utils",
+    "awaitable": "aiomisc_c.utils",
+    "bind_socket": "aiomisc_c.utils",
+    "cancel_tasks": "aiomisc_c.utils",
+    "chunk_list": "aiomisc_c.utils",
+    "new_event_loop": "aiomisc_c.utils",
+    "select": "aiomisc_c.utils",
+    "shield": "aiomisc_c.utils",
+})
+
+# Twinned names re-exported here follow aiomisc_c._compat.use_implementation
+# (bound when their module is imported).
+_compat.lazy_twins(
+    "thread_pool", "aiomisc_c.thread_pool", globals(), ["ThreadPoolExecutor"],
+)
+_compat.lazy_twins("loop", "aiomisc_c.utils", globals(), ["new_event_loop"])
+_compat.lazy_twins(
+    "backoff", "aiomisc_c.backoff", globals(),
     ["Backoff", "BackoffExecution", "asyncbackoff", "asyncretry"],
 )
-_compat.reexport_twins("circuit_breaker", globals(), ["CircuitBreaker", "cutout"])
-_compat.reexport_twins("timeout", globals(), ["timeout"])
+_compat.lazy_twins(
+    "circuit_breaker", "aiomisc_c.circuit_breaker", globals(),
+    ["CircuitBreaker", "cutout"],
+)
+_compat.lazy_twins("timeout", "aiomisc_c.timeout", globals(), ["timeout"])
+# From a source checkout whose C modules are not built, "import aiomisc_c"
+# warns at once, as when these modules were imported eagerly.
+_compat.warn_if_unbuilt_checkout(
+    ["_thread_pool", "_loop", "_backoff", "_circuit_breaker"],
+)
 
 # Last, as in aiomisc: plugins may import any top-level name, and the
 # package attribute "plugins" becomes the mapping of loaded plugins.

@@ -99,6 +99,9 @@ _REEXPORTS: Dict[str, List[Tuple[Dict[str, Any], List[str]]]] = {}
 _CHOSEN: Dict[str, str] = {}
 # primitive name -> why the C twin is unavailable (None when it is available)
 _C_MISSING: Dict[str, Optional[str]] = {}
+# primitive name -> the module that binds its twins, for the primitives whose
+# module is imported on first use (see lazy_twins) and was not imported yet
+_UNLOADED_TWINS: Dict[str, str] = {}
 
 
 def lazy_module(name: str) -> Callable[[], types.ModuleType]:
@@ -218,6 +221,26 @@ def _warn_if_source_checkout() -> None:
     )
 
 
+def warn_if_unbuilt_checkout(c_modules: Iterable[str]) -> None:
+    """Give :func:`import_c_module`'s source-checkout warning now (at the
+    package's import) if one of ``c_modules``, imported on first use, is
+    not built.  Only their files are looked for (only in a source checkout):
+    none is imported."""
+    if not USE_C_EXTENSIONS or _source_checkout_warned:
+        return
+    if not os.path.isdir(os.path.join(os.path.dirname(_PACKAGE_DIR), "csrc")):
+        return
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    for name in c_modules:
+        if not any(
+            os.path.exists(os.path.join(_PACKAGE_DIR, name + suffix))
+            for suffix in EXTENSION_SUFFIXES
+        ):
+            import_c_module(name)   # fails, and warns
+            return
+
+
 def _c_module_state(c_module: Any) -> Optional[str]:
     if c_module is not None:
         return None
@@ -259,6 +282,10 @@ def bind_twins(
     _TWINS[primitive] = (namespace, pairs)
     _C_MISSING[primitive] = _c_module_state(c_module)
     _CHOSEN[primitive] = kind
+    _UNLOADED_TWINS.pop(primitive, None)
+    if primitive in _REEXPORTS:
+        # re-exported before the module was imported (lazy_twins)
+        _select(primitive, kind)
 
 
 def _resolve_python_names_lazily(
@@ -288,6 +315,35 @@ def reexport_twins(primitive: str, namespace: Dict[str, Any], names: List[str]) 
     _select(primitive, _CHOSEN[primitive])
 
 
+def lazy_twins(
+    primitive: str, module_name: str, namespace: Dict[str, Any], names: List[str],
+) -> None:
+    """:func:`reexport_twins` for a primitive whose module ``module_name``
+    (the one that calls :func:`bind_twins`) is imported on first use.
+
+    The names are bound in ``namespace`` when that module is imported (pair
+    this with :func:`lazy_attributes` for the names themselves).  Until
+    then, whatever must see every primitive (:data:`implementation`,
+    :func:`c_available`, :func:`use_implementation`) imports the module
+    first, so it behaves as if the module had been imported eagerly.
+    """
+    _REEXPORTS.setdefault(primitive, []).append((namespace, list(names)))
+    if primitive in _TWINS:
+        _select(primitive, _CHOSEN[primitive])
+    else:
+        _UNLOADED_TWINS[primitive] = module_name
+
+
+def load_twins(primitive: Optional[str] = None) -> None:
+    """Import the module of ``primitive`` (of every primitive registered by
+    :func:`lazy_twins`) if it was not imported yet."""
+    pending = list(_UNLOADED_TWINS) if primitive is None else [primitive]
+    for name in pending:
+        module_name = _UNLOADED_TWINS.get(name)
+        if module_name is not None:
+            importlib.import_module(module_name)
+
+
 def _select(primitive: str, kind: str) -> None:
     namespace, pairs = _TWINS[primitive]
     chosen = pairs._c if kind == "c" else pairs.python()
@@ -301,6 +357,7 @@ def _select(primitive: str, kind: str) -> None:
 
 def c_available(primitive: Optional[str] = None) -> bool:
     """Whether the C twin of ``primitive`` (of every primitive) is importable."""
+    load_twins(primitive)
     if primitive is not None:
         return _C_MISSING.get(primitive) is None
     return bool(_C_MISSING) and all(v is None for v in _C_MISSING.values())
@@ -311,6 +368,7 @@ def use_implementation(kind: str) -> Iterator[None]:
     """Temporarily bind every twinned name to ``"c"`` or ``"python"``."""
     if kind not in ("c", "python"):
         raise ValueError(f"kind must be 'c' or 'python', not {kind!r}")
+    load_twins()
     if kind == "c" and not c_available():
         missing = {k: v for k, v in _C_MISSING.items() if v}
         raise RuntimeError(f"C twins are unavailable: {missing}")
@@ -332,16 +390,20 @@ class Implementation(Mapping[str, str]):
     """
 
     def __getitem__(self, key: str) -> str:
+        load_twins(key)
         return _CHOSEN[key]
 
     def __iter__(self) -> Iterator[str]:
+        load_twins()
         return iter(sorted(_CHOSEN))
 
     def __len__(self) -> int:
+        load_twins()
         return len(_CHOSEN)
 
     @property
     def kind(self) -> str:
+        load_twins()
         kinds = set(_CHOSEN.values())
         if kinds == {"c"}:
             return "c"

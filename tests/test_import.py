@@ -27,6 +27,14 @@ LAZY_MODULES = (
     "aiomisc_c.aggregate", "aiomisc_c.entrypoint", "aiomisc_c.context",
     "aiomisc_c.log", "aiomisc_c.log.enum", "aiomisc_c.log._env",
     "aiomisc_c.service", "aiomisc_c.service.base", "aiomisc_c.signal",
+    # the primitives, the counters and the helpers load on first use too
+    "aiomisc_c.thread_pool", "aiomisc_c._thread_pool_base",
+    "aiomisc_c._thread_pool", "concurrent.futures.thread", "queue",
+    "aiomisc_c.backoff", "aiomisc_c._backoff_base", "aiomisc_c._backoff",
+    "aiomisc_c.circuit_breaker", "aiomisc_c._circuit_breaker_base",
+    "aiomisc_c._circuit_breaker", "aiomisc_c.timeout",
+    "aiomisc_c.utils", "aiomisc_c._loop", "aiomisc_c.compat",
+    "aiomisc_c.counters",
 )
 
 PROBE = (
@@ -96,9 +104,11 @@ PYTHON_TWINS = (
 def test_python_twins_are_imported_only_when_needed():
     from aiomisc_c import _compat
 
+    # reading the implementation imports every primitive's public module
     code = (
         "import json, sys; import aiomisc_c; "
-        "print(json.dumps([sorted(sys.modules), str(aiomisc_c.implementation)]))"
+        "kind = str(aiomisc_c.implementation); "
+        "print(json.dumps([sorted(sys.modules), kind]))"
     )
 
     def run(**env):
@@ -113,6 +123,79 @@ def test_python_twins_are_imported_only_when_needed():
     loaded, kind = run()
     assert kind == "c"
     assert not set(PYTHON_TWINS) & loaded
+
+
+PRIMITIVE_MODULES = (
+    "aiomisc_c.backoff", "aiomisc_c.circuit_breaker", "aiomisc_c.thread_pool",
+    "aiomisc_c.timeout", "aiomisc_c.utils",
+)
+PRIMITIVES = ["backoff", "circuit_breaker", "loop", "thread_pool", "timeout"]
+
+
+LAZY_TWINS_PROBE = """
+import json, sys
+import aiomisc_c
+from aiomisc_c import _compat
+report = {{}}
+report["before"] = sorted(m for m in sys.modules if m in {modules!r})
+with _compat.use_implementation({kind!r}):
+    report["inside"] = [
+        aiomisc_c.ThreadPoolExecutor is aiomisc_c.thread_pool.ThreadPoolExecutor,
+        aiomisc_c.timeout is sys.modules["aiomisc_c.timeout"].timeout,
+        aiomisc_c.cutout is aiomisc_c.circuit_breaker.cutout,
+        aiomisc_c.asyncbackoff is aiomisc_c.backoff.asyncbackoff,
+        aiomisc_c.new_event_loop is aiomisc_c.utils.new_event_loop,
+        aiomisc_c.ThreadPoolExecutor is getattr(
+            aiomisc_c.thread_pool, "_Py" + "ThreadPoolExecutor"),
+        aiomisc_c.timeout is sys.modules["aiomisc_c.timeout"]._Pytimeout,
+    ]
+    report["inside_kind"] = dict(aiomisc_c.implementation)
+report["after"] = [
+    aiomisc_c.ThreadPoolExecutor is aiomisc_c.thread_pool.ThreadPoolExecutor,
+    aiomisc_c.timeout is sys.modules["aiomisc_c.timeout"].timeout,
+    aiomisc_c.cutout is aiomisc_c.circuit_breaker.cutout,
+]
+report["after_kind"] = dict(aiomisc_c.implementation)
+print(json.dumps(report))
+"""
+
+
+
+def test_switching_twins_before_their_modules_are_imported():
+    # use_implementation() reaches the primitives "import aiomisc_c" has not
+    # imported yet: they are imported first, then switched.
+    code = LAZY_TWINS_PROBE.format(kind="python", modules=PRIMITIVE_MODULES)
+    report = probe(code, AIOMISC_NO_PLUGINS="1")
+    assert report["before"] == []
+    assert report["inside"] == [True] * 7
+    assert report["inside_kind"] == dict.fromkeys(PRIMITIVES, "python")
+    assert report["after"] == [True] * 3
+    expected = "c" if _compat_c_available() else "python"
+    assert report["after_kind"] == dict.fromkeys(PRIMITIVES, expected)
+
+
+def test_implementation_lists_every_primitive_right_after_import():
+    code = (
+        "import json, sys; import aiomisc_c; "
+        "from aiomisc_c import _compat; "
+        "before = [m for m in sys.modules if m == 'aiomisc_c.thread_pool']; "
+        "print(json.dumps([before, sorted(aiomisc_c.implementation), "
+        "_compat.c_available('thread_pool'), _compat.c_available(), "
+        "'aiomisc_c.thread_pool' in sys.modules]))"
+    )
+    before, primitives, pool_c, all_c, pool_loaded = probe(
+        code, AIOMISC_NO_PLUGINS="1",
+    )
+    assert before == []
+    assert primitives == PRIMITIVES
+    assert pool_c is all_c is _compat_c_available()
+    assert pool_loaded
+
+
+def _compat_c_available():
+    from aiomisc_c import _compat
+
+    return _compat.c_available()
 
 
 def test_switching_to_the_python_twins_imports_them():
@@ -249,7 +332,7 @@ def test_cutout_type_aliases_are_built_on_first_read():
     code = (
         "import json, sys\n"
         "from typing import Any, Awaitable, Callable, TypeVar\n"
-        "import aiomisc_c\n"
+        "import aiomisc_c.circuit_breaker\n"
         "base = sys.modules['aiomisc_c._circuit_breaker_base']\n"
         "built_at_import = 'CutoutFuncType' in vars(base)\n"
         "from aiomisc_c import circuit_breaker as cb\n"
@@ -286,3 +369,26 @@ def test_lazy_names_are_listed_by_dir_before_their_first_read():
     assert {"CutoutFuncType", "CircuitBreaker", "cutout"} <= set(breaker_names)
     # listing them imported nothing
     assert "aiomisc_c.entrypoint" not in modules and "aiomisc_c.io" not in modules
+
+
+@pytest.mark.parametrize("first", [
+    "import aiomisc_c",
+    "import aiomisc_c.timeout",
+    "from aiomisc_c.timeout import timeout",
+    "from aiomisc_c import timeout",
+])
+def test_timeout_is_the_function_whichever_import_came_first(first):
+    # As in aiomisc, the package attribute "timeout" is the decorator, also
+    # after its submodule (imported on first use) is imported.
+    code = (
+        "import json, sys, types\n"
+        f"{first}\n"
+        "import aiomisc_c, aiomisc_c.timeout\n"
+        "module = sys.modules['aiomisc_c.timeout']\n"
+        "print(json.dumps([\n"
+        "    isinstance(aiomisc_c.timeout, types.ModuleType),\n"
+        "    aiomisc_c.timeout is module.timeout,\n"
+        "    type(module).__name__,\n"
+        "]))\n"
+    )
+    assert probe(code, AIOMISC_NO_PLUGINS="1") == [False, True, "module"]

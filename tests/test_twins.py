@@ -20,9 +20,11 @@ import pytest
 import aiomisc_c
 from aiomisc_c import _compat
 
-# The twins registered by the modules under test here (other test modules
-# import their own primitives before this one is collected).
-for _module in ("thread_pool", "utils", "pool"):
+# Every public module that binds twins ("import aiomisc_c" imports none of
+# them: they load on first use).
+for _module in (
+    "backoff", "circuit_breaker", "thread_pool", "timeout", "utils", "pool",
+):
     importlib.import_module(f"aiomisc_c.{_module}")
 
 
