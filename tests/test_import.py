@@ -160,7 +160,6 @@ print(json.dumps(report))
 """
 
 
-
 def test_switching_twins_before_their_modules_are_imported():
     # use_implementation() reaches the primitives "import aiomisc_c" has not
     # imported yet: they are imported first, then switched.
