@@ -18,6 +18,8 @@ from typing import (
     Tuple, Type, TypeVar, Union,
 )
 
+from ._coroutine_functions import _IS_COROUTINE_MARKER
+from ._coroutine_functions import iscoroutinefunction as iscoroutinefunction
 from .counters import Statistic
 
 Number = Union[int, float]
@@ -30,9 +32,6 @@ B_co = TypeVar("B_co", covariant=True)
 # asyncio.TimeoutError is the builtin TimeoutError on 3.11+.
 TimeoutError_ = asyncio.TimeoutError
 
-# ``asyncio.coroutines._is_coroutine`` marks AsyncMock & co. on Python < 3.12
-# (gone in 3.14, hence the default).
-_IS_COROUTINE_MARKER = getattr(asyncio.coroutines, "_is_coroutine", object())
 
 
 class BackoffStatistic(Statistic):
@@ -45,15 +44,6 @@ class BackoffStatistic(Statistic):
 
 class RetryStatistic(BackoffStatistic):
     pass
-
-
-def iscoroutinefunction(func: Any) -> bool:
-    """``inspect.iscoroutinefunction`` plus what ``asyncio.iscoroutinefunction``
-    also accepts (objects marked like ``unittest.mock.AsyncMock``)."""
-    return (
-        inspect.iscoroutinefunction(func)
-        or getattr(func, "_is_coroutine", None) is _IS_COROUTINE_MARKER
-    )
 
 
 def _coroutine_markers() -> Dict[str, Any]:

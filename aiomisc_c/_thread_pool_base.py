@@ -14,7 +14,6 @@ This module must not import :mod:`aiomisc_c.thread_pool` (which imports it).
 import asyncio
 import concurrent.futures
 import contextvars
-import inspect
 import itertools
 import logging
 import os
@@ -32,6 +31,7 @@ from typing import (
 
 from ._compat import process_signals_blocked
 from ._context_vars import EVENT_LOOP
+from ._coroutine_functions import iscoroutinefunction as iscoroutinefunction
 from .counters import Statistic
 
 T = TypeVar("T")
@@ -40,18 +40,6 @@ P = ParamSpec("P")
 log = logging.getLogger("aiomisc_c.thread_pool")
 
 _EVENT_LOOP_VAR = EVENT_LOOP.context_var
-# ``asyncio.coroutines._is_coroutine`` marks AsyncMock & co. on Python < 3.12
-# (gone in 3.14, hence the default).
-_IS_COROUTINE_MARKER = getattr(asyncio.coroutines, "_is_coroutine", object())
-
-
-def iscoroutinefunction(func: Any) -> bool:
-    """``inspect.iscoroutinefunction`` plus what ``asyncio.iscoroutinefunction``
-    also accepts (objects marked like ``unittest.mock.AsyncMock``)."""
-    return (
-        inspect.iscoroutinefunction(func)
-        or getattr(func, "_is_coroutine", None) is _IS_COROUTINE_MARKER
-    )
 
 
 class ThreadPoolException(RuntimeError):

@@ -61,6 +61,25 @@ def test_import_leaves_optional_modules_alone():
     assert not loaded & set(LAZY_MODULES), sorted(loaded & set(LAZY_MODULES))
 
 
+def test_the_systemd_plugin_keeps_the_import_lazy():
+    # An installed package registers the systemd watchdog plugin, so every
+    # "import aiomisc_c" there imports it: it must not pull the primitives
+    # in (its service class loads on first read).
+    code = (
+        "import json, sys; import aiomisc_c, aiomisc_c.service.sdwatchdog; "
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    loaded = loaded_after(code, AIOMISC_NO_PLUGINS="1")
+    plugin_needs = {"aiomisc_c.service", "aiomisc_c.service.base"}
+    assert not loaded & (set(LAZY_MODULES) - plugin_needs), \
+        sorted(loaded & (set(LAZY_MODULES) - plugin_needs))
+    from aiomisc_c.service import sdwatchdog
+    from aiomisc_c.service.base import Service
+
+    assert issubclass(sdwatchdog.SDWatchdogService, Service)
+    assert sdwatchdog.SDWatchdogService.__module__ == sdwatchdog.__name__
+
+
 def test_lazy_names_resolve_on_first_use():
     code = (
         "import json, sys, dataclasses\n"

@@ -13,7 +13,7 @@ from abc import ABC, ABCMeta, abstractmethod
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from .._backoff_base import iscoroutinefunction
+from .._coroutine_functions import iscoroutinefunction
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..context import Context
