@@ -206,13 +206,18 @@ SOURCE_CHECKOUT_MESSAGE = (
 )
 
 
+def _in_source_checkout() -> bool:
+    """Whether the package is imported from a clone (``csrc/`` beside it)."""
+    return os.path.isdir(os.path.join(os.path.dirname(_PACKAGE_DIR), "csrc"))
+
+
 def _warn_if_source_checkout() -> None:
     """Warn once when the C modules are missing only because the package is
     imported from a clone (``csrc/`` beside it) where they were not built."""
     global _source_checkout_warned
     if _source_checkout_warned:
         return
-    if not os.path.isdir(os.path.join(os.path.dirname(_PACKAGE_DIR), "csrc")):
+    if not _in_source_checkout():
         return
     _source_checkout_warned = True
     warnings.warn(
@@ -228,7 +233,7 @@ def warn_if_unbuilt_checkout(c_modules: Iterable[str]) -> None:
     none is imported."""
     if not USE_C_EXTENSIONS or _source_checkout_warned:
         return
-    if not os.path.isdir(os.path.join(os.path.dirname(_PACKAGE_DIR), "csrc")):
+    if not _in_source_checkout():
         return
     from importlib.machinery import EXTENSION_SUFFIXES
 

@@ -11,6 +11,8 @@ import pytest
 
 from helpers.childproc import NEUTRAL_CWD, child_env
 
+from aiomisc_c import _compat
+
 # Imported by the package on first use only, never by ``import aiomisc_c``.
 LAZY_MODULES = (
     "uvloop", "dataclasses", "random", "platform", "importlib.metadata",
@@ -121,8 +123,6 @@ PYTHON_TWINS = (
 
 
 def test_python_twins_are_imported_only_when_needed():
-    from aiomisc_c import _compat
-
     # reading the implementation imports every primitive's public module
     code = (
         "import json, sys; import aiomisc_c; "
@@ -188,7 +188,7 @@ def test_switching_twins_before_their_modules_are_imported():
     assert report["inside"] == [True] * 7
     assert report["inside_kind"] == dict.fromkeys(PRIMITIVES, "python")
     assert report["after"] == [True] * 3
-    expected = "c" if _compat_c_available() else "python"
+    expected = "c" if _compat.c_available() else "python"
     assert report["after_kind"] == dict.fromkeys(PRIMITIVES, expected)
 
 
@@ -206,14 +206,8 @@ def test_implementation_lists_every_primitive_right_after_import():
     )
     assert before == []
     assert primitives == PRIMITIVES
-    assert pool_c is all_c is _compat_c_available()
+    assert pool_c is all_c is _compat.c_available()
     assert pool_loaded
-
-
-def _compat_c_available():
-    from aiomisc_c import _compat
-
-    return _compat.c_available()
 
 
 def test_switching_to_the_python_twins_imports_them():

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 import aiomisc_c
+from aiomisc_c import _compat
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(aiomisc_c.__file__))
 MESSAGE = "aiomisc_c is imported from a source checkout"
@@ -94,7 +95,7 @@ def test_warns_at_import_before_any_primitive_is_used(unbuilt_copy):
 def test_no_warning_and_no_c_import_from_a_built_checkout(tmp_path):
     # a checkout with its modules built: nothing warns, and "import
     # aiomisc_c" still imports no C module (it only looks for their files)
-    if not _compat_c_available():
+    if not _compat.c_available():
         pytest.skip("C twins not built")
     shutil.copytree(
         PACKAGE_DIR, tmp_path / "aiomisc_c",
@@ -111,9 +112,3 @@ def test_no_warning_and_no_c_import_from_a_built_checkout(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
     assert MESSAGE not in result.stderr
-
-
-def _compat_c_available():
-    from aiomisc_c import _compat
-
-    return _compat.c_available()

@@ -24,8 +24,6 @@ def open_fds():
     return len(os.listdir("/proc/self/fd"))
 
 
-
-
 pytestmark = pytest.mark.skipif(
     not os.path.isdir("/proc/self/fd"), reason="needs /proc/self/fd",
 )

@@ -10,7 +10,7 @@ from ..thread_pool import threaded
 from ..utils import TimeoutType
 from . import sdwatchdog as _plugin
 from .base import Service
-from .sdwatchdog import WATCHDOG_INTERVAL, _get_socket_addr, log
+from .sdwatchdog import _get_socket_addr, log
 
 if TYPE_CHECKING:
     from ..periodic import PeriodicCallback
@@ -37,7 +37,7 @@ class SDWatchdogService(Service):
 
     def __init__(
         self,
-        watchdog_interval: Optional[TimeoutType] = WATCHDOG_INTERVAL,
+        watchdog_interval: Optional[TimeoutType] = _plugin.WATCHDOG_INTERVAL,
         **kwargs: Any,
     ):
         self.watchdog_interval = watchdog_interval

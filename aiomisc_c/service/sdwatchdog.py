@@ -8,6 +8,8 @@ import os
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Optional
 
+from .._compat import lazy_attributes
+
 if TYPE_CHECKING:
     from ..utils import TimeoutType
     from ._sdwatchdog_service import SDWatchdogService
@@ -92,12 +94,8 @@ def setup() -> None:
     connect("POST_STOP", _post_stop)
 
 
-def __getattr__(name: str) -> Any:
-    # Every "import aiomisc_c" imports this module (it is a plugin): the
-    # service class, with the thread pool it needs, loads on first read.
-    if name == "SDWatchdogService":
-        from ._sdwatchdog_service import SDWatchdogService
-
-        globals()[name] = SDWatchdogService
-        return SDWatchdogService
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# Every "import aiomisc_c" imports this module (it is a plugin): the service
+# class, with the thread pool it needs, loads on first read.
+lazy_attributes(globals(), {
+    "SDWatchdogService": "aiomisc_c.service._sdwatchdog_service",
+})
